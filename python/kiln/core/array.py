@@ -1,0 +1,430 @@
+"""The `array` type: a lazy graph node (primitive, inputs, params, shape, dtype) or a materialised buffer.
+
+Every op records a node; nothing computes until `eval` (or `.item()`, `np.array(a)`, printing, `bool()`).
+Evaluation runs the pending nodes on the reference interpreter and then detaches them, as MLX does,
+unless a transform (grad, jvp, ...) is active, which needs the graph kept.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from . import dtypes as dt
+from .primitives import REGISTRY
+
+_local = threading.local()
+
+
+def transform_depth() -> int:
+    return getattr(_local, "transform_depth", 0)
+
+
+class transform_scope:
+    """While inside, evaluated nodes keep their graph edges (transforms walk them afterwards)."""
+
+    def __enter__(self):
+        _local.transform_depth = transform_depth() + 1
+
+    def __exit__(self, *exc):
+        _local.transform_depth = transform_depth() - 1
+
+
+class PlaceholderError(RuntimeError):
+    pass
+
+
+def placeholder_message(origin: str) -> str:
+    return (
+        f"[compile] Attempted to evaluate an array that depends on a placeholder of {origin}. "
+        "Inside a compiled function inputs are placeholders without data, so arrays cannot be printed, "
+        "converted (.item(), np.array, bool) or evaluated while tracing; a placeholder stored by a side "
+        "effect (e.g. appended to a list) cannot be used after the call either. Return such values as "
+        "outputs or capture them with compile(..., outputs=...). To debug with real values, call "
+        "mx.disable_compile() or set the environment variable MLX_DISABLE_COMPILE=1."
+    )
+
+
+class array:
+    """An N-dimensional array (MLX's `mlx.core.array`)."""
+
+    __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "__weakref__")
+    __array_priority__ = 100
+
+    def __init__(self, val, dtype=None):
+        data, d = _to_numpy(val, dt.as_dtype(dtype) if dtype is not None else None)
+        self._set_data(data, d)
+        self._prim = None
+        self._inputs = ()
+        self._params = None
+        self._placeholder = None
+
+    # -- construction helpers used by the library --------------------------------------------
+    @classmethod
+    def _lazy(cls, prim: str, inputs: tuple, params: dict, shape: tuple, dtype: dt.Dtype) -> "array":
+        a = object.__new__(cls)
+        a._data = None
+        a._prim = prim
+        a._inputs = inputs
+        a._params = params
+        a._shape = shape
+        a._dtype = dtype
+        a._placeholder = None
+        return a
+
+    @classmethod
+    def _from_numpy(cls, data: np.ndarray, dtype: dt.Dtype | None = None) -> "array":
+        a = object.__new__(cls)
+        d = dtype if dtype is not None else dt.from_numpy(data.dtype)
+        if data.dtype != d.np:
+            data = data.astype(d.np)
+        a._set_data(data, d)
+        a._prim = None
+        a._inputs = ()
+        a._params = None
+        a._placeholder = None
+        return a
+
+    @classmethod
+    def _make_placeholder(cls, shape: tuple, dtype: dt.Dtype, origin: str) -> "array":
+        a = cls._lazy(None, (), None, tuple(shape), dtype)
+        a._placeholder = origin
+        return a
+
+    def _set_data(self, data: np.ndarray, d: dt.Dtype):
+        if data.flags.writeable:
+            data.flags.writeable = False  # buffers are shared between arrays: never mutate them
+        self._data = data
+        self._shape = tuple(data.shape)
+        self._dtype = d
+
+    # -- properties --------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return self._shape
+
+    @property
+    def dtype(self) -> dt.Dtype:
+        return self._dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self._shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for s in self._shape:
+            n *= s
+        return n
+
+    @property
+    def itemsize(self) -> int:
+        return self._dtype.size
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self._dtype.size
+
+    @property
+    def T(self) -> "array":
+        return ops.transpose(self)
+
+    @property
+    def at(self):
+        from .indexing import AtIndexer
+
+        return AtIndexer(self)
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _numpy(self) -> np.ndarray:
+        if self._data is None:
+            evaluate([self])
+        return self._data
+
+    def item(self):
+        if self.size != 1:
+            raise ValueError("[item] item can only be called on arrays of size 1.")
+        v = self._numpy().reshape(()).item()
+        if self._dtype in (dt.bfloat16,):
+            v = float(v)
+        return v
+
+    def tolist(self):
+        data = self._numpy()
+        if self._dtype == dt.bfloat16:
+            data = data.astype(np.float32)
+        return data.tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        data = self._numpy()
+        if dtype is not None:
+            return data.astype(dtype)
+        return data.copy() if copy else data
+
+    def __bool__(self) -> bool:
+        if self.size != 1:
+            raise ValueError("The truth value of an array with more than one element is ambiguous.")
+        return bool(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __index__(self) -> int:
+        if not dt.is_integer(self._dtype):
+            raise TypeError("[array] Only integer arrays can be used as an index.")
+        return int(self.item())
+
+    def __repr__(self) -> str:
+        from ._format import format_array
+
+        return format_array(self._numpy(), self._dtype)
+
+    __str__ = __repr__
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() 0-dimensional array.")
+        return self._shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d array")
+        for i in range(self._shape[0]):
+            yield self[i]
+
+    __hash__ = object.__hash__  # MLX hashes arrays by identity
+
+    def __copy__(self):
+        return self
+
+    def __deepcopy__(self, memo):
+        return array._from_numpy(self._numpy().copy(), self._dtype)
+
+    def __getstate__(self):
+        return {"data": np.array(self._numpy()), "dtype": self._dtype.name}
+
+    def __setstate__(self, state):
+        self._set_data(np.array(state["data"]), dt.from_name(state["dtype"]))
+        self._prim = None
+        self._inputs = ()
+        self._params = None
+        self._placeholder = None
+
+    def astype(self, dtype, stream=None) -> "array":
+        return ops.astype(self, dtype)
+
+    def __getitem__(self, key):
+        from .indexing import getitem
+
+        return getitem(self, key)
+
+    def __setitem__(self, key, value):
+        from .indexing import setitem
+
+        setitem(self, key, value)
+
+    def _replace_with(self, other: "array"):
+        """Make this array object stand for `other` (MLX's functional in-place update)."""
+        self._data = other._data
+        self._prim = other._prim
+        self._inputs = other._inputs
+        self._params = other._params
+        self._shape = other._shape
+        self._dtype = other._dtype
+        self._placeholder = other._placeholder
+
+
+def bind(name: str, *inputs: array, **params) -> array:
+    """Record one primitive application as a lazy node (shape and dtype from the registry's rule)."""
+    prim = REGISTRY[name]
+    shape, dtype = prim.shape_rule(*inputs, **params)
+    return array._lazy(name, inputs, params, tuple(shape), dtype)
+
+
+def evaluate(outputs) -> None:
+    """Compute every pending node that `outputs` depend on, inputs first."""
+    order = pending_nodes(outputs)
+    keep_graph = transform_depth() > 0
+    for node in order:
+        if node._placeholder is not None:
+            raise PlaceholderError(placeholder_message(node._placeholder))
+        prim = REGISTRY[node._prim]
+        args = [x._data for x in node._inputs]
+        with np.errstate(all="ignore"):
+            out = prim.impl(*args, **node._params)
+        out = np.asarray(out)
+        if out.dtype != node._dtype.np:
+            out = out.astype(node._dtype.np)
+        if out.shape != node._shape:
+            raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
+        node._set_data(out, node._dtype)
+        if not keep_graph:
+            node._prim = None
+            node._inputs = ()
+            node._params = None
+
+
+def pending_nodes(outputs) -> list:
+    """Unevaluated nodes reachable from `outputs`, in an order where inputs come first."""
+    order, seen = [], set()
+    stack = [(a, False) for a in outputs if a._data is None]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        for x in node._inputs:
+            if x._data is None and id(x) not in seen:
+                stack.append((x, False))
+    return order
+
+
+def _infer_list_dtype(flat) -> dt.Dtype:
+    kinds = {type(v) for v in flat}
+    if any(issubclass(k, complex) for k in kinds):
+        return dt.complex64
+    if any(issubclass(k, (float, np.floating)) for k in kinds):
+        return dt.float32
+    if all(issubclass(k, (bool, np.bool_)) for k in kinds) and kinds:
+        return dt.bool_
+    return dt.int32
+
+
+def _flatten_list(val, out):
+    for v in val:
+        if isinstance(v, (list, tuple)):
+            _flatten_list(v, out)
+        elif isinstance(v, array):
+            out.append(v.item() if v.ndim == 0 else 0.0 if dt.is_floating(v.dtype) else 0)
+        else:
+            out.append(v)
+
+
+def _to_numpy(val, dtype):
+    """Convert a Python/numpy value to (numpy buffer, kiln dtype) with MLX's default dtypes."""
+    if isinstance(val, array):
+        data = val._numpy()
+        d = dtype or val.dtype
+        return (data if d == val.dtype else data.astype(d.np)), d
+    if isinstance(val, (bool, int, float, complex)) and not isinstance(val, np.generic):
+        d = dtype or dt.scalar_dtype(val)
+        if isinstance(val, int) and not isinstance(val, bool) and dtype is None and not -(2**31) <= val < 2**31:
+            d = dt.int64
+            if not -(2**63) <= val < 2**63:
+                raise ValueError(f"[array] Integer {val} does not fit in int64.")
+        return _cast(np.array(val), d), d
+    if isinstance(val, (list, tuple)):
+        if any(isinstance(v, array) for v in val) and all(isinstance(v, array) for v in val):
+            parts = [v._numpy() for v in val]
+            shapes = {p.shape for p in parts}
+            if len(shapes) > 1:
+                raise ValueError("[array] Initialization encountered non-uniform length.")
+            d = dtype or (dt.result_type(*val) if val else dt.float32)
+            return _cast(np.stack([p.astype(d.np) for p in parts]) if parts else np.zeros((0,), d.np), d), d
+        flat = []
+        _flatten_list(val, flat)
+        d = dtype or _infer_list_dtype(flat)
+        try:
+            data = np.array(val, dtype=object if d == dt.bfloat16 else None)
+        except ValueError:
+            raise ValueError("[array] Initialization encountered non-uniform length.") from None
+        if data.dtype == object and d != dt.bfloat16:
+            raise ValueError("[array] Initialization encountered non-uniform length.")
+        if not flat and data.size == 0:
+            d = dtype or dt.float32
+        return _cast(data, d), d
+    if isinstance(val, (np.ndarray, np.generic)):
+        data = np.asarray(val)
+        if dtype is None:
+            if data.dtype == np.float64:
+                dtype = dt.float32
+            elif data.dtype == np.complex128:
+                dtype = dt.complex64
+            else:
+                dtype = dt.from_numpy(data.dtype)
+        return _cast(data, dtype), dtype
+    if hasattr(val, "__array__"):
+        return _to_numpy(np.asarray(val), dtype)
+    raise ValueError(f"[array] Cannot convert object of type {type(val).__name__} to an array.")
+
+
+def _cast(data: np.ndarray, d: dt.Dtype) -> np.ndarray:
+    if data.dtype == d.np:
+        return np.array(data)  # own a copy: the caller may mutate theirs
+    with np.errstate(all="ignore"):
+        return data.astype(d.np)
+
+
+from . import ops  # noqa: E402  (ops needs `array`; array's methods need ops)
+
+
+def _install_operators():
+    """Python operators and MLX's method forms, all forwarding to ops."""
+
+    def binop(fn, reflected=False):
+        if reflected:
+            return lambda self, other: fn(other, self)
+        return lambda self, other: fn(self, other)
+
+    table = {
+        "add": ops.add, "sub": ops.subtract, "mul": ops.multiply, "truediv": ops.divide,
+        "floordiv": ops.floor_divide, "mod": ops.remainder, "pow": ops.power, "matmul": lambda a, b: ops.matmul(a, b),
+        "and": lambda a, b: _bitwise_or_logical(ops.bitwise_and, ops.logical_and, a, b),
+        "or": lambda a, b: _bitwise_or_logical(ops.bitwise_or, ops.logical_or, a, b),
+        "xor": ops.bitwise_xor_any, "lshift": ops.left_shift, "rshift": ops.right_shift,
+    }
+    for name, fn in table.items():
+        setattr(array, f"__{name}__", binop(fn))
+        setattr(array, f"__r{name}__", binop(fn, reflected=True))
+        # In-place forms rebind the name to a new array (arrays are immutable), as MLX does.
+        setattr(array, f"__i{name}__", binop(fn))
+    for name, fn in {"eq": ops.equal, "ne": ops.not_equal, "lt": ops.less, "le": ops.less_equal,
+                     "gt": ops.greater, "ge": ops.greater_equal}.items():
+        setattr(array, f"__{name}__", binop(fn))
+    array.__neg__ = lambda self: ops.negative(self)
+    array.__pos__ = lambda self: self
+    array.__abs__ = lambda self: ops.abs(self)
+    array.__invert__ = lambda self: ops.bitwise_invert(self)
+    array.__hash__ = object.__hash__
+    array.__divmod__ = lambda self, other: ops.divmod(self, other)
+
+    for name in ("abs", "exp", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "square", "reciprocal", "sin",
+                 "cos", "sum", "prod", "max", "min", "mean", "var", "std", "all", "any", "argmax", "argmin",
+                 "logsumexp", "cumsum", "cumprod", "cummax", "cummin", "transpose", "swapaxes", "moveaxis",
+                 "squeeze", "flatten", "unflatten", "round", "split", "diag", "diagonal", "conj", "maximum",
+                 "minimum"):
+        fn = getattr(ops, name, None)
+        if fn is not None and not hasattr(array, name):
+            setattr(array, name, fn)
+
+    def reshape(self, *shape, stream=None):
+        if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+            shape = shape[0]
+        return ops.reshape(self, shape)
+
+    def transpose(self, *axes, stream=None):
+        if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
+            axes = axes[0]
+        return ops.transpose(self, axes or None)
+
+    array.reshape = reshape
+    array.transpose = transpose
+    array.view = lambda self, dtype: ops.view(self, dtype)
+
+
+def _bitwise_or_logical(bitwise, logical, a, b):
+    a_bool = (isinstance(a, array) and a.dtype == dt.bool_) or isinstance(a, bool)
+    b_bool = (isinstance(b, array) and b.dtype == dt.bool_) or isinstance(b, bool)
+    return logical(a, b) if a_bool and b_bool else bitwise(a, b)
+
+
+_install_operators()

@@ -1,0 +1,234 @@
+"""dtypes, dtype categories and MLX's type-promotion rules (Python scalars are weakly typed)."""
+
+from __future__ import annotations
+
+import enum
+
+import ml_dtypes
+import numpy as np
+
+
+class DtypeCategory(enum.Enum):
+    """MLX's abstract dtype categories, used with `issubdtype`."""
+
+    complexfloating = "complexfloating"
+    floating = "floating"
+    inexact = "inexact"
+    signedinteger = "signedinteger"
+    unsignedinteger = "unsignedinteger"
+    integer = "integer"
+    number = "number"
+    generic = "generic"
+
+    def __repr__(self) -> str:
+        return f"DtypeCategory.{self.value}"
+
+    __str__ = __repr__
+
+
+class Dtype:
+    """An array element type. Compare with `==`; `size` is bytes per element."""
+
+    __slots__ = ("name", "np", "size", "category", "short")
+
+    def __init__(self, name: str, np_dtype, category: DtypeCategory, short: str):
+        self.name = name
+        self.np = np.dtype(np_dtype)
+        self.size = self.np.itemsize
+        self.category = category
+        self.short = short  # the IR's spelling: f32, i64, bf16, ...
+
+    def __repr__(self) -> str:
+        return f"kiln.core.{self.name}"
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Dtype) and other.name == self.name
+
+    def __reduce__(self):
+        return (from_name, (self.name,))
+
+
+_C = DtypeCategory
+bool_ = Dtype("bool", np.bool_, _C.generic, "bool")
+uint8 = Dtype("uint8", np.uint8, _C.unsignedinteger, "u8")
+uint16 = Dtype("uint16", np.uint16, _C.unsignedinteger, "u16")
+uint32 = Dtype("uint32", np.uint32, _C.unsignedinteger, "u32")
+uint64 = Dtype("uint64", np.uint64, _C.unsignedinteger, "u64")
+int8 = Dtype("int8", np.int8, _C.signedinteger, "i8")
+int16 = Dtype("int16", np.int16, _C.signedinteger, "i16")
+int32 = Dtype("int32", np.int32, _C.signedinteger, "i32")
+int64 = Dtype("int64", np.int64, _C.signedinteger, "i64")
+float16 = Dtype("float16", np.float16, _C.floating, "f16")
+bfloat16 = Dtype("bfloat16", ml_dtypes.bfloat16, _C.floating, "bf16")
+float32 = Dtype("float32", np.float32, _C.floating, "f32")
+float64 = Dtype("float64", np.float64, _C.floating, "f64")
+complex64 = Dtype("complex64", np.complex64, _C.complexfloating, "c64")
+
+ALL = (bool_, uint8, uint16, uint32, uint64, int8, int16, int32, int64,
+       float16, bfloat16, float32, float64, complex64)
+_BY_NAME = {d.name: d for d in ALL}
+_BY_NP = {d.np: d for d in ALL}
+
+complexfloating = _C.complexfloating
+floating = _C.floating
+inexact = _C.inexact
+signedinteger = _C.signedinteger
+unsignedinteger = _C.unsignedinteger
+integer = _C.integer
+number = _C.number
+generic = _C.generic
+
+# Which categories each category belongs to (MLX's lattice).
+_PARENTS = {
+    _C.complexfloating: {_C.complexfloating, _C.inexact, _C.number, _C.generic},
+    _C.floating: {_C.floating, _C.inexact, _C.number, _C.generic},
+    _C.inexact: {_C.inexact, _C.number, _C.generic},
+    _C.signedinteger: {_C.signedinteger, _C.integer, _C.number, _C.generic},
+    _C.unsignedinteger: {_C.unsignedinteger, _C.integer, _C.number, _C.generic},
+    _C.integer: {_C.integer, _C.number, _C.generic},
+    _C.number: {_C.number, _C.generic},
+    _C.generic: {_C.generic},
+}
+
+
+def from_name(name: str) -> Dtype:
+    return _BY_NAME[name]
+
+
+def from_numpy(np_dtype) -> Dtype:
+    """The kiln dtype of a numpy dtype; float64 stays float64, other unknowns raise."""
+    nd = np.dtype(np_dtype)
+    if nd in _BY_NP:
+        return _BY_NP[nd]
+    if nd == np.complex128:
+        return complex64
+    raise ValueError(f"[array] Unsupported numpy dtype {nd}.")
+
+
+def issubdtype(a, b) -> bool:
+    """True if `a` (a Dtype or category) is `b` or belongs to category `b`."""
+    if isinstance(a, Dtype) and isinstance(b, Dtype):
+        return a == b
+    if isinstance(a, Dtype) and isinstance(b, DtypeCategory):
+        return b in _PARENTS[a.category]
+    if isinstance(a, DtypeCategory) and isinstance(b, DtypeCategory):
+        return b in _PARENTS[a]
+    return False
+
+
+def is_floating(d: Dtype) -> bool:
+    return d.category in (_C.floating, _C.complexfloating)
+
+
+def is_integer(d: Dtype) -> bool:
+    return d.category in (_C.signedinteger, _C.unsignedinteger)
+
+
+def is_unsigned(d: Dtype) -> bool:
+    return d.category is _C.unsignedinteger
+
+
+def _signed_of_size(size: int) -> Dtype:
+    return {1: int8, 2: int16, 4: int32, 8: int64}[size]
+
+
+def promote_types(a: Dtype, b: Dtype) -> Dtype:
+    """MLX's promotion of two array dtypes."""
+    if a == b:
+        return a
+    if a == bool_:
+        return b
+    if b == bool_:
+        return a
+    if a == complex64 or b == complex64:
+        return complex64
+    if is_floating(a) and is_floating(b):
+        if {a, b} == {float16, bfloat16}:
+            return float32
+        return a if a.size > b.size else b
+    if is_floating(a):
+        return a
+    if is_floating(b):
+        return b
+    if is_unsigned(a) == is_unsigned(b):
+        return a if a.size > b.size else b
+    unsigned, signed = (a, b) if is_unsigned(a) else (b, a)
+    if unsigned.size < signed.size:
+        return signed
+    if unsigned.size == 8:
+        return float32  # no signed type holds every uint64 (MLX's rule)
+    return _signed_of_size(unsigned.size * 2)
+
+
+def result_type(*items) -> Dtype:
+    """Promote arrays (strong) and Python scalars (weak), as MLX does."""
+    from .array import array
+
+    strong = [x.dtype for x in items if isinstance(x, array)]
+    strong += [x for x in items if isinstance(x, Dtype)]
+    weak = [x for x in items if isinstance(x, (bool, int, float, complex)) and not isinstance(x, Dtype)]
+    if strong:
+        out = strong[0]
+        for d in strong[1:]:
+            out = promote_types(out, d)
+    else:
+        out = None
+    for w in weak:
+        out = _promote_weak(out, w)
+    return out
+
+
+def _promote_weak(d: Dtype | None, scalar) -> Dtype:
+    if isinstance(scalar, complex):
+        return complex64
+    if isinstance(scalar, bool):
+        return bool_ if d is None else d
+    if isinstance(scalar, int):
+        if d is None or d == bool_:
+            return int32
+        return d
+    # float
+    if d is None or not is_floating(d):
+        return float32
+    return d
+
+
+def scalar_dtype(value) -> Dtype:
+    """The dtype `mx.array(value)` gets for a Python scalar."""
+    if isinstance(value, bool):
+        return bool_
+    if isinstance(value, int):
+        return int32
+    if isinstance(value, float):
+        return float32
+    if isinstance(value, complex):
+        return complex64
+    raise TypeError(f"not a scalar: {value!r}")
+
+
+def as_dtype(d) -> Dtype:
+    if isinstance(d, Dtype):
+        return d
+    if d is None:
+        return None
+    if d is bool:
+        return bool_
+    if d is int:
+        return int32
+    if d is float:
+        return float32
+    if isinstance(d, str) and d in _BY_NAME:
+        return _BY_NAME[d]
+    try:
+        return from_numpy(d)
+    except (TypeError, ValueError):
+        raise ValueError(f"Unsupported dtype {d!r}.") from None
+
+
+def finfo_max(d: Dtype) -> float:
+    return float(ml_dtypes.finfo(d.np).max)

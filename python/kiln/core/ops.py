@@ -1,0 +1,946 @@
+"""The public ops: check arguments, normalise axes, promote dtypes, then `bind` primitives.
+
+Primitives stay strict (one dtype per elementwise op, normalised axes); everything MLX users may pass
+is handled here. Errors start with `[opname]`, as MLX's do.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+import numpy as np
+
+from . import dtypes as dt
+from .array import array, bind
+from .prims.elementwise import broadcast_shapes as _broadcast_shapes
+
+Scalar = (bool, int, float, complex, np.number, np.bool_)
+
+
+# -- argument helpers ------------------------------------------------------------------------------
+def _is_scalar(x) -> bool:
+    return isinstance(x, Scalar) and not isinstance(x, array)
+
+
+def _py_scalar(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def to_array(x, dtype: dt.Dtype | None = None) -> array:
+    """An array for x (arrays pass through, cast if dtype is given)."""
+    if isinstance(x, array):
+        return x if dtype is None or x.dtype == dtype else astype(x, dtype)
+    return array(x, dtype)
+
+
+def _scalar_array(x, dtype: dt.Dtype) -> array:
+    x = _py_scalar(x)
+    with np.errstate(all="ignore"):
+        if dt.is_integer(dtype) and isinstance(x, float):
+            return array._from_numpy(np.array(x).astype(dtype.np), dtype)
+        if dt.is_integer(dtype) and isinstance(x, int):
+            info = np.iinfo(dtype.np)
+            x = ((x - info.min) % (1 << (8 * dtype.size))) + info.min  # wrap like C
+        return array._from_numpy(np.array(x, dtype=dtype.np), dtype)
+
+
+def _promote(op: str, *xs) -> list:
+    """Arrays of one promoted dtype (Python scalars are weakly typed)."""
+    items = []
+    for x in xs:
+        if isinstance(x, array) or _is_scalar(x):
+            items.append(_py_scalar(x) if not isinstance(x, array) else x)
+        else:
+            try:
+                items.append(array(x))
+            except (ValueError, TypeError) as e:
+                raise TypeError(f"[{op}] Cannot convert argument of type {type(x).__name__} to an array.") from e
+    d = dt.result_type(*items)
+    out = []
+    for x in items:
+        out.append(astype(x, d) if isinstance(x, array) else _scalar_array(x, d))
+    return out
+
+
+def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
+    """Normalise an int/tuple/None axis argument to a sorted tuple of non-negative axes."""
+    if axis is None:
+        return tuple(range(ndim))
+    seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    out = []
+    for a in seq:
+        a = int(a)
+        if not -ndim <= a < ndim:
+            raise ValueError(f"[{op}] Invalid axis {a} for array with {ndim} dimensions.")
+        a = a + ndim if a < 0 else a
+        if a in out:
+            raise ValueError(f"[{op}] Received duplicate axis {a}.")
+        out.append(a)
+    return tuple(sorted(out))
+
+
+def _axis(op: str, ndim: int, axis: int) -> int:
+    if not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"[{op}] axis must be an int, got {type(axis).__name__}.")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"[{op}] Invalid axis {axis} for array with {ndim} dimensions.")
+    return int(axis) + ndim if axis < 0 else int(axis)
+
+
+# -- dtype ------------------------------------------------------------------------------------------
+def astype(a, dtype, stream=None) -> array:
+    d = dt.as_dtype(dtype)
+    a = to_array(a)
+    if a.dtype == d:
+        return a
+    return bind("astype", a, dtype=d)
+
+
+# -- elementwise -----------------------------------------------------------------------------------
+def _float_input(op: str, a) -> array:
+    a = to_array(a)
+    if not dt.is_floating(a.dtype):
+        a = astype(a, dt.float32)
+    return a
+
+
+def _unary_float(name):
+    def fn(a, stream=None) -> array:
+        return bind(name, _float_input(name, a))
+
+    fn.__name__ = name
+    fn.__doc__ = f"Element-wise {name}. Integer inputs are computed in float32."
+    return fn
+
+
+def _unary_same(name):
+    def fn(a, stream=None) -> array:
+        return bind(name, to_array(a))
+
+    fn.__name__ = name
+    fn.__doc__ = f"Element-wise {name}."
+    return fn
+
+
+for _n in ("exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
+           "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "sigmoid",
+           "erf", "erfinv"):
+    globals()[_n] = _unary_float(_n)
+for _n in ("abs", "negative", "sign", "square"):
+    globals()[_n] = _unary_same(_n)
+
+
+def _bool_check(op, a):
+    if a.dtype == dt.bool_:
+        raise ValueError(f"[{op}] Not supported for arrays of type bool.")
+
+
+def negative(a, stream=None) -> array:
+    a = to_array(a)
+    _bool_check("negative", a)
+    return bind("negative", a)
+
+
+def floor(a, stream=None) -> array:
+    a = to_array(a)
+    return a if not dt.is_floating(a.dtype) else bind("floor", a)
+
+
+def ceil(a, stream=None) -> array:
+    a = to_array(a)
+    return a if not dt.is_floating(a.dtype) else bind("ceil", a)
+
+
+def round(a, decimals: int = 0, stream=None) -> array:  # noqa: A001
+    a = to_array(a)
+    if not dt.is_floating(a.dtype):
+        return a
+    if decimals == 0:
+        return bind("round", a)
+    scale = 10.0 ** decimals
+    return divide(bind("round", multiply(a, scale)), scale)
+
+
+def _predicate(name):
+    def fn(a, stream=None) -> array:
+        a = to_array(a)
+        if not dt.is_floating(a.dtype):
+            return full_like(a, name == "isfinite", dtype=dt.bool_)
+        return bind(name, a)
+
+    fn.__name__ = name
+    return fn
+
+
+isnan = _predicate("isnan")
+isinf = _predicate("isinf")
+isfinite = _predicate("isfinite")
+
+
+def isposinf(a, stream=None) -> array:
+    a = to_array(a)
+    return logical_and(isinf(a), greater(a, 0))
+
+
+def isneginf(a, stream=None) -> array:
+    a = to_array(a)
+    return logical_and(isinf(a), less(a, 0))
+
+
+def logical_not(a, stream=None) -> array:
+    return bind("logical_not", astype(a, dt.bool_))
+
+
+def bitwise_invert(a, stream=None) -> array:
+    a = to_array(a)
+    if dt.is_floating(a.dtype):
+        raise ValueError("[bitwise_invert] Bitwise operations are only allowed on integer types.")
+    if a.dtype == dt.bool_:
+        return logical_not(a)
+    return bind("bitwise_invert", a)
+
+
+def stop_gradient(a, stream=None) -> array:
+    return bind("stop_gradient", to_array(a))
+
+
+def copy(a, stream=None) -> array:
+    return bind("copy", to_array(a))
+
+
+def _binary(name, float_result=False, check=None):
+    def fn(a, b, stream=None) -> array:
+        x, y = _promote(name, a, b)
+        if check:
+            check(name, x.dtype)
+        if float_result and not dt.is_floating(x.dtype):
+            x, y = astype(x, dt.float32), astype(y, dt.float32)
+        _broadcast_shapes(x.shape, y.shape, op=name)
+        return bind(name, x, y)
+
+    fn.__name__ = name
+    fn.__doc__ = f"Element-wise {name} with numpy-style broadcasting."
+    return fn
+
+
+def _no_bool(op, d):
+    if d == dt.bool_:
+        raise ValueError(f"[{op}] Arithmetic on arrays of type bool is not supported; cast first.")
+
+
+def _int_only(op, d):
+    if dt.is_floating(d):
+        raise ValueError(f"[{op}] Bitwise operations are only allowed on integer types.")
+
+
+add = _binary("add")
+subtract = _binary("subtract", check=_no_bool)
+multiply = _binary("multiply")
+divide = _binary("divide", float_result=True)
+floor_divide = _binary("floor_divide")
+remainder = _binary("remainder")
+power = _binary("power")
+maximum = _binary("maximum")
+minimum = _binary("minimum")
+arctan2 = _binary("arctan2", float_result=True)
+logaddexp = _binary("logaddexp", float_result=True)
+equal = _binary("equal")
+not_equal = _binary("not_equal")
+less = _binary("less")
+less_equal = _binary("less_equal")
+greater = _binary("greater")
+greater_equal = _binary("greater_equal")
+bitwise_and = _binary("bitwise_and", check=_int_only)
+bitwise_or = _binary("bitwise_or", check=_int_only)
+bitwise_xor = _binary("bitwise_xor", check=_int_only)
+left_shift = _binary("left_shift", check=_int_only)
+right_shift = _binary("right_shift", check=_int_only)
+
+
+def true_divide(a, b, stream=None):
+    return divide(a, b)
+
+
+def divmod(a, b, stream=None):  # noqa: A001
+    return floor_divide(a, b), remainder(a, b)
+
+
+def bitwise_xor_any(a, b, stream=None) -> array:
+    """`^`: logical for two bools, bitwise otherwise."""
+    if isinstance(a, array) and a.dtype == dt.bool_ and isinstance(b, array) and b.dtype == dt.bool_:
+        return not_equal(a, b)
+    return bitwise_xor(a, b)
+
+
+def logical_and(a, b, stream=None) -> array:
+    x, y = astype(to_array(a), dt.bool_), astype(to_array(b), dt.bool_)
+    _broadcast_shapes(x.shape, y.shape, op="logical_and")
+    return bind("logical_and", x, y)
+
+
+def logical_or(a, b, stream=None) -> array:
+    x, y = astype(to_array(a), dt.bool_), astype(to_array(b), dt.bool_)
+    _broadcast_shapes(x.shape, y.shape, op="logical_or")
+    return bind("logical_or", x, y)
+
+
+def where(condition, x, y, stream=None) -> array:
+    """Select from x where condition is true, else from y (broadcasting all three)."""
+    c = astype(to_array(condition), dt.bool_)
+    xa, ya = _promote("where", x, y)
+    _broadcast_shapes(c.shape, xa.shape, ya.shape, op="where")
+    return bind("select", c, xa, ya)
+
+
+def clip(a, a_min, a_max, stream=None) -> array:
+    if a_min is None and a_max is None:
+        raise ValueError("[clip] One of min or max must be provided.")
+    out = to_array(a)
+    if a_min is not None:
+        out = maximum(out, a_min)
+    if a_max is not None:
+        out = minimum(out, a_max)
+    return out
+
+
+def nan_to_num(a, nan: float = 0.0, posinf=None, neginf=None, stream=None) -> array:
+    a = to_array(a)
+    if not dt.is_floating(a.dtype):
+        return a
+    big = dt.finfo_max(a.dtype)
+    posinf = big if posinf is None else posinf
+    neginf = -big if neginf is None else neginf
+    out = where(isnan(a), nan, a)
+    out = where(isposinf(a), posinf, out)
+    return where(isneginf(a), neginf, out)
+
+
+def square(a, stream=None) -> array:
+    a = to_array(a)
+    return bind("square", a)
+
+
+def abs(a, stream=None) -> array:  # noqa: A001
+    a = to_array(a)
+    if dt.is_unsigned(a.dtype) or a.dtype == dt.bool_:
+        return a
+    return bind("abs", a)
+
+
+def sign(a, stream=None) -> array:
+    return bind("sign", to_array(a))
+
+
+def degrees(a, stream=None):
+    return multiply(_float_input("degrees", a), 180.0 / math.pi)
+
+
+def radians(a, stream=None):
+    return multiply(_float_input("radians", a), math.pi / 180.0)
+
+
+# -- creation ----------------------------------------------------------------------------------------
+def _shape_arg(op, shape) -> tuple:
+    if isinstance(shape, (int, np.integer)):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError:
+        raise TypeError(f"[{op}] shape must be an int or a sequence of ints.") from None
+    if any(s < 0 for s in shape):
+        raise ValueError(f"[{op}] Negative dimensions are not allowed: {shape}.")
+    return shape
+
+
+def _alloc(op, shape, d):
+    nbytes = d.size
+    for s in shape:
+        nbytes *= s
+    if nbytes > (1 << 46):
+        raise MemoryError(f"[{op}] Cannot allocate {nbytes} bytes for shape {shape}.")
+
+
+def full(shape, vals, dtype=None, stream=None) -> array:
+    """An array of `shape` filled with `vals` (broadcast)."""
+    shape = _shape_arg("full", shape)
+    v = to_array(vals) if not _is_scalar(vals) else None
+    d = dt.as_dtype(dtype) if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(_py_scalar(vals)))
+    _alloc("full", shape, d)
+    if v is None:
+        v = _scalar_array(vals, d)
+    return broadcast_to(astype(v, d), shape)
+
+
+def zeros(shape, dtype=dt.float32, stream=None) -> array:
+    shape = _shape_arg("zeros", shape)
+    d = dt.as_dtype(dtype)
+    _alloc("zeros", shape, d)
+    return array._from_numpy(np.zeros(shape, d.np), d)
+
+
+def ones(shape, dtype=dt.float32, stream=None) -> array:
+    shape = _shape_arg("ones", shape)
+    d = dt.as_dtype(dtype)
+    _alloc("ones", shape, d)
+    return array._from_numpy(np.ones(shape, d.np), d)
+
+
+def full_like(a, vals, dtype=None, stream=None) -> array:
+    a = to_array(a)
+    d = dt.as_dtype(dtype) if dtype is not None else a.dtype
+    return bind("fill", a, value=_py_scalar(vals), dtype=d)
+
+
+def zeros_like(a, stream=None) -> array:
+    return full_like(a, 0)
+
+
+def ones_like(a, stream=None) -> array:
+    return full_like(a, 1)
+
+
+def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
+    """Values from start to stop (exclusive) by step; int32 for int arguments, float32 otherwise."""
+    if stop is None:
+        start, stop = 0, start
+    if step is None:
+        step = 1
+    if step == 0:
+        raise ValueError("[arange] Cannot compute length.")
+    any_float = builtins.any(isinstance(v, float) for v in (start, stop, step))
+    d = dt.as_dtype(dtype) if dtype is not None else (dt.float32 if any_float else dt.int32)
+    n = builtins.max(0, math.ceil((stop - start) / step))
+    if dt.is_integer(d) and not any_float:
+        data = start + step * np.arange(n, dtype=np.int64)
+    else:
+        data = start + step * np.arange(n, dtype=np.float64)
+    return array._from_numpy(data.astype(d.np), d)
+
+
+def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array:
+    if num < 0:
+        raise ValueError("[linspace] num must be non-negative.")
+    d = dt.as_dtype(dtype)
+    return array._from_numpy(np.linspace(start, stop, num).astype(d.np), d)
+
+
+def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
+    d = dt.as_dtype(dtype)
+    if n < 0 or (m is not None and m < 0):
+        raise ValueError("[eye] N and M must be non-negative integers.")
+    return array._from_numpy(np.eye(n, m, k, dtype=d.np), d)
+
+
+def identity(n: int, dtype=dt.float32, stream=None) -> array:
+    return eye(n, dtype=dtype)
+
+
+def tri(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
+    d = dt.as_dtype(dtype)
+    return array._from_numpy(np.tri(n, m, k, dtype=d.np), d)
+
+
+def tril(x, k: int = 0, stream=None) -> array:
+    x = to_array(x)
+    if x.ndim < 2:
+        raise ValueError("[tril] array must be at least 2-D.")
+    mask = tri(x.shape[-2], x.shape[-1], k, dtype=dt.bool_)
+    return where(mask, x, zeros_like(x))
+
+
+def triu(x, k: int = 0, stream=None) -> array:
+    x = to_array(x)
+    if x.ndim < 2:
+        raise ValueError("[triu] array must be at least 2-D.")
+    mask = tri(x.shape[-2], x.shape[-1], k - 1, dtype=dt.bool_)
+    return where(mask, zeros_like(x), x)
+
+
+def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> list:
+    if indexing not in ("xy", "ij"):
+        raise ValueError("[meshgrid] indexing must be 'xy' or 'ij'.")
+    arrs = [to_array(a) for a in arrays]
+    for a in arrs:
+        if a.ndim != 1:
+            raise ValueError("[meshgrid] Inputs must be 1-D arrays.")
+    n = len(arrs)
+    outs = []
+    for i, a in enumerate(arrs):
+        shape = [1] * n
+        shape[i] = a.size
+        if indexing == "xy" and n >= 2 and i < 2:
+            shape[0], shape[1] = shape[1], shape[0]
+        outs.append(reshape(a, shape))
+    if sparse:
+        return outs
+    return list(broadcast_arrays(*outs))
+
+
+# -- reductions -------------------------------------------------------------------------------------------
+def _reduce(name, a, axis, keepdims):
+    a = to_array(a)
+    axes = _axes(name, a.ndim, axis)
+    if not axes:
+        return a if name not in ("all", "any") else astype(a, dt.bool_)
+    return bind(name, a, axes=axes, keepdims=bool(keepdims))
+
+
+def sum(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    return _reduce("sum", a, axis, keepdims)
+
+
+def prod(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    return _reduce("prod", a, axis, keepdims)
+
+
+def max(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    return _reduce("max", a, axis, keepdims)
+
+
+def min(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    return _reduce("min", a, axis, keepdims)
+
+
+def all(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    return _reduce("all", astype(to_array(a), dt.bool_), axis, keepdims)
+
+
+def any(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    return _reduce("any", astype(to_array(a), dt.bool_), axis, keepdims)
+
+
+def _count(a, axes) -> int:
+    n = 1
+    for ax in axes:
+        n *= a.shape[ax]
+    return n
+
+
+def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    a = to_array(a)
+    axes = _axes("mean", a.ndim, axis)
+    if not dt.is_floating(a.dtype):
+        a = astype(a, dt.float32)
+    return divide(sum(a, axes, keepdims), _count(a, axes))
+
+
+def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
+    a = to_array(a)
+    axes = _axes("var", a.ndim, axis)
+    if not dt.is_floating(a.dtype):
+        a = astype(a, dt.float32)
+    mu = mean(a, axes, keepdims=True)
+    d = subtract(a, mu)
+    n = _count(a, axes)
+    return divide(sum(multiply(d, d), axes, keepdims), builtins.max(n - ddof, 0))
+
+
+def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
+    return sqrt(var(a, axis, keepdims, ddof))
+
+
+def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    a = _float_input("logsumexp", a)
+    axes = _axes("logsumexp", a.ndim, axis)
+    m = stop_gradient(max(a, axes, keepdims=True))
+    m = where(isinf(m), zeros_like(m), m)
+    out = add(log(sum(exp(subtract(a, m)), axes, keepdims=True)), m)
+    return out if keepdims else squeeze(out, axes)
+
+
+def softmax(a, axis=None, precise: bool = False, stream=None) -> array:
+    a = _float_input("softmax", a)
+    axes = _axes("softmax", a.ndim, axis)
+    m = stop_gradient(max(a, axes, keepdims=True))
+    e = exp(subtract(a, m))
+    return divide(e, sum(e, axes, keepdims=True))
+
+
+def _arg_reduce(name, a, axis, keepdims):
+    a = to_array(a)
+    if axis is None:
+        a = reshape(a, (-1,))
+        axis = 0
+    ax = _axis(name, a.ndim, axis)
+    return bind(name, a, axes=(ax,), keepdims=bool(keepdims))
+
+
+def argmax(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    return _arg_reduce("argmax", a, axis, keepdims)
+
+
+def argmin(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    return _arg_reduce("argmin", a, axis, keepdims)
+
+
+def _scan(name, a, axis, reverse, inclusive):
+    a = to_array(a)
+    if axis is None:
+        a = reshape(a, (-1,))
+        axis = 0
+    ax = _axis(name, a.ndim, axis)
+    return bind(name, a, axis=ax, reverse=bool(reverse), inclusive=bool(inclusive))
+
+
+def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    return _scan("cumsum", a, axis, reverse, inclusive)
+
+
+def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    return _scan("cumprod", a, axis, reverse, inclusive)
+
+
+def cummax(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    return _scan("cummax", a, axis, reverse, inclusive)
+
+
+def cummin(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    return _scan("cummin", a, axis, reverse, inclusive)
+
+
+# -- shape --------------------------------------------------------------------------------------------
+def reshape(a, shape, stream=None) -> array:
+    a = to_array(a)
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    from .prims.shape import resolve_reshape
+
+    if resolve_reshape(a.shape, shape) == a.shape:
+        return a
+    return bind("reshape", a, shape=shape)
+
+
+def flatten(a, start_axis: int = 0, end_axis: int = -1, stream=None) -> array:
+    a = to_array(a)
+    return bind("flatten", a, start_axis=int(start_axis), end_axis=int(end_axis))
+
+
+def unflatten(a, axis: int, shape, stream=None) -> array:
+    a = to_array(a)
+    ax = _axis("unflatten", a.ndim, axis)
+    shape = tuple(int(s) for s in shape)
+    if not shape:
+        raise ValueError("[unflatten] Shape to unflatten to cannot be empty.")
+    new = a.shape[:ax] + shape + a.shape[ax + 1:]
+    return reshape(a, new)
+
+
+def squeeze(a, axis=None, stream=None) -> array:
+    a = to_array(a)
+    if axis is None:
+        axes = tuple(i for i, s in enumerate(a.shape) if s == 1)
+    else:
+        axes = _axes("squeeze", a.ndim, axis)
+    if not axes:
+        return a
+    return bind("squeeze", a, axes=axes)
+
+
+def expand_dims(a, axis, stream=None) -> array:
+    a = to_array(a)
+    seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = a.ndim + len(seq)
+    axes = []
+    for ax in seq:
+        if not -nd <= ax < nd:
+            raise ValueError(f"[expand_dims] Invalid axis {ax} for output with {nd} dimensions.")
+        ax = ax + nd if ax < 0 else ax
+        if ax in axes:
+            raise ValueError("[expand_dims] Received duplicate axes.")
+        axes.append(ax)
+    return bind("expand_dims", a, axes=tuple(sorted(axes)))
+
+
+def transpose(a, axes=None, stream=None) -> array:
+    a = to_array(a)
+    if axes is None:
+        axes = tuple(range(a.ndim))[::-1]
+    axes = tuple(int(x) for x in axes)
+    if len(axes) != a.ndim:
+        raise ValueError(f"[transpose] Recived {len(axes)} axes for array with {a.ndim} dimensions.")
+    norm = tuple(x + a.ndim if x < 0 else x for x in axes)
+    if sorted(norm) != list(range(a.ndim)):
+        raise ValueError(f"[transpose] Invalid permutation {axes} for array with {a.ndim} dimensions.")
+    if norm == tuple(range(a.ndim)):
+        return a
+    return bind("transpose", a, axes=norm)
+
+
+def swapaxes(a, axis1: int, axis2: int, stream=None) -> array:
+    a = to_array(a)
+    i, j = _axis("swapaxes", a.ndim, axis1), _axis("swapaxes", a.ndim, axis2)
+    perm = list(range(a.ndim))
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(a, perm)
+
+
+def moveaxis(a, source: int, destination: int, stream=None) -> array:
+    a = to_array(a)
+    s, d = _axis("moveaxis", a.ndim, source), _axis("moveaxis", a.ndim, destination)
+    perm = [i for i in range(a.ndim) if i != s]
+    perm.insert(d, s)
+    return transpose(a, perm)
+
+
+def broadcast_to(a, shape, stream=None) -> array:
+    a = to_array(a)
+    shape = _shape_arg("broadcast_to", shape)
+    if a.shape == shape:
+        return a
+    return bind("broadcast_to", a, shape=shape)
+
+
+def broadcast_shapes(*shapes) -> tuple:
+    return _broadcast_shapes(*(tuple(s) for s in shapes), op="broadcast_shapes")
+
+
+def broadcast_arrays(*arrays, stream=None) -> tuple:
+    arrs = [to_array(a) for a in arrays]
+    shape = _broadcast_shapes(*(a.shape for a in arrs), op="broadcast_arrays")
+    return tuple(broadcast_to(a, shape) for a in arrs)
+
+
+def atleast_1d(*arys):
+    outs = [reshape(to_array(a), (1,)) if to_array(a).ndim == 0 else to_array(a) for a in arys]
+    return outs[0] if len(outs) == 1 else outs
+
+
+def atleast_2d(*arys):
+    outs = []
+    for a in arys:
+        a = to_array(a)
+        outs.append(reshape(a, (1,) * (2 - a.ndim) + a.shape) if a.ndim < 2 else a)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
+    arrs = list(arrays)
+    if not arrs:
+        raise ValueError("[concatenate] No arrays provided for concatenation.")
+    if axis is None:
+        arrs = [reshape(to_array(a), (-1,)) for a in arrs]
+        axis = 0
+    arrs = _promote("concatenate", *arrs)
+    ax = _axis("concatenate", arrs[0].ndim, axis) if arrs[0].ndim else None
+    if ax is None:
+        raise ValueError("[concatenate] Cannot concatenate 0-d arrays.")
+    if len(arrs) == 1:
+        return arrs[0]
+    return bind("concatenate", *arrs, axis=ax)
+
+
+def concat(arrays, axis: int | None = 0, stream=None) -> array:
+    return concatenate(arrays, axis)
+
+
+def stack(arrays, axis: int = 0, stream=None) -> array:
+    arrs = [to_array(a) for a in arrays]
+    if not arrs:
+        raise ValueError("[stack] No arrays provided for stacking.")
+    shapes = {a.shape for a in arrs}
+    if len(shapes) != 1:
+        raise ValueError("[stack] All arrays must have the same shape.")
+    nd = arrs[0].ndim + 1
+    if not -nd <= axis < nd:
+        raise ValueError(f"[stack] Invalid axis {axis} for output with {nd} dimensions.")
+    return concatenate([expand_dims(a, axis) for a in arrs], axis)
+
+
+def slice_update(a, update, start, stop, strides) -> array:
+    """a with a[start:stop:strides] replaced by update (all static, normalised)."""
+    a = to_array(a)
+    u = astype(to_array(update), a.dtype)
+    return bind("slice_update", a, u, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
+
+
+def _slice(a, start, stop, strides) -> array:
+    return bind("slice", a, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
+
+
+def split(a, indices_or_sections, axis: int = 0, stream=None) -> list:
+    a = to_array(a)
+    ax = _axis("split", a.ndim, axis)
+    n = a.shape[ax]
+    if isinstance(indices_or_sections, (int, np.integer)):
+        k = int(indices_or_sections)
+        if k <= 0 or n % k != 0:
+            raise ValueError(f"[split] Array split does not result in sub arrays with equal size: {n} into {k}.")
+        bounds = [i * (n // k) for i in range(k + 1)]
+    else:
+        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+    outs = []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        lo_c, hi_c = builtins.min(builtins.max(lo, 0), n), builtins.min(builtins.max(hi, 0), n)
+        start = [0] * a.ndim
+        stop = list(a.shape)
+        start[ax], stop[ax] = lo_c, builtins.max(hi_c, lo_c)
+        outs.append(_slice(a, start, stop, [1] * a.ndim))
+    return outs
+
+
+def pad(a, pad_width, mode: str = "constant", constant_values=0, stream=None) -> array:
+    a = to_array(a)
+    if mode not in ("constant", "edge"):
+        raise ValueError(f"[pad] Invalid padding mode {mode!r}.")
+    if isinstance(pad_width, (int, np.integer)):
+        widths = ((int(pad_width), int(pad_width)),) * a.ndim
+    else:
+        pw = list(pad_width)
+        if pw and isinstance(pw[0], (int, np.integer)):
+            widths = ((int(pw[0]), int(pw[-1])),) * a.ndim if len(pw) <= 2 else None
+        elif len(pw) == 1:
+            widths = (tuple(int(v) for v in pw[0]),) * a.ndim
+        else:
+            widths = tuple(tuple(int(v) for v in p) for p in pw)
+        if widths is None or len(widths) != a.ndim:
+            raise ValueError(f"[pad] Invalid pad_width for array with {a.ndim} dimensions.")
+    if mode == "edge":
+        out = a
+        for ax, (lo, hi) in enumerate(widths):
+            parts = []
+            if lo:
+                parts.append(repeat(take(out, array([0]), axis=ax), lo, axis=ax))
+            parts.append(out)
+            if hi:
+                parts.append(repeat(take(out, array([out.shape[ax] - 1]), axis=ax), hi, axis=ax))
+            out = concatenate(parts, ax) if len(parts) > 1 else out
+        return out
+    value = _scalar_array(constant_values, a.dtype) if _is_scalar(constant_values) else astype(
+        to_array(constant_values), a.dtype)
+    return bind("pad", a, value, widths=widths)
+
+
+def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
+    a = to_array(a)
+    if axis is None:
+        a = reshape(a, (-1,))
+        axis = 0
+    ax = _axis("repeat", a.ndim, axis)
+    if repeats < 0:
+        raise ValueError("[repeat] Number of repeats cannot be negative.")
+    e = expand_dims(a, ax + 1)
+    shape = list(e.shape)
+    shape[ax + 1] = repeats
+    e = broadcast_to(e, shape)
+    new = list(a.shape)
+    new[ax] *= repeats
+    return reshape(e, new)
+
+
+def tile(a, reps, stream=None) -> array:
+    a = to_array(a)
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    nd = builtins.max(a.ndim, len(reps))
+    reps = (1,) * (nd - len(reps)) + reps
+    a = reshape(a, (1,) * (nd - a.ndim) + a.shape)
+    # interleave a size-`r` axis before each axis, broadcast, then merge
+    e = reshape(a, tuple(v for s in a.shape for v in (1, s)))
+    e = broadcast_to(e, tuple(v for r, s in zip(reps, a.shape) for v in (r, s)))
+    return reshape(e, tuple(r * s for r, s in zip(reps, a.shape)))
+
+
+def roll(a, shift, axis=None, stream=None) -> array:
+    a = to_array(a)
+    if axis is None:
+        flat = reshape(a, (-1,))
+        return reshape(roll(flat, shift, 0), a.shape)
+    shifts = (shift,) if isinstance(shift, (int, np.integer)) else tuple(shift)
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    if len(shifts) == 1 and len(axes) > 1:
+        shifts = shifts * len(axes)
+    if len(shifts) != len(axes):
+        raise ValueError("[roll] shift and axis must have the same number of elements.")
+    out = a
+    for s, ax in zip(shifts, axes):
+        ax = _axis("roll", a.ndim, ax)
+        n = a.shape[ax]
+        if n == 0:
+            continue
+        s = int(s) % n
+        if s == 0:
+            continue
+        head, tail = split(out, [n - s], axis=ax)
+        out = concatenate([tail, head], ax)
+    return out
+
+
+def take(a, indices, axis: int | None = None, stream=None) -> array:
+    from .indexing import take as _take
+
+    return _take(a, indices, axis)
+
+
+def take_along_axis(a, indices, axis: int | None = None, stream=None) -> array:
+    from .indexing import take_along_axis as _tal
+
+    return _tal(a, indices, axis)
+
+
+# -- comparison helpers ---------------------------------------------------------------------------------
+def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
+    a, b = to_array(a), to_array(b)
+    x, y = _promote("isclose", a, b)
+    if not dt.is_floating(x.dtype):
+        x, y = astype(x, dt.float32), astype(y, dt.float32)
+    close = less_equal(abs(subtract(x, y)), add(atol, multiply(rtol, abs(y))))
+    close = logical_or(close, equal(x, y))  # equal infinities
+    if equal_nan:
+        close = logical_or(close, logical_and(isnan(x), isnan(y)))
+    return close
+
+
+def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
+    return all(isclose(a, b, rtol, atol, equal_nan))
+
+
+def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
+    a, b = to_array(a), to_array(b)
+    if a.shape != b.shape:
+        return array(False)
+    x, y = _promote("array_equal", a, b)
+    eq = equal(x, y)
+    if equal_nan and dt.is_floating(x.dtype):
+        eq = logical_or(eq, logical_and(isnan(x), isnan(y)))
+    return all(eq)
+
+
+def eval(*trees) -> None:  # noqa: A001
+    """Evaluate every array in the given trees (lists, tuples, dicts, modules)."""
+    from ..utils import tree_flatten
+    from .array import evaluate
+
+    evaluate([leaf for t in trees for _, leaf in tree_flatten(t) if isinstance(leaf, array)])
+
+
+def async_eval(*trees) -> None:
+    eval(*trees)
+
+
+# -- linear algebra ---------------------------------------------------------------------------------
+def matmul(a, b, stream=None) -> array:
+    """Matrix product with numpy semantics (1-D operands gain and then lose an axis)."""
+    x, y = _promote("matmul", a, b)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ValueError("[matmul] Got 0 dimension input. Inputs must have at least one dimension.")
+    if dt.is_integer(x.dtype) or x.dtype == dt.bool_:
+        pass  # MLX supports only floating matmul on some backends; numpy semantics here
+    x1, y1 = x.ndim == 1, y.ndim == 1
+    if x1:
+        x = expand_dims(x, 0)
+    if y1:
+        y = expand_dims(y, 1)
+    if x.shape[-1] != y.shape[-2]:
+        raise ValueError(
+            f"[matmul] Last dimension of first input with shape {a.shape if isinstance(a, array) else x.shape} "
+            f"must match second to last dimension of second input with shape "
+            f"{b.shape if isinstance(b, array) else y.shape}.")
+    out = bind("matmul", x, y)
+    if x1 and y1:
+        return squeeze(out, (-2, -1))
+    if x1:
+        return squeeze(out, -2)
+    if y1:
+        return squeeze(out, -1)
+    return out

@@ -1,0 +1,1 @@
+"""Families of primitive records; each module registers its records on import."""

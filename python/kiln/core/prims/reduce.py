@@ -1,0 +1,266 @@
+"""Reductions (sum, prod, max, min, argmax, argmin, all, any) and scans (cumsum, cumprod, cummax, cummin).
+
+`axes` are normalised (non-negative, sorted) by ops before binding; shape rules recompute the output
+from the input shape, so traced reductions replay at any shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as dt
+from ..primitives import REDUCTION, Primitive, register
+from .elementwise import _HALF
+
+
+def _ops():
+    from .. import ops
+
+    return ops
+
+
+def _reduced_shape(shape, axes, keepdims):
+    if keepdims:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    return tuple(s for i, s in enumerate(shape) if i not in axes)
+
+
+def _check_axes(name, x, axes):
+    for a in axes:
+        if not 0 <= a < max(len(x.shape), 1) or (len(x.shape) == 0):
+            raise ValueError(f"[{name}] Invalid axis {a} for array with {len(x.shape)} dimensions.")
+
+
+def _rule(name, out_dtype=None, nonempty=False):
+    def rule(x, axes, keepdims):
+        _check_axes(name, x, axes)
+        if nonempty and any(x.shape[a] == 0 for a in axes):
+            raise ValueError(f"[{name}] Cannot reduce over an empty axis.")
+        d = out_dtype(x.dtype) if out_dtype else x.dtype
+        return _reduced_shape(x.shape, axes, keepdims), d
+
+    return rule
+
+
+def _expand(ct, x_shape, axes, keepdims):
+    ops = _ops()
+    if not keepdims:
+        ct = ops.expand_dims(ct, axes)
+    return ct
+
+
+def _vmap_reduction(name):
+    def rule(inputs, bdims, params):
+        from ..array import bind
+
+        ops = _ops()
+        x = ops.moveaxis(inputs[0], bdims[0], 0)
+        p = dict(params)
+        p["axes"] = tuple(a + 1 for a in params["axes"])
+        return bind(name, x, **p), 0
+
+    return rule
+
+
+def _sum_dtype(d):
+    # MLX: sums of bool and small ints accumulate in int32/uint32.
+    if d == dt.bool_ or d in (dt.int8, dt.int16):
+        return dt.int32
+    if d in (dt.uint8, dt.uint16):
+        return dt.uint32
+    return d
+
+
+def _accumulating(fn):
+    def impl(x, axes, keepdims):
+        acc = x.astype(np.float32) if x.dtype in _HALF else x
+        return fn(acc, axis=axes, keepdims=keepdims)
+
+    return impl
+
+
+def _sum_vjp(ct, out, inputs, params):
+    ops = _ops()
+    x = inputs[0]
+    ct = _expand(ct, x.shape, params["axes"], params["keepdims"])
+    return (ops.broadcast_to(ct, x.shape),)
+
+
+def _sum_jvp(tangents, out, inputs, params):
+    from ..array import bind
+
+    return bind("sum", tangents[0], **params)
+
+
+def _prod_vjp(ct, out, inputs, params):
+    ops = _ops()
+    x = inputs[0]
+    axes, keep = params["axes"], params["keepdims"]
+    ct = _expand(ct, x.shape, axes, keep)
+    o = _expand(out, x.shape, axes, keep)
+    # product of the other elements: out / x where x != 0, else the product with x replaced by 1
+    nonzero = ops.where(x == 0, ops.ones_like(x), x)
+    others = ops.prod(nonzero, axis=axes, keepdims=True)
+    zeros = ops.sum(ops.astype(x == 0, dt.int32), axis=axes, keepdims=True)
+    grad = ops.where(x == 0, ops.where(zeros == 1, others, ops.zeros_like(others)),
+                     ops.where(zeros == 0, o / nonzero, ops.zeros_like(o)))
+    return (ct * grad,)
+
+
+def _prod_jvp(tangents, out, inputs, params):
+    ops = _ops()
+    (ct_x,) = _prod_vjp(ops.ones_like(out), out, inputs, params)
+    from ..array import bind
+
+    return bind("sum", ct_x * tangents[0], **params)
+
+
+def _minmax_vjp(ct, out, inputs, params):
+    ops = _ops()
+    x = inputs[0]
+    axes, keep = params["axes"], params["keepdims"]
+    ct = _expand(ct, x.shape, axes, keep)
+    o = _expand(out, x.shape, axes, keep)
+    mask = ops.astype(x == o, x.dtype)
+    count = ops.sum(mask, axis=axes, keepdims=True)
+    return (ct * mask / count,)
+
+
+def _minmax_jvp(tangents, out, inputs, params):
+    ops = _ops()
+    (g,) = _minmax_vjp(ops.ones_like(out), out, inputs, params)
+    from ..array import bind
+
+    return bind("sum", g * tangents[0], **params)
+
+
+register(Primitive("sum", REDUCTION, _accumulating(np.sum), _rule("sum", _sum_dtype), _sum_vjp, _sum_jvp,
+                   _vmap_reduction("sum"), c_expr="+"))
+register(Primitive("prod", REDUCTION, _accumulating(np.prod), _rule("prod", _sum_dtype), _prod_vjp, _prod_jvp,
+                   _vmap_reduction("prod"), c_expr="*"))
+register(Primitive("max", REDUCTION, lambda x, axes, keepdims: np.max(x, axis=axes, keepdims=keepdims),
+                   _rule("max", nonempty=True), _minmax_vjp, _minmax_jvp, _vmap_reduction("max"), c_expr="max"))
+register(Primitive("min", REDUCTION, lambda x, axes, keepdims: np.min(x, axis=axes, keepdims=keepdims),
+                   _rule("min", nonempty=True), _minmax_vjp, _minmax_jvp, _vmap_reduction("min"), c_expr="min"))
+register(Primitive("all", REDUCTION, lambda x, axes, keepdims: np.all(x, axis=axes, keepdims=keepdims),
+                   _rule("all", lambda d: dt.bool_), vmap=_vmap_reduction("all"), differentiable=False))
+register(Primitive("any", REDUCTION, lambda x, axes, keepdims: np.any(x, axis=axes, keepdims=keepdims),
+                   _rule("any", lambda d: dt.bool_), vmap=_vmap_reduction("any"), differentiable=False))
+
+
+def _arg_impl(fn):
+    def impl(x, axes, keepdims):
+        (axis,) = axes
+        return fn(x, axis=axis, keepdims=keepdims).astype(np.uint32)
+
+    return impl
+
+
+register(Primitive("argmax", REDUCTION, _arg_impl(np.argmax), _rule("argmax", lambda d: dt.uint32, True),
+                   vmap=_vmap_reduction("argmax"), differentiable=False))
+register(Primitive("argmin", REDUCTION, _arg_impl(np.argmin), _rule("argmin", lambda d: dt.uint32, True),
+                   vmap=_vmap_reduction("argmin"), differentiable=False))
+
+
+# -- scans -------------------------------------------------------------------------------------------
+def _scan_impl(fn):
+    def impl(x, axis, reverse, inclusive):
+        acc = x.astype(np.float32) if x.dtype in _HALF else x
+        if reverse:
+            acc = np.flip(acc, axis)
+        out = fn(acc, axis=axis)
+        if not inclusive:
+            out = np.moveaxis(out, axis, 0)
+            acc_m = np.moveaxis(acc, axis, 0)
+            ident = _scan_identity(fn, out.dtype)
+            shifted = np.concatenate([np.full((1,) + out.shape[1:], ident, out.dtype), out[:-1]], 0)
+            out = np.moveaxis(shifted[: acc_m.shape[0]], 0, axis)
+        if reverse:
+            out = np.flip(out, axis)
+        return np.ascontiguousarray(out)
+
+    return impl
+
+
+def _scan_identity(fn, dtype):
+    if fn is np.cumsum:
+        return 0
+    if fn is np.cumprod:
+        return 1
+    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+    return info.min if fn is _cummax else info.max
+
+
+def _cummax(x, axis):
+    return np.maximum.accumulate(x, axis=axis)
+
+
+def _cummin(x, axis):
+    return np.minimum.accumulate(x, axis=axis)
+
+
+def _scan_rule(name, sum_like):
+    def rule(x, axis, reverse, inclusive):
+        if not 0 <= axis < max(len(x.shape), 1) or len(x.shape) == 0:
+            raise ValueError(f"[{name}] Invalid axis {axis} for array with {len(x.shape)} dimensions.")
+        return tuple(x.shape), (_sum_dtype(x.dtype) if sum_like else x.dtype)
+
+    return rule
+
+
+def _cumsum_vjp(ct, out, inputs, params):
+    ops = _ops()
+    return (ops.cumsum(ct, axis=params["axis"], reverse=not params["reverse"], inclusive=params["inclusive"]),)
+
+
+def _cumsum_jvp(tangents, out, inputs, params):
+    from ..array import bind
+
+    return bind("cumsum", tangents[0], **params)
+
+
+def _cumprod_vjp(ct, out, inputs, params):
+    # d out_j / d x_i = out_j / x_i for j >= i (inclusive); valid where x has no zeros.
+    ops = _ops()
+    x = inputs[0]
+    s = ops.cumsum(ct * out, axis=params["axis"], reverse=not params["reverse"], inclusive=params["inclusive"])
+    return (s / x,)
+
+
+def _cumprod_jvp(tangents, out, inputs, params):
+    ops = _ops()
+    x = inputs[0]
+    return out * ops.cumsum(tangents[0] / x, axis=params["axis"], reverse=params["reverse"],
+                            inclusive=params["inclusive"])
+
+
+def _cumext_vjp(ct, out, inputs, params):
+    ops = _ops()
+    x = inputs[0]
+    # approximate: positions equal to the running extreme receive that position's cotangent
+    # TODO(transforms): route each output's cotangent to the index that set the extreme.
+    mask = ops.astype(x == out, x.dtype)
+    return (ct * mask,)
+
+
+def _vmap_scan(name):
+    def rule(inputs, bdims, params):
+        from ..array import bind
+
+        ops = _ops()
+        x = ops.moveaxis(inputs[0], bdims[0], 0)
+        p = dict(params)
+        p["axis"] = params["axis"] + 1
+        return bind(name, x, **p), 0
+
+    return rule
+
+
+register(Primitive("cumsum", REDUCTION, _scan_impl(np.cumsum), _scan_rule("cumsum", True), _cumsum_vjp,
+                   _cumsum_jvp, _vmap_scan("cumsum")))
+register(Primitive("cumprod", REDUCTION, _scan_impl(np.cumprod), _scan_rule("cumprod", True), _cumprod_vjp,
+                   _cumprod_jvp, _vmap_scan("cumprod")))
+register(Primitive("cummax", REDUCTION, _scan_impl(_cummax), _scan_rule("cummax", False), _cumext_vjp,
+                   None, _vmap_scan("cummax")))
+register(Primitive("cummin", REDUCTION, _scan_impl(_cummin), _scan_rule("cummin", False), _cumext_vjp,
+                   None, _vmap_scan("cummin")))

@@ -1,0 +1,90 @@
+"""Tree utilities with MLX's signatures: trees are nested lists, tuples and dicts; anything else is a leaf."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+
+def _is_namedtuple(x) -> bool:
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
+def tree_map(fn, tree, *rest, is_leaf=None):
+    """Apply fn to the leaves of `tree` (and the matching leaves of `rest`), keeping the structure."""
+    if is_leaf is not None and is_leaf(tree):
+        return fn(tree, *rest)
+    if isinstance(tree, (list, tuple)):
+        items = [tree_map(fn, child, *(r[i] for r in rest), is_leaf=is_leaf) for i, child in enumerate(tree)]
+        if _is_namedtuple(tree):
+            return type(tree)(*items)
+        return type(tree)(items) if isinstance(tree, tuple) else items
+    if isinstance(tree, dict):
+        return {k: tree_map(fn, child, *(r[k] for r in rest), is_leaf=is_leaf) for k, child in tree.items()}
+    return fn(tree, *rest)
+
+
+def tree_map_with_path(fn, tree, *rest, is_leaf=None, path=None):
+    """Like tree_map, but fn receives the dotted path of each leaf first."""
+    if is_leaf is not None and is_leaf(tree):
+        return fn(path, tree, *rest)
+    if isinstance(tree, (list, tuple)):
+        items = [
+            tree_map_with_path(fn, child, *(r[i] for r in rest), is_leaf=is_leaf,
+                               path=f"{path}.{i}" if path else str(i))
+            for i, child in enumerate(tree)
+        ]
+        if _is_namedtuple(tree):
+            return type(tree)(*items)
+        return type(tree)(items) if isinstance(tree, tuple) else items
+    if isinstance(tree, dict):
+        return {
+            k: tree_map_with_path(fn, child, *(r[k] for r in rest), is_leaf=is_leaf,
+                                  path=f"{path}.{k}" if path else str(k))
+            for k, child in tree.items()
+        }
+    return fn(path, tree, *rest)
+
+
+def tree_flatten(tree, prefix: str = "", is_leaf=None, destination=None):
+    """A list of (dotted path, leaf) pairs, in order (MLX's `tree_flatten`)."""
+    out = [] if destination is None else destination
+    if is_leaf is not None and is_leaf(tree):
+        out.append((prefix[1:], tree))
+    elif isinstance(tree, (list, tuple)):
+        for i, child in enumerate(tree):
+            tree_flatten(child, f"{prefix}.{i}", is_leaf, out)
+    elif isinstance(tree, dict):
+        for k, child in tree.items():
+            tree_flatten(child, f"{prefix}.{k}", is_leaf, out)
+    else:
+        out.append((prefix[1:], tree))
+    return out
+
+
+def tree_unflatten(tree):
+    """Rebuild nested lists/dicts from (dotted path, value) pairs; integer keys make lists."""
+    if isinstance(tree, dict):
+        tree = list(tree.items())
+    if len(tree) == 1 and tree[0][0] == "":
+        return tree[0][1]
+    try:
+        int(tree[0][0].split(".", maxsplit=1)[0])
+        is_list = True
+    except (ValueError, IndexError):
+        is_list = False
+    children = defaultdict(list)
+    for key, value in tree:
+        head, _, rest = key.partition(".")
+        children[head].append((rest, value))
+    if is_list:
+        keys = sorted(children, key=int)
+        return [tree_unflatten(children[k]) for k in keys]
+    return {k: tree_unflatten(v) for k, v in children.items()}
+
+
+def tree_reduce(fn, tree, initializer=None, is_leaf=None):
+    """Fold fn over the leaves of tree, left to right."""
+    acc = initializer
+    for _, leaf in tree_flatten(tree, is_leaf=is_leaf):
+        acc = leaf if acc is None else fn(acc, leaf)
+    return acc
