@@ -1,17 +1,41 @@
 """kiln.core: MLX-compatible arrays, ops, transforms and compile (`import kiln.core as mx`)."""
 
-from . import dtypes as _dtypes
+import importlib as _importlib
+
 from .array import array
 from .dtypes import (  # noqa: F401
     Dtype, DtypeCategory, bfloat16, bool_, complex64, complexfloating, float16, float32, float64, floating,
     generic, inexact, int8, int16, int32, int64, integer, issubdtype, number, signedinteger, uint8, uint16,
     uint32, uint64, unsignedinteger,
 )
-from . import ops as _ops
 
-for _name in dir(_ops):
-    if not _name.startswith("_") and callable(getattr(_ops, _name)) and _name not in ("to_array", "Scalar"):
-        globals()[_name] = getattr(_ops, _name)
-del _name
+# Modules whose `__all__` forms the public namespace. Each owns one family of ops or one transform.
+_PUBLIC_MODULES = ("ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
+                   "export")
 
-__all__ = [n for n in globals() if not n.startswith("_")]
+
+def _export(module_name: str):
+    try:
+        module = _importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError as e:
+        if e.name == f"{__name__}.{module_name}":
+            return
+        raise
+    names = getattr(module, "__all__", None)
+    if names is None:
+        names = [n for n in dir(module) if not n.startswith("_") and callable(getattr(module, n))
+                 and getattr(getattr(module, n), "__module__", None) == module.__name__]
+    for n in names:
+        globals()[n] = getattr(module, n)
+
+
+for _m in _PUBLIC_MODULES:
+    _export(_m)
+
+for _sub in ("random", "linalg", "fast"):
+    try:
+        globals()[_sub] = _importlib.import_module(f"{__name__}.{_sub}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"{__name__}.{_sub}":
+            raise
+del _m, _sub
