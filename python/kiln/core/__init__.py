@@ -10,7 +10,7 @@ from .dtypes import (  # noqa: F401
 )
 
 # Modules whose `__all__` forms the public namespace. Each owns one family of ops or one transform.
-_PUBLIC_MODULES = ("ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
+_PUBLIC_MODULES = ("_format", "ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
                    "export")
 
 

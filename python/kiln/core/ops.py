@@ -350,7 +350,7 @@ def _shape_arg(op, shape) -> tuple:
         shape = tuple(int(s) for s in shape)
     except TypeError:
         raise TypeError(f"[{op}] shape must be an int or a sequence of ints.") from None
-    if any(s < 0 for s in shape):
+    if builtins.any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions are not allowed: {shape}.")
     return shape
 

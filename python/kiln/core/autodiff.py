@@ -1,0 +1,376 @@
+"""Reverse and forward mode autodiff over the lazy node graph: vjp, jvp, grad, value_and_grad,
+custom_function and checkpoint.
+
+Each transform copies its differentiable inputs (a `copy` node marks where the sweep stops), runs the
+function under `transform_scope` (so evaluated nodes keep their edges), then sweeps the recorded nodes
+with the registry's rules. Rules build ordinary nodes, so every transform composes with every other
+and with compile's tracing.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from . import dtypes as dt
+from .array import array, bind, transform_scope
+from .primitives import REGISTRY, Primitive, OTHER, register
+from ..utils import tree_flatten, tree_map
+
+__all__ = ["vjp", "jvp", "grad", "value_and_grad", "custom_function", "checkpoint"]
+
+
+# -- graph sweeps ----------------------------------------------------------------------------------
+def _depending_nodes(outputs, targets: set) -> list:
+    """Nodes between targets and outputs that depend on a target, inputs before users."""
+    order, seen, depends = [], set(), set()
+    stack = [(o, False) for o in outputs]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            if id(node) in targets or any(id(x) in depends for x in node._inputs):
+                depends.add(id(node))
+                order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if id(node) not in targets:
+            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
+    return order
+
+
+def _add(a, b):
+    return b if a is None else a + b
+
+
+def backward(outputs: list, cotangents: list, targets: list) -> list:
+    """Cotangents of `targets` given cotangents of `outputs` (None where there is no dependence)."""
+    target_ids = {id(t) for t in targets}
+    order = _depending_nodes(outputs, target_ids)
+    ct = {}
+    for o, c in zip(outputs, cotangents):
+        if id(o) in {id(n) for n in order}:
+            ct[id(o)] = _add(ct.get(id(o)), c)
+    depends = {id(n) for n in order}
+    for node in reversed(order):
+        if id(node) in target_ids or id(node) not in ct:
+            continue
+        prim = REGISTRY[node._prim]
+        if not prim.differentiable:
+            continue
+        if prim.vjp is None:
+            raise ValueError(f"[vjp] Primitive {node._prim} has no vjp rule.")
+        g = ct.pop(id(node))
+        input_cts = prim.vjp(g, node, node._inputs, node._params)
+        for x, c in zip(node._inputs, input_cts):
+            if c is not None and id(x) in depends:
+                if tuple(c.shape) != tuple(x.shape):
+                    raise RuntimeError(f"[vjp] internal: {node._prim} rule gave shape {c.shape} for {x.shape}")
+                if c.dtype != x.dtype:
+                    c = c.astype(x.dtype)
+                ct[id(x)] = _add(ct.get(id(x)), c)
+    return [ct.get(id(t)) for t in targets]
+
+
+def forward(outputs: list, targets: list, tangents: list) -> list:
+    """Tangents of `outputs` given tangents of `targets` (None where there is no dependence)."""
+    target_ids = {id(t) for t in targets}
+    tan = {id(t): v for t, v in zip(targets, tangents)}
+    for node in _depending_nodes(outputs, target_ids):
+        if id(node) in target_ids:
+            continue
+        prim = REGISTRY[node._prim]
+        ins = [tan.get(id(x)) for x in node._inputs]
+        if not prim.differentiable:
+            continue
+        if prim.jvp is None:
+            raise ValueError(f"[jvp] Primitive {node._prim} has no jvp rule.")
+        t = prim.jvp(ins, node, node._inputs, node._params)
+        if t is not None:
+            if t.dtype != node.dtype:
+                t = t.astype(node.dtype)
+            tan[id(node)] = t
+    return [tan.get(id(o)) for o in outputs]
+
+
+# -- public transforms ---------------------------------------------------------------------------
+def _as_list(out, op):
+    if isinstance(out, array):
+        return [out], True
+    if isinstance(out, (list, tuple)) and all(isinstance(o, array) for o in out):
+        return list(out), False
+    raise ValueError(f"[{op}] The function must return an array or a list/tuple of arrays.")
+
+
+def _zeros(x):
+    from . import ops
+
+    return ops.zeros_like(x)
+
+
+def vjp(fun, primals, cotangents):
+    """Vector-Jacobian product. Returns (outputs, vjps), both lists.
+
+    Args:
+        fun: a function of arrays returning an array or a list of arrays.
+        primals: the inputs, a list of arrays.
+        cotangents: one array per output, shaped like it.
+    """
+    primals = [_check_array(p, "vjp") for p in primals]
+    with transform_scope():
+        inputs = [bind("copy", p) for p in primals]
+        outs, _ = _as_list(fun(*inputs), "vjp")
+        cotangents = [_check_array(c, "vjp") for c in cotangents]
+        if len(cotangents) != len(outs):
+            raise ValueError(f"[vjp] Expected {len(outs)} cotangents, got {len(cotangents)}.")
+        for o, c in zip(outs, cotangents):
+            if tuple(o.shape) != tuple(c.shape):
+                raise ValueError(f"[vjp] Output shape {tuple(o.shape)} does not match cotangent shape "
+                                 f"{tuple(c.shape)}.")
+        cts = backward(outs, cotangents, inputs)
+    return outs, [c if c is not None else _zeros(p) for c, p in zip(cts, primals)]
+
+
+def jvp(fun, primals, tangents):
+    """Jacobian-vector product. Returns (outputs, jvps), both lists."""
+    primals = [_check_array(p, "jvp") for p in primals]
+    tangents = [_check_array(t, "jvp") for t in tangents]
+    if len(tangents) != len(primals):
+        raise ValueError(f"[jvp] Expected {len(primals)} tangents, got {len(tangents)}.")
+    for p, t in zip(primals, tangents):
+        if tuple(p.shape) != tuple(t.shape):
+            raise ValueError(f"[jvp] Primal shape {tuple(p.shape)} does not match tangent shape {tuple(t.shape)}.")
+    with transform_scope():
+        inputs = [bind("copy", p) for p in primals]
+        outs, _ = _as_list(fun(*inputs), "jvp")
+        tans = forward(outs, inputs, tangents)
+    return outs, [t if t is not None else _zeros(o) for t, o in zip(tans, outs)]
+
+
+def _check_array(x, op):
+    if isinstance(x, array):
+        return x
+    from .ops import to_array
+
+    try:
+        return to_array(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"[{op}] Expected arrays, got {type(x).__name__}.") from None
+
+
+def _normalize_argnums(argnums, argnames):
+    if isinstance(argnames, str):
+        argnames = [argnames]
+    argnames = list(argnames)
+    if argnums is None:
+        argnums = [] if argnames else 0
+    single = isinstance(argnums, int)
+    nums = [argnums] if single else list(argnums)
+    for n in nums:
+        if not isinstance(n, int):
+            raise ValueError(f"[grad] argnums must be int or sequence of ints, got {argnums!r}.")
+    if len(set(nums)) != len(nums):
+        raise ValueError("[grad] Duplicate argnums.")
+    return nums, single, argnames
+
+
+def value_and_grad(fun, argnums=None, argnames=()):
+    """Returns a function computing (value of fun, gradient of its scalar output).
+
+    Args:
+        fun: returns a scalar array, or a tuple/list whose first element is the scalar loss.
+        argnums: positional arguments to differentiate (int or sequence, default 0).
+        argnames: keyword arguments to differentiate.
+    """
+    nums, single, names = _normalize_argnums(argnums, argnames)
+
+    @functools.wraps(fun)
+    def wrapped(*args, **kwargs):
+        for n in nums:
+            if not -len(args) <= n < len(args):
+                raise ValueError(f"[grad] Can't compute the gradient of argument index {n} because the function "
+                                 f"is called with only {len(args)} positional arguments.")
+        for k in names:
+            if k not in kwargs:
+                raise ValueError(f"[grad] Can't compute the gradient of keyword argument '{k}' because the "
+                                 "function is not called with it.")
+        args, kwargs = list(args), dict(kwargs)
+        with transform_scope():
+            targets = []
+
+            def mark(x):
+                if isinstance(x, array):
+                    c = bind("copy", x)
+                    targets.append(c)
+                    return c
+                return x
+
+            for n in nums:
+                args[n] = tree_map(mark, args[n])
+            for k in names:
+                kwargs[k] = tree_map(mark, kwargs[k])
+            out = fun(*args, **kwargs)
+            loss = out[0] if isinstance(out, (list, tuple)) and out else out
+            if not isinstance(loss, array):
+                raise ValueError("[grad] The function must return an array (or a tuple/list whose first element "
+                                 f"is an array), got {type(loss).__name__}.")
+            if loss.size != 1 or loss.ndim != 0:
+                raise ValueError(f"[grad] The function must return a scalar array; got shape {tuple(loss.shape)}. "
+                                 "Reduce it (e.g. with sum or mean) first.")
+            seed = _ones_like(loss)
+            cts = backward([loss], [seed], targets)
+        grads = {id(t): (c if c is not None else _zeros(t)) for t, c in zip(targets, cts)}
+
+        def pick(x):
+            return grads[id(x)] if isinstance(x, array) and id(x) in grads else x
+
+        pos = [tree_map(pick, args[n]) for n in nums]
+        kw = {k: tree_map(pick, kwargs[k]) for k in names}
+        if names:
+            g = (pos[0] if single and nums else (tuple(pos) if pos else None), kw)
+        else:
+            g = pos[0] if single else tuple(pos)
+        return out, g
+
+    return wrapped
+
+
+def _ones_like(x):
+    from . import ops
+
+    return ops.ones_like(x)
+
+
+def grad(fun, argnums=None, argnames=()):
+    """Returns a function computing the gradient of fun's scalar output (see value_and_grad)."""
+    vg = value_and_grad(fun, argnums, argnames)
+
+    @functools.wraps(fun)
+    def wrapped(*args, **kwargs):
+        return vg(*args, **kwargs)[1]
+
+    return wrapped
+
+
+# -- custom_function ---------------------------------------------------------------------------------
+class _CustomRecord:
+    """What a custom node needs at differentiation time (kept out of the params' text form)."""
+
+    def __init__(self, fn, primals, outputs, index):
+        self.fn, self.primals, self.outputs, self.index = fn, primals, outputs, index
+
+    def __repr__(self) -> str:
+        return getattr(self.fn.fun, "__name__", "custom")
+
+
+def _custom_vjp(ct, out, inputs, params):
+    rec = params["record"]
+    fn = rec.fn
+    primals = list(inputs[:-1])
+    if fn._vjp is None:
+        _, vjps = vjp(fn.fun, primals, [ct if i == rec.index else _zeros(o) for i, o in enumerate(rec.outputs)])
+        return tuple(vjps) + (None,)
+    cts = [ct if i == rec.index else _zeros(o) for i, o in enumerate(rec.outputs)]
+    single = len(rec.outputs) == 1 and rec.single
+    res = fn._vjp(primals if len(primals) != 1 or True else primals[0], cts[0] if single else cts,
+                  rec.outputs[0] if single else rec.outputs)
+    res = list(res) if isinstance(res, (list, tuple)) else [res]
+    return tuple(res) + (None,)
+
+
+def _custom_jvp(tangents, out, inputs, params):
+    rec = params["record"]
+    fn = rec.fn
+    primals = list(inputs[:-1])
+    tans = [t if t is not None else _zeros(p) for t, p in zip(tangents[:-1], primals)]
+    if fn._jvp is None:
+        _, outs = jvp(fn.fun, primals, tans)
+        return outs[rec.index]
+    res = fn._jvp(primals, tans)
+    res = list(res) if isinstance(res, (list, tuple)) else [res]
+    return res[rec.index]
+
+
+def _custom_vmap(inputs, bdims, params):
+    from .vmap import vmap as _vmap
+
+    rec = params["record"]
+    fn = rec.fn
+    if fn._vmap is not None:
+        outs, out_axes = fn._vmap(list(inputs[:-1]), list(bdims[:-1]))
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        axes = out_axes if isinstance(out_axes, (list, tuple)) else [out_axes]
+        return outs[rec.index], axes[rec.index]
+    res = _vmap(lambda *xs: fn.fun(*xs), in_axes=tuple(bdims[:-1]))(*inputs[:-1])
+    res = res if isinstance(res, (list, tuple)) else [res]
+    return res[rec.index], 0
+
+
+def _custom_rule(*xs, record):
+    last = xs[-1]
+    return tuple(last.shape), last.dtype
+
+
+register(Primitive("custom", OTHER, impl=lambda *xs, record: xs[-1], shape_rule=_custom_rule,
+                   vjp=_custom_vjp, jvp=_custom_jvp, vmap=_custom_vmap))
+
+
+class custom_function:
+    """A function with user-defined vjp / jvp / vmap (MLX's `mx.custom_function`).
+
+    Decorate a function, then register overrides with `@f.vjp`, `@f.jvp`, `@f.vmap`:
+    vjp(primals, cotangents, outputs), jvp(primals, tangents), vmap(inputs, axes) -> (outputs, axes).
+    """
+
+    def __init__(self, fun):
+        self.fun = fun
+        self._vjp = self._jvp = self._vmap = None
+        functools.update_wrapper(self, fun)
+
+    def vjp(self, f):
+        self._vjp = f
+        return f
+
+    def jvp(self, f):
+        self._jvp = f
+        return f
+
+    def vmap(self, f):
+        self._vmap = f
+        return f
+
+    def __call__(self, *args):
+        from . import ops
+
+        primals = [ops.to_array(a) for a in args]
+        with transform_scope():
+            raw = self.fun(*primals)
+        single = isinstance(raw, array)
+        outs = [raw] if single else list(raw)
+        wrapped = []
+        for i, o in enumerate(outs):
+            rec = _CustomRecord(self, primals, outs, i)
+            rec.single = single
+            wrapped.append(bind("custom", *primals, ops.stop_gradient(o), record=rec))
+        return wrapped[0] if single else type(raw)(wrapped) if isinstance(raw, tuple) else wrapped
+
+
+def checkpoint(fun):
+    """Recompute fun's intermediate values in the backward pass instead of keeping them (mx.checkpoint)."""
+    inner = custom_function(fun)
+
+    @inner.vjp
+    def _recompute(primals, cotangents, outputs):
+        cts = cotangents if isinstance(cotangents, list) else [cotangents]
+        _, grads = vjp(fun, primals, cts)
+        return grads
+
+    @functools.wraps(fun)
+    def wrapped(*args):
+        return inner(*args)
+
+    return wrapped
+
+
+del dt, tree_flatten

@@ -1,0 +1,123 @@
+"""Tracing: run a function on placeholder arrays and turn the recorded nodes into a Graph.
+
+Placeholders are arrays without data; evaluating anything that depends on one raises a PlaceholderError
+that explains how to debug. Arrays the function reads that do not depend on a placeholder become
+constants of the Graph (evaluated once, at trace time): MLX's "frozen constants".
+"""
+
+from __future__ import annotations
+
+from .array import array, evaluate, transform_scope
+from .graph import Eqn, Graph, Lit, Var
+
+# Scalar constants up to this many elements are written inline as literals.
+_LITERAL_MAX_NDIM = 0
+
+
+def placeholders_like(values, origin: str) -> list:
+    """One placeholder per input array, with its shape and dtype."""
+    return [array._make_placeholder(v.shape, v.dtype, origin) for v in values]
+
+
+def graph_from_outputs(outputs: list, inputs: list) -> Graph:
+    """Build the Graph computing `outputs` from the placeholder arrays `inputs`.
+
+    Nodes that do not depend on an input are evaluated now and become constants.
+    """
+    input_ids = {id(p): i for i, p in enumerate(inputs)}
+    depends = _depends_on_inputs(outputs, input_ids)
+    constants = [n for n in _reachable(outputs, depends) if n._data is None and id(n) not in depends]
+    if constants:
+        evaluate(constants)
+
+    in_vars = [Var(p.shape, p.dtype) for p in inputs]
+    env = {id(p): v for p, v in zip(inputs, in_vars)}
+    graph = Graph(inputs=in_vars, eqns=[], outputs=[])
+
+    def var_of(node):
+        key = id(node)
+        if key in env:
+            return env[key]
+        if key not in depends:
+            env[key] = _constant(graph, node)
+            return env[key]
+        raise AssertionError("topological order violated")
+
+    for node in _topo_order(outputs, depends):
+        if id(node) in input_ids:
+            continue
+        ins = tuple(var_of(x) for x in node._inputs)
+        out = Var(node.shape, node.dtype)
+        graph.eqns.append(Eqn(node._prim, ins, dict(node._params), out))
+        env[id(node)] = out
+    graph.outputs = [var_of(o) for o in outputs]
+    return graph
+
+
+def _constant(graph: Graph, node):
+    data = node._data
+    if data.ndim <= _LITERAL_MAX_NDIM:
+        value = data.item()
+        if node.dtype.name == "bfloat16":
+            value = float(value)
+        return Lit(value, node.dtype)
+    v = Var(node.shape, node.dtype)
+    graph.consts.append(v)
+    graph.const_values.append(data)
+    return v
+
+
+def _depends_on_inputs(outputs, input_ids) -> set:
+    """ids of nodes that (transitively) read an input placeholder."""
+    depends = set()
+    for node in _topo_order(outputs, None):
+        if id(node) in input_ids or any(id(x) in depends for x in node._inputs):
+            depends.add(id(node))
+    return depends
+
+
+def _reachable(outputs, depends) -> list:
+    """Nodes reachable from outputs, stopping below nodes that do not depend on inputs."""
+    seen, out, stack = set(), [], list(outputs)
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            continue
+        seen.add(id(n))
+        out.append(n)
+        if id(n) in depends:
+            stack.extend(n._inputs)
+    return out
+
+
+def _topo_order(outputs, depends) -> list:
+    """Postorder over the node graph; with `depends`, only through nodes that depend on inputs."""
+    order, seen = [], set()
+    stack = [(o, False) for o in outputs]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depends is not None and id(node) not in depends:
+            continue
+        stack.append((node, True))
+        for x in node._inputs:
+            if id(x) not in seen:
+                stack.append((x, False))
+    return order
+
+
+def make_graph(fun, *args, origin: str = "make_graph") -> Graph:
+    """Trace `fun` on placeholders shaped like the array arguments and return its Graph (for inspection)."""
+    from .ops import to_array
+
+    examples = [to_array(a) for a in args]
+    phs = placeholders_like(examples, origin)
+    with transform_scope():
+        outs = fun(*phs)
+    outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
+    return graph_from_outputs(outs, phs)

@@ -1,0 +1,189 @@
+"""vmap: trace the function once on unbatched placeholders, then replay the recorded nodes with each
+primitive's batching rule (registry `vmap`), carrying one batch dimension per value.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from .array import array, bind, transform_scope
+from .primitives import REGISTRY
+from ..utils import tree_flatten, tree_unflatten
+
+__all__ = ["vmap"]
+
+
+def _flatten_with_axes(args, in_axes):
+    """Leaves of args paired with their batch axis (in_axes is an int/None or a prefix tree of args)."""
+    leaves, axes = [], []
+
+    def walk(tree, ax):
+        if isinstance(tree, array):
+            leaves.append(tree)
+            axes.append(ax)
+            return
+        if isinstance(ax, (list, tuple)) and isinstance(tree, (list, tuple)):
+            if len(ax) != len(tree):
+                raise ValueError(f"[vmap] in_axes has {len(ax)} entries for {len(tree)} arguments.")
+            for t, a in zip(tree, ax):
+                walk(t, a)
+        elif isinstance(ax, dict) and isinstance(tree, dict):
+            for k, t in tree.items():
+                walk(t, ax.get(k))
+        elif isinstance(tree, (list, tuple)):
+            for t in tree:
+                walk(t, ax)
+        elif isinstance(tree, dict):
+            for t in tree.values():
+                walk(t, ax)
+        else:
+            raise ValueError(f"[vmap] Inputs must be arrays or trees of arrays, got {type(tree).__name__}.")
+
+    walk(list(args), list(in_axes) if isinstance(in_axes, (list, tuple)) else in_axes)
+    return leaves, axes
+
+
+def _rebuild(args, new_leaves):
+    it = iter(new_leaves)
+
+    def walk(tree):
+        if isinstance(tree, array):
+            return next(it)
+        if isinstance(tree, (list, tuple)):
+            items = [walk(t) for t in tree]
+            return type(tree)(items) if isinstance(tree, tuple) else items
+        if isinstance(tree, dict):
+            return {k: walk(t) for k, t in tree.items()}
+        return tree
+
+    return [walk(a) for a in args]
+
+
+def _topo(outputs, stop: set) -> list:
+    order, seen = [], set()
+    stack = [(o, False) for o in outputs]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if id(node) not in stop:
+            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
+    return order
+
+
+def batch_replay(outputs, placeholders, values, bdims):
+    """Recompute `outputs` with each placeholder replaced by a batched value; returns [(value, bdim)]."""
+    env = {id(p): (v, b) for p, v, b in zip(placeholders, values, bdims)}
+    stop = set(env)
+    for node in _topo(outputs, stop):
+        if id(node) in env:
+            continue
+        if not any(id(x) in env for x in node._inputs):
+            continue  # does not depend on a batched input: keep the node itself
+        vals = [env[id(x)][0] if id(x) in env else x for x in node._inputs]
+        dims = [env[id(x)][1] if id(x) in env else None for x in node._inputs]
+        if all(d is None for d in dims):
+            env[id(node)] = (bind(node._prim, *vals, **node._params), None)
+            continue
+        prim = REGISTRY[node._prim]
+        if prim.vmap is None:
+            raise ValueError(f"[vmap] Primitive {node._prim} has no batching rule.")
+        env[id(node)] = prim.vmap(vals, dims, node._params)
+    return [env.get(id(o), (o, None)) for o in outputs]
+
+
+def _move_out(value, bdim, out_axis, size):
+    from . import ops
+
+    if out_axis is None:
+        if bdim is not None:
+            raise ValueError("[vmap] An output with out_axes=None must not be batched.")
+        return value
+    if bdim is None:
+        value = ops.broadcast_to(ops.expand_dims(value, 0), (size,) + tuple(value.shape))
+        bdim = 0
+    nd = value.ndim
+    ax = out_axis + nd if out_axis < 0 else out_axis
+    if not 0 <= ax < nd:
+        raise ValueError(f"[vmap] out_axes {out_axis} is invalid for output with {nd - 1} dimensions.")
+    return ops.moveaxis(value, bdim, ax) if bdim != ax else value
+
+
+def vmap(fun, in_axes=0, out_axes=0):
+    """Vectorise `fun` over a batch axis of its inputs (MLX's `mx.vmap`).
+
+    Args:
+        fun: a function of arrays (or trees of arrays).
+        in_axes: batch axis per input (int, None, or a tree matching the arguments).
+        out_axes: batch axis of each output (int, None, or a tree matching the outputs).
+    """
+
+    @functools.wraps(fun)
+    def wrapped(*args):
+        leaves, axes = _flatten_with_axes(args, in_axes)
+        size = None
+        examples, norm_axes = [], []
+        for x, ax in zip(leaves, axes):
+            if ax is None:
+                examples.append(x)
+                norm_axes.append(None)
+                continue
+            if not isinstance(ax, int) or not -x.ndim <= ax < x.ndim:
+                raise ValueError(f"[vmap] Invalid in_axes {ax!r} for input with {x.ndim} dimensions.")
+            ax = ax + x.ndim if ax < 0 else ax
+            if size is None:
+                size = x.shape[ax]
+            elif x.shape[ax] != size:
+                raise ValueError(f"[vmap] Inconsistent sizes along the mapped axes: {size} and {x.shape[ax]}.")
+            shape = tuple(s for i, s in enumerate(x.shape) if i != ax)
+            examples.append(array._make_placeholder(shape, x.dtype, "vmap"))
+            norm_axes.append(ax)
+        if size is None:
+            raise ValueError("[vmap] At least one input must be mapped (in_axes all None).")
+        with transform_scope():
+            out = fun(*_rebuild(args, examples))
+            out_leaves = [leaf for _, leaf in tree_flatten(out)]
+            if not all(isinstance(o, array) for o in out_leaves):
+                raise ValueError("[vmap] The function must return arrays or trees of arrays.")
+            batched = [(x, ax) for x, ax, e in zip(leaves, norm_axes, examples) if ax is not None]
+            phs = [e for e, ax in zip(examples, norm_axes) if ax is not None]
+            results = batch_replay(out_leaves, phs, [b[0] for b in batched], [b[1] for b in batched])
+        oa = out_axes
+        if isinstance(oa, (list, tuple)):
+            flat_oa = [leaf for _, leaf in tree_flatten(list(oa))]
+        else:
+            flat_oa = [oa] * len(out_leaves)
+        if len(flat_oa) != len(out_leaves):
+            raise ValueError("[vmap] out_axes does not match the structure of the outputs.")
+        moved = [_move_out(v, b, a, size) for (v, b), a in zip(results, flat_oa)]
+        pairs = [(p, m) for (p, _), m in zip(tree_flatten(out), moved)]
+        if isinstance(out, array):
+            return moved[0]
+        return _restore(out, pairs)
+
+    return wrapped
+
+
+def _restore(out, pairs):
+    """Put the moved leaves back into the output's structure (keeping tuples as tuples)."""
+    it = iter(m for _, m in pairs)
+
+    def walk(tree):
+        if isinstance(tree, array):
+            return next(it)
+        if isinstance(tree, (list, tuple)):
+            items = [walk(t) for t in tree]
+            return type(tree)(items) if isinstance(tree, tuple) else items
+        if isinstance(tree, dict):
+            return {k: walk(t) for k, t in tree.items()}
+        return tree
+
+    return walk(out)
+
+
+del tree_unflatten
