@@ -24,7 +24,7 @@ from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
 from .trace import graph_from_outputs
 
-__all__ = ["compile", "disable_compile", "enable_compile"]
+__all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
 _CACHE_SIZE = 64  # traces kept per function (LRU)
 _WARN_AFTER = 8  # retraces of one function (or code object) before kiln explains why, once
@@ -522,3 +522,14 @@ def compile(fun=None, inputs=None, outputs=None, shapeless: bool = False):  # no
     if not callable(fun):
         raise ValueError(f"[compile] Expected a callable, got {type(fun).__name__}.")
     return CompiledFunction(fun, inputs, outputs, shapeless)
+
+
+def engine_status() -> str:
+    """Which backend runs compiled graphs, in words (for the tour and benchmarks)."""
+    if os.environ.get("KILN_ENGINE", "1") == "0":
+        return "KILN_ENGINE=0: reference interpreter"
+    try:
+        from . import engine
+    except ImportError:
+        return "no C++ engine: reference interpreter"
+    return "C++ engine" if engine.available() else "C++ engine unavailable: reference interpreter"

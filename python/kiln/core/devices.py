@@ -1,0 +1,121 @@
+"""Devices and streams, minimal but real so MLX code runs unchanged: kiln computes on the CPU (the Metal
+backend is for a later issue), evaluation is synchronous, so `synchronize` has nothing to wait for."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import threading
+
+__all__ = ["DeviceType", "Device", "Stream", "cpu", "gpu", "default_device", "set_default_device",
+           "default_stream", "set_default_stream", "new_stream", "stream", "synchronize", "is_available",
+           "device_count"]
+
+
+class DeviceType(enum.Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+
+    def __repr__(self) -> str:
+        return f"DeviceType.{self.value}"
+
+    __str__ = __repr__
+
+
+cpu = DeviceType.cpu
+gpu = DeviceType.gpu
+
+
+class Device:
+    """A device: a type and an index."""
+
+    def __init__(self, type: DeviceType, index: int = 0):  # noqa: A002
+        self.type = type
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Device({self.type.value}, {self.index})"
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, DeviceType):
+            return self.type == other
+        return isinstance(other, Device) and (self.type, self.index) == (other.type, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.index))
+
+
+class Stream:
+    """A stream of work on a device."""
+
+    def __init__(self, device: Device, index: int):
+        self.device = device
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Stream({self.device!r}, {self.index})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Stream) and (self.device, self.index) == (other.device, other.index)
+
+    def __hash__(self) -> int:
+        return hash((self.device, self.index))
+
+
+_lock = threading.Lock()
+_state = {"device": Device(cpu), "next_stream": 1}
+_default_streams = {Device(cpu): Stream(Device(cpu), 0)}
+
+
+def is_available(device) -> bool:
+    d = device if isinstance(device, Device) else Device(device)
+    return d.type == cpu
+
+
+def device_count(device_type=cpu) -> int:
+    return 1 if device_type == cpu else 0
+
+
+def _as_device(device, op: str) -> Device:
+    d = device if isinstance(device, Device) else Device(device) if isinstance(device, DeviceType) else None
+    if d is None:
+        raise TypeError(f"[{op}] Expected a Device or DeviceType, got {type(device).__name__}.")
+    if not is_available(d):
+        raise ValueError(f"[{op}] Cannot use {d.type.value} device without a {d.type.value} backend.")
+    return d
+
+
+def default_device() -> Device:
+    return _state["device"]
+
+
+def set_default_device(device) -> None:
+    _state["device"] = _as_device(device, "set_default_device")
+
+
+def default_stream(device) -> Stream:
+    return _default_streams[_as_device(device, "default_stream")]
+
+
+def set_default_stream(stream: Stream) -> None:
+    _default_streams[stream.device] = stream
+
+
+def new_stream(device) -> Stream:
+    d = _as_device(device, "new_stream")
+    with _lock:
+        index = _state["next_stream"]
+        _state["next_stream"] += 1
+    return Stream(d, index)
+
+
+@contextlib.contextmanager
+def stream(s):
+    """Run the enclosed ops on stream or device `s` (all kiln work runs on the CPU)."""
+    if not isinstance(s, Stream):
+        _as_device(s, "stream")
+    yield
+
+
+def synchronize(stream: Stream | None = None) -> None:
+    """Wait for outstanding work: kiln evaluates synchronously, so there is none."""
