@@ -29,21 +29,32 @@ def _py_scalar(x):
     return x
 
 
-def to_array(x, dtype: dt.Dtype | None = None) -> array:
-    """An array for x (arrays pass through, cast if dtype is given)."""
+class _AxisError(ValueError, IndexError):
+    """A bad axis: a ValueError like kiln's other argument errors, and the IndexError MLX raises."""
+
+
+def to_array(x, dtype: dt.Dtype | None = None, op: str | None = None) -> array:
+    """An array for x (arrays pass through, cast if dtype is given); `op` names the caller in errors."""
     if isinstance(x, array):
         return x if dtype is None or x.dtype == dtype else astype(x, dtype)
-    return array(x, dtype)
+    if op is None:
+        return array(x, dtype)
+    try:
+        return array(x, dtype)
+    except (TypeError, ValueError) as e:
+        raise type(e)(f"[{op}] {str(e).removeprefix('[array] ')}") from None
 
 
-def _scalar_array(x, dtype: dt.Dtype) -> array:
+def _scalar_array(x, dtype: dt.Dtype, op: str = "array") -> array:
+    """A 0-d array of `dtype` holding scalar x; an integer that does not fit raises, as in MLX."""
     x = _py_scalar(x)
+    if dt.is_integer(dtype) and isinstance(x, int) and not isinstance(x, bool):
+        info = np.iinfo(dtype.np)
+        if not info.min <= x <= info.max:
+            raise ValueError(f"[{op}] Converting {x} to {dtype.name} would result in overflow.")
     with np.errstate(all="ignore"):
         if dt.is_integer(dtype) and isinstance(x, float):
             return array._from_numpy(np.array(x).astype(dtype.np), dtype)
-        if dt.is_integer(dtype) and isinstance(x, int):
-            info = np.iinfo(dtype.np)
-            x = ((x - info.min) % (1 << (8 * dtype.size))) + info.min  # wrap like C
         return array._from_numpy(np.array(x, dtype=dtype.np), dtype)
 
 
@@ -54,14 +65,11 @@ def _promote(op: str, *xs) -> list:
         if isinstance(x, array) or _is_scalar(x):
             items.append(_py_scalar(x) if not isinstance(x, array) else x)
         else:
-            try:
-                items.append(array(x))
-            except (ValueError, TypeError) as e:
-                raise TypeError(f"[{op}] Cannot convert argument of type {type(x).__name__} to an array.") from e
+            items.append(to_array(x, op=op))
     d = dt.result_type(*items)
     out = []
     for x in items:
-        out.append(astype(x, d) if isinstance(x, array) else _scalar_array(x, d))
+        out.append(astype(x, d) if isinstance(x, array) else _scalar_array(x, d, op))
     return out
 
 
@@ -74,7 +82,7 @@ def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
     for a in seq:
         a = int(a)
         if not -ndim <= a < ndim:
-            raise ValueError(f"[{op}] Invalid axis {a} for array with {ndim} dimensions.")
+            raise _AxisError(f"[{op}] Invalid axis {a} for array with {ndim} dimensions.")
         a = a + ndim if a < 0 else a
         if a in out:
             raise ValueError(f"[{op}] Received duplicate axis {a}.")
@@ -86,14 +94,25 @@ def _axis(op: str, ndim: int, axis: int) -> int:
     if not isinstance(axis, (int, np.integer)):
         raise TypeError(f"[{op}] axis must be an int, got {type(axis).__name__}.")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"[{op}] Invalid axis {axis} for array with {ndim} dimensions.")
+        raise _AxisError(f"[{op}] Invalid axis {axis} for array with {ndim} dimensions.")
     return int(axis) + ndim if axis < 0 else int(axis)
 
 
 # -- dtype ------------------------------------------------------------------------------------------
 def astype(a, dtype, stream=None) -> array:
+    """Cast `a` to `dtype` (float to int truncates toward zero; nonzero to bool is True).
+
+    Args:
+        a (array): Input array.
+        dtype (Dtype): The type to cast to.
+
+    Returns:
+        array: `a` if it already has `dtype`, else the cast array.
+    """
+    if dtype is None:
+        raise TypeError("[astype] dtype must be a Dtype, got None.")
     d = dt.as_dtype(dtype)
-    a = to_array(a)
+    a = to_array(a, op="astype")
     if a.dtype == d:
         return a
     return bind("astype", a, dtype=d)
@@ -101,61 +120,61 @@ def astype(a, dtype, stream=None) -> array:
 
 # -- elementwise -----------------------------------------------------------------------------------
 def _float_input(op: str, a) -> array:
-    a = to_array(a)
+    a = to_array(a, op=op)
     if not dt.is_floating(a.dtype):
         a = astype(a, dt.float32)
     return a
+
+
+def _named(fn, name: str, doc: str):
+    """Give a function made by a factory its public name, so tracebacks and reprs read `exp`, not `fn`."""
+    fn.__name__ = name
+    fn.__qualname__ = name
+    fn.__doc__ = doc
+    return fn
 
 
 def _unary_float(name):
     def fn(a, stream=None) -> array:
         return bind(name, _float_input(name, a))
 
-    fn.__name__ = name
-    fn.__doc__ = f"Element-wise {name}. Integer inputs are computed in float32."
-    return fn
+    return _named(fn, name, f"""Element-wise {name}. Integer and bool inputs are computed in float32.
 
+    Args:
+        a (array): Input array.
 
-def _unary_same(name):
-    def fn(a, stream=None) -> array:
-        return bind(name, to_array(a))
-
-    fn.__name__ = name
-    fn.__doc__ = f"Element-wise {name}."
-    return fn
+    Returns:
+        array: The {name} of `a`.
+    """)
 
 
 for _n in ("exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
            "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "sigmoid",
            "erf", "erfinv"):
     globals()[_n] = _unary_float(_n)
-for _n in ("abs", "negative", "sign", "square"):
-    globals()[_n] = _unary_same(_n)
-
-
-def _bool_check(op, a):
-    if a.dtype == dt.bool_:
-        raise ValueError(f"[{op}] Not supported for arrays of type bool.")
+del _n
 
 
 def negative(a, stream=None) -> array:
-    a = to_array(a)
-    _bool_check("negative", a)
+    """Element-wise negation (integers wrap; bool is refused, as in MLX)."""
+    a = to_array(a, op="negative")
+    if a.dtype == dt.bool_:
+        raise ValueError("[negative] Not supported for bool, use logical_not instead.")
     return bind("negative", a)
 
 
 def floor(a, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="floor")
     return a if not dt.is_floating(a.dtype) else bind("floor", a)
 
 
 def ceil(a, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="ceil")
     return a if not dt.is_floating(a.dtype) else bind("ceil", a)
 
 
 def round(a, decimals: int = 0, stream=None) -> array:  # noqa: A001
-    a = to_array(a)
+    a = to_array(a, op="round")
     if not dt.is_floating(a.dtype):
         return a
     if decimals == 0:
@@ -166,13 +185,19 @@ def round(a, decimals: int = 0, stream=None) -> array:  # noqa: A001
 
 def _predicate(name):
     def fn(a, stream=None) -> array:
-        a = to_array(a)
+        a = to_array(a, op=name)
         if not dt.is_floating(a.dtype):
             return full_like(a, name == "isfinite", dtype=dt.bool_)
         return bind(name, a)
 
-    fn.__name__ = name
-    return fn
+    return _named(fn, name, f"""Element-wise {name} test (always {name == 'isfinite'} for integer and bool inputs).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: A bool array shaped like `a`.
+    """)
 
 
 isnan = _predicate("isnan")
@@ -181,12 +206,12 @@ isfinite = _predicate("isfinite")
 
 
 def isposinf(a, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="isposinf")
     return logical_and(isinf(a), greater(a, 0))
 
 
 def isneginf(a, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="isneginf")
     return logical_and(isinf(a), less(a, 0))
 
 
@@ -195,49 +220,63 @@ def logical_not(a, stream=None) -> array:
 
 
 def bitwise_invert(a, stream=None) -> array:
-    a = to_array(a)
+    """Element-wise bitwise not (logical not for bool)."""
+    a = to_array(a, op="bitwise_invert")
     if dt.is_floating(a.dtype):
-        raise ValueError("[bitwise_invert] Bitwise operations are only allowed on integer types.")
+        raise ValueError(f"[bitwise_invert] Only allowed on integer or boolean types but got type {a.dtype.name}.")
     if a.dtype == dt.bool_:
         return logical_not(a)
     return bind("bitwise_invert", a)
 
 
 def stop_gradient(a, stream=None) -> array:
-    return bind("stop_gradient", to_array(a))
+    return bind("stop_gradient", to_array(a, op="stop_gradient"))
 
 
 def copy(a, stream=None) -> array:
-    return bind("copy", to_array(a))
+    return bind("copy", to_array(a, op="copy"))
 
 
 def _binary(name, float_result=False, check=None):
     def fn(a, b, stream=None) -> array:
         x, y = _promote(name, a, b)
         if check:
-            check(name, x.dtype)
+            x, y = check(name, a, b, x, y)
         if float_result and not dt.is_floating(x.dtype):
             x, y = astype(x, dt.float32), astype(y, dt.float32)
         _broadcast_shapes(x.shape, y.shape, op=name)
         return bind(name, x, y)
 
-    fn.__name__ = name
-    fn.__doc__ = f"Element-wise {name} with numpy-style broadcasting."
-    return fn
+    return _named(fn, name, f"""Element-wise {name} with numpy-style broadcasting and MLX's type promotion.
+
+    Args:
+        a (array or scalar): First input.
+        b (array or scalar): Second input.
+
+    Returns:
+        array: The {name} of `a` and `b`.
+    """)
 
 
-def _no_bool(op, d):
-    if d == dt.bool_:
-        raise ValueError(f"[{op}] Arithmetic on arrays of type bool is not supported; cast first.")
+def _integer_only(op, a, b, x, y):
+    """Bitwise ops take integers or bools; a promotion that lands on a float (uint64 with int64) is refused."""
+    if dt.is_floating(x.dtype):
+        ta = a.dtype.name if isinstance(a, array) else type(a).__name__
+        tb = b.dtype.name if isinstance(b, array) else type(b).__name__
+        raise ValueError(f"[{op}] Only allowed on integer or boolean types but got types {ta} and {tb}.")
+    return x, y
 
 
-def _int_only(op, d):
-    if dt.is_floating(d):
-        raise ValueError(f"[{op}] Bitwise operations are only allowed on integer types.")
+def _shift_operands(op, a, b, x, y):
+    """Shifts are integer-only; two bools shift as uint8, as in MLX."""
+    x, y = _integer_only(op, a, b, x, y)
+    if x.dtype == dt.bool_:
+        x, y = astype(x, dt.uint8), astype(y, dt.uint8)
+    return x, y
 
 
 add = _binary("add")
-subtract = _binary("subtract", check=_no_bool)
+subtract = _binary("subtract")
 multiply = _binary("multiply")
 divide = _binary("divide", float_result=True)
 floor_divide = _binary("floor_divide")
@@ -253,11 +292,11 @@ less = _binary("less")
 less_equal = _binary("less_equal")
 greater = _binary("greater")
 greater_equal = _binary("greater_equal")
-bitwise_and = _binary("bitwise_and", check=_int_only)
-bitwise_or = _binary("bitwise_or", check=_int_only)
-bitwise_xor = _binary("bitwise_xor", check=_int_only)
-left_shift = _binary("left_shift", check=_int_only)
-right_shift = _binary("right_shift", check=_int_only)
+bitwise_and = _binary("bitwise_and", check=_integer_only)
+bitwise_or = _binary("bitwise_or", check=_integer_only)
+bitwise_xor = _binary("bitwise_xor", check=_integer_only)
+left_shift = _binary("left_shift", check=_shift_operands)
+right_shift = _binary("right_shift", check=_shift_operands)
 
 
 def true_divide(a, b, stream=None):
@@ -276,20 +315,20 @@ def bitwise_xor_any(a, b, stream=None) -> array:
 
 
 def logical_and(a, b, stream=None) -> array:
-    x, y = astype(to_array(a), dt.bool_), astype(to_array(b), dt.bool_)
+    x, y = astype(to_array(a, op="logical_and"), dt.bool_), astype(to_array(b, op="logical_and"), dt.bool_)
     _broadcast_shapes(x.shape, y.shape, op="logical_and")
     return bind("logical_and", x, y)
 
 
 def logical_or(a, b, stream=None) -> array:
-    x, y = astype(to_array(a), dt.bool_), astype(to_array(b), dt.bool_)
+    x, y = astype(to_array(a, op="logical_or"), dt.bool_), astype(to_array(b, op="logical_or"), dt.bool_)
     _broadcast_shapes(x.shape, y.shape, op="logical_or")
     return bind("logical_or", x, y)
 
 
 def where(condition, x, y, stream=None) -> array:
     """Select from x where condition is true, else from y (broadcasting all three)."""
-    c = astype(to_array(condition), dt.bool_)
+    c = astype(to_array(condition, op="where"), dt.bool_)
     xa, ya = _promote("where", x, y)
     _broadcast_shapes(c.shape, xa.shape, ya.shape, op="where")
     return bind("select", c, xa, ya)
@@ -298,7 +337,7 @@ def where(condition, x, y, stream=None) -> array:
 def clip(a, a_min, a_max, stream=None) -> array:
     if a_min is None and a_max is None:
         raise ValueError("[clip] One of min or max must be provided.")
-    out = to_array(a)
+    out = to_array(a, op="clip")
     if a_min is not None:
         out = maximum(out, a_min)
     if a_max is not None:
@@ -307,7 +346,7 @@ def clip(a, a_min, a_max, stream=None) -> array:
 
 
 def nan_to_num(a, nan: float = 0.0, posinf=None, neginf=None, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="nan_to_num")
     if not dt.is_floating(a.dtype):
         return a
     big = dt.finfo_max(a.dtype)
@@ -319,19 +358,23 @@ def nan_to_num(a, nan: float = 0.0, posinf=None, neginf=None, stream=None) -> ar
 
 
 def square(a, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="square")
     return bind("square", a)
 
 
 def abs(a, stream=None) -> array:  # noqa: A001
-    a = to_array(a)
+    a = to_array(a, op="abs")
     if dt.is_unsigned(a.dtype) or a.dtype == dt.bool_:
         return a
     return bind("abs", a)
 
 
 def sign(a, stream=None) -> array:
-    return bind("sign", to_array(a))
+    """Element-wise sign: -1, 0 or 1 (bool and unsigned inputs: 0 or 1 in their own dtype)."""
+    a = to_array(a, op="sign")
+    if a.dtype == dt.bool_:
+        return a
+    return bind("sign", a)
 
 
 def degrees(a, stream=None):
@@ -346,10 +389,12 @@ def radians(a, stream=None):
 def _shape_arg(op, shape) -> tuple:
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
+    if isinstance(shape, (str, bytes)):
+        raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.")
     try:
         shape = tuple(int(s) for s in shape)
-    except TypeError:
-        raise TypeError(f"[{op}] shape must be an int or a sequence of ints.") from None
+    except (TypeError, ValueError):
+        raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.") from None
     if builtins.any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions are not allowed: {shape}.")
     return shape
@@ -364,34 +409,51 @@ def _alloc(op, shape, d):
 
 
 def full(shape, vals, dtype=None, stream=None) -> array:
-    """An array of `shape` filled with `vals` (broadcast)."""
+    """An array of `shape` filled with `vals`.
+
+    Args:
+        shape (int or sequence of ints): The output shape.
+        vals (scalar or array): The fill value; an array is broadcast to `shape`.
+        dtype (Dtype, optional): The output dtype; by default that of `vals` (Python int -> int32, or int64
+          when it does not fit; float -> float32; a numpy scalar keeps its own dtype).
+
+    Returns:
+        array: The filled array.
+    """
     shape = _shape_arg("full", shape)
-    v = to_array(vals) if not _is_scalar(vals) else None
-    d = dt.as_dtype(dtype) if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(_py_scalar(vals)))
+    # Python scalars follow MLX's defaults; numpy scalars and arrays keep their dtype (numpy float64 -> float32)
+    is_py_scalar = _is_scalar(vals) and not isinstance(vals, np.generic)
+    v = None if is_py_scalar else to_array(vals, op="full")
+    d = dt.as_dtype(dtype, "full") if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(vals))
     _alloc("full", shape, d)
     if v is None:
-        v = _scalar_array(vals, d)
+        v = _scalar_array(vals, d, "full")
     return broadcast_to(astype(v, d), shape)
 
 
 def zeros(shape, dtype=dt.float32, stream=None) -> array:
+    """An array of `shape` and `dtype` (default float32) filled with zeros."""
     shape = _shape_arg("zeros", shape)
-    d = dt.as_dtype(dtype)
+    d = dt.as_dtype(dtype, "zeros")
     _alloc("zeros", shape, d)
     return array._from_numpy(np.zeros(shape, d.np), d)
 
 
 def ones(shape, dtype=dt.float32, stream=None) -> array:
+    """An array of `shape` and `dtype` (default float32) filled with ones."""
     shape = _shape_arg("ones", shape)
-    d = dt.as_dtype(dtype)
+    d = dt.as_dtype(dtype, "ones")
     _alloc("ones", shape, d)
     return array._from_numpy(np.ones(shape, d.np), d)
 
 
 def full_like(a, vals, dtype=None, stream=None) -> array:
-    a = to_array(a)
-    d = dt.as_dtype(dtype) if dtype is not None else a.dtype
-    return bind("fill", a, value=_py_scalar(vals), dtype=d)
+    """An array shaped like `a`, of `a`'s dtype unless `dtype` is given, filled with `vals`."""
+    a = to_array(a, op="full_like")
+    d = dt.as_dtype(dtype, "full_like") if dtype is not None else a.dtype
+    if not _is_scalar(vals):
+        return broadcast_to(astype(to_array(vals, op="full_like"), d), a.shape)
+    return bind("fill", a, value=_scalar_array(vals, d, "full_like").item(), dtype=d)
 
 
 def zeros_like(a, stream=None) -> array:
@@ -403,32 +465,63 @@ def ones_like(a, stream=None) -> array:
 
 
 def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
-    """Values from start to stop (exclusive) by step; int32 for int arguments, float32 otherwise."""
+    """Values in ``[start, stop)`` spaced by `step`.
+
+    Args:
+        start (int or float): The first value (or `stop`, with start 0, when `stop` is omitted).
+        stop (int or float, optional): The end, excluded.
+        step (int or float, optional): The spacing, 1 by default.
+        dtype (Dtype, optional): int32 when every argument is an int, float32 otherwise.
+
+    Returns:
+        array: A 1-D array of ``ceil((stop - start) / step)`` values.
+    """
     if stop is None:
         start, stop = 0, start
     if step is None:
         step = 1
     if step == 0:
         raise ValueError("[arange] Cannot compute length.")
-    any_float = builtins.any(isinstance(v, float) for v in (start, stop, step))
-    d = dt.as_dtype(dtype) if dtype is not None else (dt.float32 if any_float else dt.int32)
+    any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
+    d = dt.as_dtype(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
+    if d == dt.bool_:
+        raise ValueError("[arange] bool not supported for arange.")
     n = builtins.max(0, math.ceil((stop - start) / step))
-    if dt.is_integer(d) and not any_float:
-        data = start + step * np.arange(n, dtype=np.int64)
-    else:
-        data = start + step * np.arange(n, dtype=np.float64)
+    _alloc("arange", (n,), d)
+    if dt.is_integer(d):
+        # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
+        first = math.trunc(start)
+        spacing = math.trunc(start + step) - first
+        data = first + spacing * np.arange(n, dtype=np.int64)
+        return array._from_numpy(data.astype(d.np), d)
+    # floats: start + i * step in the output dtype, as MLX computes it
+    index = np.arange(n).astype(d.np)
+    with np.errstate(all="ignore"):
+        data = np.asarray(start).astype(d.np) + index * np.asarray(step).astype(d.np)
     return array._from_numpy(data.astype(d.np), d)
 
 
 def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array:
+    """`num` evenly spaced values from `start` to `stop`, both included.
+
+    Args:
+        start (scalar): The first value.
+        stop (scalar): The last value.
+        num (int): How many values (default 50).
+        dtype (Dtype): The output dtype (default float32).
+
+    Returns:
+        array: A 1-D array of `num` values.
+    """
     if num < 0:
-        raise ValueError("[linspace] num must be non-negative.")
-    d = dt.as_dtype(dtype)
+        raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
+    d = dt.as_dtype(dtype, "linspace")
     return array._from_numpy(np.linspace(start, stop, num).astype(d.np), d)
 
 
 def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
-    d = dt.as_dtype(dtype)
+    """An ``n x m`` matrix with ones on diagonal `k` (0: main, positive: above) and zeros elsewhere."""
+    d = dt.as_dtype(dtype, "eye")
     if n < 0 or (m is not None and m < 0):
         raise ValueError("[eye] N and M must be non-negative integers.")
     return array._from_numpy(np.eye(n, m, k, dtype=d.np), d)
@@ -439,12 +532,15 @@ def identity(n: int, dtype=dt.float32, stream=None) -> array:
 
 
 def tri(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
-    d = dt.as_dtype(dtype)
+    """An ``n x m`` matrix with ones at and below diagonal `k` and zeros above it."""
+    d = dt.as_dtype(dtype, "tri")
+    if n < 0 or (m is not None and m < 0):
+        raise ValueError("[tri] N and M must be non-negative integers.")
     return array._from_numpy(np.tri(n, m, k, dtype=d.np), d)
 
 
 def tril(x, k: int = 0, stream=None) -> array:
-    x = to_array(x)
+    x = to_array(x, op="tril")
     if x.ndim < 2:
         raise ValueError("[tril] array must be at least 2-D.")
     mask = tri(x.shape[-2], x.shape[-1], k, dtype=dt.bool_)
@@ -452,7 +548,7 @@ def tril(x, k: int = 0, stream=None) -> array:
 
 
 def triu(x, k: int = 0, stream=None) -> array:
-    x = to_array(x)
+    x = to_array(x, op="triu")
     if x.ndim < 2:
         raise ValueError("[triu] array must be at least 2-D.")
     mask = tri(x.shape[-2], x.shape[-1], k - 1, dtype=dt.bool_)
@@ -462,10 +558,8 @@ def triu(x, k: int = 0, stream=None) -> array:
 def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> list:
     if indexing not in ("xy", "ij"):
         raise ValueError("[meshgrid] indexing must be 'xy' or 'ij'.")
-    arrs = [to_array(a) for a in arrays]
-    for a in arrs:
-        if a.ndim != 1:
-            raise ValueError("[meshgrid] Inputs must be 1-D arrays.")
+    # inputs of any rank count as their flattened values, as in numpy and MLX
+    arrs = [reshape(to_array(a, op="meshgrid"), (-1,)) for a in arrays]
     n = len(arrs)
     outs = []
     for i, a in enumerate(arrs):
@@ -481,7 +575,7 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
 
 # -- reductions -------------------------------------------------------------------------------------------
 def _reduce(name, a, axis, keepdims):
-    a = to_array(a)
+    a = to_array(a, op=name)
     axes = _axes(name, a.ndim, axis)
     if not axes:
         return a if name not in ("all", "any") else astype(a, dt.bool_)
@@ -505,11 +599,11 @@ def min(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A0
 
 
 def all(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
-    return _reduce("all", astype(to_array(a), dt.bool_), axis, keepdims)
+    return _reduce("all", astype(to_array(a, op="all"), dt.bool_), axis, keepdims)
 
 
 def any(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
-    return _reduce("any", astype(to_array(a), dt.bool_), axis, keepdims)
+    return _reduce("any", astype(to_array(a, op="any"), dt.bool_), axis, keepdims)
 
 
 def _count(a, axes) -> int:
@@ -520,7 +614,7 @@ def _count(a, axes) -> int:
 
 
 def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="mean")
     axes = _axes("mean", a.ndim, axis)
     if not dt.is_floating(a.dtype):
         a = astype(a, dt.float32)
@@ -528,7 +622,7 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
 
 
 def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="var")
     axes = _axes("var", a.ndim, axis)
     if not dt.is_floating(a.dtype):
         a = astype(a, dt.float32)
@@ -545,6 +639,8 @@ def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
 def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
     a = _float_input("logsumexp", a)
     axes = _axes("logsumexp", a.ndim, axis)
+    if a.size == 0:
+        raise ValueError("[logsumexp] Received empty array.")
     m = stop_gradient(max(a, axes, keepdims=True))
     m = where(isinf(m), zeros_like(m), m)
     out = add(log(sum(exp(subtract(a, m)), axes, keepdims=True)), m)
@@ -560,10 +656,11 @@ def softmax(a, axis=None, precise: bool = False, stream=None) -> array:
 
 
 def _arg_reduce(name, a, axis, keepdims):
-    a = to_array(a)
+    a = to_array(a, op=name)
     if axis is None:
-        a = reshape(a, (-1,))
-        axis = 0
+        # over the flattened array; keepdims keeps every axis as size 1, as in MLX
+        out = bind(name, reshape(a, (-1,)), axes=(0,), keepdims=False)
+        return reshape(out, (1,) * a.ndim) if keepdims else out
     ax = _axis(name, a.ndim, axis)
     return bind(name, a, axes=(ax,), keepdims=bool(keepdims))
 
@@ -577,7 +674,7 @@ def argmin(a, axis=None, keepdims: bool = False, stream=None) -> array:
 
 
 def _scan(name, a, axis, reverse, inclusive):
-    a = to_array(a)
+    a = to_array(a, op=name)
     if axis is None:
         a = reshape(a, (-1,))
         axis = 0
@@ -603,7 +700,7 @@ def cummin(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=N
 
 # -- shape --------------------------------------------------------------------------------------------
 def reshape(a, shape, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="reshape")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     from .prims.shape import resolve_reshape
 
@@ -613,12 +710,12 @@ def reshape(a, shape, stream=None) -> array:
 
 
 def flatten(a, start_axis: int = 0, end_axis: int = -1, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="flatten")
     return bind("flatten", a, start_axis=int(start_axis), end_axis=int(end_axis))
 
 
 def unflatten(a, axis: int, shape, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="unflatten")
     ax = _axis("unflatten", a.ndim, axis)
     shape = tuple(int(s) for s in shape)
     if not shape:
@@ -628,7 +725,7 @@ def unflatten(a, axis: int, shape, stream=None) -> array:
 
 
 def squeeze(a, axis=None, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="squeeze")
     if axis is None:
         axes = tuple(i for i, s in enumerate(a.shape) if s == 1)
     else:
@@ -639,13 +736,13 @@ def squeeze(a, axis=None, stream=None) -> array:
 
 
 def expand_dims(a, axis, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="expand_dims")
     seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     nd = a.ndim + len(seq)
     axes = []
     for ax in seq:
         if not -nd <= ax < nd:
-            raise ValueError(f"[expand_dims] Invalid axis {ax} for output with {nd} dimensions.")
+            raise _AxisError(f"[expand_dims] Invalid axis {ax} for output with {nd} dimensions.")
         ax = ax + nd if ax < 0 else ax
         if ax in axes:
             raise ValueError("[expand_dims] Received duplicate axes.")
@@ -654,22 +751,22 @@ def expand_dims(a, axis, stream=None) -> array:
 
 
 def transpose(a, axes=None, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="transpose")
     if axes is None:
         axes = tuple(range(a.ndim))[::-1]
     axes = tuple(int(x) for x in axes)
     if len(axes) != a.ndim:
-        raise ValueError(f"[transpose] Recived {len(axes)} axes for array with {a.ndim} dimensions.")
-    norm = tuple(x + a.ndim if x < 0 else x for x in axes)
+        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {a.ndim} dimensions.")
+    norm = tuple(_axis("transpose", a.ndim, x) for x in axes)
     if sorted(norm) != list(range(a.ndim)):
-        raise ValueError(f"[transpose] Invalid permutation {axes} for array with {a.ndim} dimensions.")
+        raise ValueError(f"[transpose] Repeated axes in permutation {axes}.")
     if norm == tuple(range(a.ndim)):
         return a
     return bind("transpose", a, axes=norm)
 
 
 def swapaxes(a, axis1: int, axis2: int, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="swapaxes")
     i, j = _axis("swapaxes", a.ndim, axis1), _axis("swapaxes", a.ndim, axis2)
     perm = list(range(a.ndim))
     perm[i], perm[j] = perm[j], perm[i]
@@ -677,7 +774,7 @@ def swapaxes(a, axis1: int, axis2: int, stream=None) -> array:
 
 
 def moveaxis(a, source: int, destination: int, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="moveaxis")
     s, d = _axis("moveaxis", a.ndim, source), _axis("moveaxis", a.ndim, destination)
     perm = [i for i in range(a.ndim) if i != s]
     perm.insert(d, s)
@@ -685,7 +782,7 @@ def moveaxis(a, source: int, destination: int, stream=None) -> array:
 
 
 def broadcast_to(a, shape, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="broadcast_to")
     shape = _shape_arg("broadcast_to", shape)
     if a.shape == shape:
         return a
@@ -697,21 +794,36 @@ def broadcast_shapes(*shapes) -> tuple:
 
 
 def broadcast_arrays(*arrays, stream=None) -> tuple:
-    arrs = [to_array(a) for a in arrays]
+    arrs = [to_array(a, op="broadcast_arrays") for a in arrays]
     shape = _broadcast_shapes(*(a.shape for a in arrs), op="broadcast_arrays")
     return tuple(broadcast_to(a, shape) for a in arrs)
 
 
 def atleast_1d(*arys):
-    outs = [reshape(to_array(a), (1,)) if to_array(a).ndim == 0 else to_array(a) for a in arys]
+    outs = [reshape(to_array(a, op="atleast_1d"), (1,)) if to_array(a, op="atleast_1d").ndim == 0 else to_array(a, op="atleast_1d") for a in arys]
     return outs[0] if len(outs) == 1 else outs
 
 
 def atleast_2d(*arys):
     outs = []
     for a in arys:
-        a = to_array(a)
+        a = to_array(a, op="atleast_2d")
         outs.append(reshape(a, (1,) * (2 - a.ndim) + a.shape) if a.ndim < 2 else a)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def atleast_3d(*arys):
+    """Arrays with at least three dimensions: 0-d -> (1, 1, 1), (n,) -> (1, n, 1), (m, n) -> (m, n, 1)."""
+    outs = []
+    for a in arys:
+        a = to_array(a, op="atleast_3d")
+        if a.ndim == 0:
+            a = reshape(a, (1, 1, 1))
+        elif a.ndim == 1:
+            a = reshape(a, (1, a.shape[0], 1))
+        elif a.ndim == 2:
+            a = expand_dims(a, 2)
+        outs.append(a)
     return outs[0] if len(outs) == 1 else outs
 
 
@@ -720,12 +832,10 @@ def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
     if not arrs:
         raise ValueError("[concatenate] No arrays provided for concatenation.")
     if axis is None:
-        arrs = [reshape(to_array(a), (-1,)) for a in arrs]
+        arrs = [reshape(to_array(a, op="concatenate"), (-1,)) for a in arrs]
         axis = 0
     arrs = _promote("concatenate", *arrs)
-    ax = _axis("concatenate", arrs[0].ndim, axis) if arrs[0].ndim else None
-    if ax is None:
-        raise ValueError("[concatenate] Cannot concatenate 0-d arrays.")
+    ax = _axis("concatenate", arrs[0].ndim, axis)
     if len(arrs) == 1:
         return arrs[0]
     return bind("concatenate", *arrs, axis=ax)
@@ -736,22 +846,20 @@ def concat(arrays, axis: int | None = 0, stream=None) -> array:
 
 
 def stack(arrays, axis: int = 0, stream=None) -> array:
-    arrs = [to_array(a) for a in arrays]
+    arrs = [to_array(a, op="stack") for a in arrays]
     if not arrs:
         raise ValueError("[stack] No arrays provided for stacking.")
     shapes = {a.shape for a in arrs}
     if len(shapes) != 1:
         raise ValueError("[stack] All arrays must have the same shape.")
-    nd = arrs[0].ndim + 1
-    if not -nd <= axis < nd:
-        raise ValueError(f"[stack] Invalid axis {axis} for output with {nd} dimensions.")
+    _axis("stack", arrs[0].ndim + 1, axis)
     return concatenate([expand_dims(a, axis) for a in arrs], axis)
 
 
 def slice_update(a, update, start, stop, strides) -> array:
     """a with a[start:stop:strides] replaced by update (all static, normalised)."""
-    a = to_array(a)
-    u = astype(to_array(update), a.dtype)
+    a = to_array(a, op="slice_update")
+    u = astype(to_array(update, op="slice_update"), a.dtype)
     return bind("slice_update", a, u, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
 
 
@@ -760,7 +868,7 @@ def _slice(a, start, stop, strides) -> array:
 
 
 def split(a, indices_or_sections, axis: int = 0, stream=None) -> list:
-    a = to_array(a)
+    a = to_array(a, op="split")
     ax = _axis("split", a.ndim, axis)
     n = a.shape[ax]
     if isinstance(indices_or_sections, (int, np.integer)):
@@ -769,7 +877,8 @@ def split(a, indices_or_sections, axis: int = 0, stream=None) -> list:
             raise ValueError(f"[split] Array split does not result in sub arrays with equal size: {n} into {k}.")
         bounds = [i * (n // k) for i in range(k + 1)]
     else:
-        bounds = [0] + [int(i) for i in indices_or_sections] + [n]
+        # indices are positions along the axis; negative ones count from the end, like Python slices
+        bounds = [0] + [int(i) + n if int(i) < 0 else int(i) for i in indices_or_sections] + [n]
     outs = []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         lo_c, hi_c = builtins.min(builtins.max(lo, 0), n), builtins.min(builtins.max(hi, 0), n)
@@ -780,40 +889,85 @@ def split(a, indices_or_sections, axis: int = 0, stream=None) -> list:
     return outs
 
 
-def pad(a, pad_width, mode: str = "constant", constant_values=0, stream=None) -> array:
-    a = to_array(a)
-    if mode not in ("constant", "edge"):
-        raise ValueError(f"[pad] Invalid padding mode {mode!r}.")
+def _pad_widths(pad_width, ndim: int) -> tuple:
+    """MLX's pad_width forms (n, (n,), (lo, hi), [(lo, hi), ...]) as one (lo, hi) pair per axis."""
     if isinstance(pad_width, (int, np.integer)):
-        widths = ((int(pad_width), int(pad_width)),) * a.ndim
-    else:
-        pw = list(pad_width)
-        if pw and isinstance(pw[0], (int, np.integer)):
-            widths = ((int(pw[0]), int(pw[-1])),) * a.ndim if len(pw) <= 2 else None
-        elif len(pw) == 1:
-            widths = (tuple(int(v) for v in pw[0]),) * a.ndim
-        else:
-            widths = tuple(tuple(int(v) for v in p) for p in pw)
-        if widths is None or len(widths) != a.ndim:
-            raise ValueError(f"[pad] Invalid pad_width for array with {a.ndim} dimensions.")
-    if mode == "edge":
+        return ((int(pad_width), int(pad_width)),) * ndim
+    pw = list(pad_width)
+    if pw and builtins.all(isinstance(v, (int, np.integer)) for v in pw) and len(pw) <= 2:
+        return ((int(pw[0]), int(pw[-1])),) * ndim
+    pairs = [tuple(p) if isinstance(p, (tuple, list)) else (p,) for p in pw]
+    if builtins.any(len(p) not in (1, 2) for p in pairs):
+        raise ValueError(f"[pad] Invalid pad_width {pad_width!r}: expected (before, after) pairs.")
+    pairs = [(int(p[0]), int(p[-1])) for p in pairs]
+    if len(pairs) == 1:
+        pairs = pairs * ndim
+    if len(pairs) != ndim:
+        raise ValueError(f"[pad] Got {len(pairs)} (before, after) pairs for an array with {ndim} dimensions.")
+    return tuple(pairs)
+
+
+def _axis_slice(a, axis: int, start: int, stop: int, step: int = 1) -> array:
+    begin, end, strides = [0] * a.ndim, list(a.shape), [1] * a.ndim
+    begin[axis], end[axis], strides[axis] = start, stop, step
+    return _slice(a, begin, end, strides)
+
+
+def _pad_axis_periodic(a, axis: int, lo: int, hi: int, mode: str) -> array:
+    """Pad one axis by mirroring: the padded axis is a window of the periodic sequence a, reversed(a), a, ..."""
+    n = a.shape[axis]
+    if n == 0:
+        raise ValueError(f"[pad] Cannot pad an empty axis in {mode!r} mode.")
+    if mode == "edge" or (mode == "reflect" and n == 1):
+        first = broadcast_to(_axis_slice(a, axis, 0, 1), a.shape[:axis] + (lo,) + a.shape[axis + 1:])
+        last = broadcast_to(_axis_slice(a, axis, n - 1, n), a.shape[:axis] + (hi,) + a.shape[axis + 1:])
+        return concatenate([first, a, last], axis)
+    if mode == "reflect":  # mirror without repeating the edge: period 2n - 2
+        block = concatenate([a, _axis_slice(a, axis, n - 2, 0, -1)], axis)
+    else:  # symmetric: mirror repeating the edge, period 2n
+        block = concatenate([a, _axis_slice(a, axis, n - 1, -1, -1)], axis)
+    period = block.shape[axis]
+    start = (-lo) % period
+    copies = -(-(start + lo + n + hi) // period)
+    tiled = concatenate([block] * copies, axis)
+    return _axis_slice(tiled, axis, start, start + lo + n + hi)
+
+
+def pad(a, pad_width, mode: str = "constant", constant_values=0, stream=None) -> array:
+    """Pad an array.
+
+    Args:
+        a (array): Input array.
+        pad_width (int, tuple or list of tuples): ``n``, ``(n,)``, ``(before, after)`` for every axis, or one
+          ``(before, after)`` pair per axis.
+        mode (str): ``"constant"``, ``"edge"``, ``"reflect"`` (mirror, edge not repeated) or ``"symmetric"``
+          (mirror, edge repeated).
+        constant_values (scalar or array): The value padded in ``"constant"`` mode.
+
+    Returns:
+        array: The padded array.
+    """
+    a = to_array(a, op="pad")
+    if mode not in ("constant", "edge", "reflect", "symmetric"):
+        raise ValueError(f"[pad] Invalid padding mode ({mode}) passed to pad.")
+    widths = _pad_widths(pad_width, a.ndim)
+    if builtins.any(lo < 0 or hi < 0 for lo, hi in widths):
+        raise ValueError(f"[pad] Invalid negative padding {widths}.")
+    if mode != "constant":
         out = a
         for ax, (lo, hi) in enumerate(widths):
-            parts = []
-            if lo:
-                parts.append(repeat(take(out, array([0]), axis=ax), lo, axis=ax))
-            parts.append(out)
-            if hi:
-                parts.append(repeat(take(out, array([out.shape[ax] - 1]), axis=ax), hi, axis=ax))
-            out = concatenate(parts, ax) if len(parts) > 1 else out
+            if lo or hi:
+                out = _pad_axis_periodic(out, ax, lo, hi, mode)
         return out
-    value = _scalar_array(constant_values, a.dtype) if _is_scalar(constant_values) else astype(
-        to_array(constant_values), a.dtype)
+    if _is_scalar(constant_values):
+        value = _scalar_array(constant_values, a.dtype, "pad")
+    else:
+        value = astype(to_array(constant_values, op="pad"), a.dtype)
     return bind("pad", a, value, widths=widths)
 
 
 def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="repeat")
     if axis is None:
         a = reshape(a, (-1,))
         axis = 0
@@ -830,8 +984,10 @@ def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
 
 
 def tile(a, reps, stream=None) -> array:
-    a = to_array(a)
-    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(reps)
+    a = to_array(a, op="tile")
+    reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
+    if builtins.any(r < 0 for r in reps):
+        raise ValueError(f"[tile] Negative repetitions {reps} are not allowed.")
     nd = builtins.max(a.ndim, len(reps))
     reps = (1,) * (nd - len(reps)) + reps
     a = reshape(a, (1,) * (nd - a.ndim) + a.shape)
@@ -842,16 +998,19 @@ def tile(a, reps, stream=None) -> array:
 
 
 def roll(a, shift, axis=None, stream=None) -> array:
-    a = to_array(a)
+    a = to_array(a, op="roll")
     if axis is None:
         flat = reshape(a, (-1,))
-        return reshape(roll(flat, shift, 0), a.shape)
+        return reshape(roll(flat, shift, 0), a.shape) if a.ndim else a
     shifts = (shift,) if isinstance(shift, (int, np.integer)) else tuple(shift)
     axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    if len(shifts) == 1 and len(axes) > 1:
+    # shift and axis broadcast against each other, as in numpy: roll(a, (1, 2), axis=0) rolls axis 0 by 3
+    if len(shifts) == 1:
         shifts = shifts * len(axes)
+    if len(axes) == 1:
+        axes = axes * len(shifts)
     if len(shifts) != len(axes):
-        raise ValueError("[roll] shift and axis must have the same number of elements.")
+        raise ValueError(f"[roll] Got {len(shifts)} shifts and {len(axes)} axes; they must have the same number.")
     out = a
     for s, ax in zip(shifts, axes):
         ax = _axis("roll", a.ndim, ax)
@@ -880,7 +1039,7 @@ def take_along_axis(a, indices, axis: int | None = None, stream=None) -> array:
 
 # -- comparison helpers ---------------------------------------------------------------------------------
 def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
-    a, b = to_array(a), to_array(b)
+    a, b = to_array(a, op="isclose"), to_array(b, op="isclose")
     x, y = _promote("isclose", a, b)
     if not dt.is_floating(x.dtype):
         x, y = astype(x, dt.float32), astype(y, dt.float32)
@@ -896,7 +1055,7 @@ def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fal
 
 
 def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
-    a, b = to_array(a), to_array(b)
+    a, b = to_array(a, op="array_equal"), to_array(b, op="array_equal")
     if a.shape != b.shape:
         return array(False)
     x, y = _promote("array_equal", a, b)
@@ -908,8 +1067,12 @@ def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
 
 def eval(*trees) -> None:  # noqa: A001
     """Evaluate every array in the given trees (lists, tuples, dicts, modules)."""
-    from ..utils import tree_flatten
     from .array import evaluate
+
+    if builtins.all(type(t) is array for t in trees):  # the common case, kept cheap for small compiled calls
+        evaluate(trees)
+        return
+    from ..utils import tree_flatten
 
     evaluate([leaf for t in trees for _, leaf in tree_flatten(t) if isinstance(leaf, array)])
 
