@@ -11,7 +11,7 @@ from .dtypes import (  # noqa: F401
 
 # Modules whose `__all__` forms the public namespace. Each owns one family of ops or one transform.
 _PUBLIC_MODULES = ("_format", "ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
-                   "export")
+                   "export", "ops_conv")
 
 
 def _export(module_name: str):
@@ -39,3 +39,6 @@ for _sub in ("random", "linalg", "fast"):
         if _e.name != f"{__name__}.{_sub}":
             raise
 del _m, _sub
+
+# Importing the internal module core/trace.py binds `kiln.core.trace` to it; the public name is MLX's op.
+from .ops_linalg import trace  # noqa: E402,F811
