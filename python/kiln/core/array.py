@@ -8,6 +8,7 @@ unless a transform (grad, jvp, ...) is active, which needs the graph kept.
 from __future__ import annotations
 
 import threading
+import weakref
 
 import numpy as np
 
@@ -49,7 +50,8 @@ def placeholder_message(origin: str) -> str:
 class array:
     """An N-dimensional array (MLX's `mlx.core.array`)."""
 
-    __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "__weakref__")
+    __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "_consumers",
+                 "__weakref__")
     __array_priority__ = 100
 
     def __init__(self, val, dtype=None):
@@ -193,9 +195,8 @@ class array:
 
     def __iter__(self):
         if self.ndim == 0:
-            raise TypeError("iteration over a 0-d array")
-        for i in range(self._shape[0]):
-            yield self[i]
+            raise TypeError("iteration over a 0-d array")  # raised by iter() itself, as MLX does
+        return (self[i] for i in range(self._shape[0]))
 
     __hash__ = object.__hash__  # MLX hashes arrays by identity
 
@@ -228,6 +229,20 @@ class array:
 
         setitem(self, key, value)
 
+    def _rebind(self, new: "array", old: "array"):
+        """Make this object stand for `new` (MLX's in-place update `a[i] = v`).
+
+        Nodes already built from this object's previous value are pointed at `old` (an object holding
+        that value), so they keep computing what they computed before the update, as in MLX.
+        """
+        for ref in getattr(self, "_consumers", None) or ():
+            node = ref()
+            if node is not None and node is not new:
+                node._inputs = tuple(old if x is self else x for x in node._inputs)
+                _register_consumer(old, node)
+        self._consumers = None
+        self._replace_with(new)
+
     def _replace_with(self, other: "array"):
         """Make this array object stand for `other` (MLX's functional in-place update)."""
         self._data = other._data
@@ -243,7 +258,21 @@ def bind(name: str, *inputs: array, **params) -> array:
     """Record one primitive application as a lazy node (shape and dtype from the registry's rule)."""
     prim = REGISTRY[name]
     shape, dtype = prim.shape_rule(*inputs, **params)
-    return array._lazy(name, inputs, params, tuple(shape), dtype)
+    node = array._lazy(name, inputs, params, tuple(shape), dtype)
+    for x in inputs:
+        _register_consumer(x, node)
+    return node
+
+
+def _register_consumer(x: array, node: array) -> None:
+    """Remember (weakly) that `node` reads `x`, so an in-place update of x can leave node's input alone."""
+    refs = getattr(x, "_consumers", None)
+    if refs is None:
+        x._consumers = [weakref.ref(node)]
+        return
+    refs.append(weakref.ref(node))
+    if len(refs) >= 64 and len(refs) & (len(refs) - 1) == 0:  # prune dead references now and then
+        refs[:] = [r for r in refs if r() is not None]
 
 
 def evaluate(outputs) -> None:
@@ -288,15 +317,27 @@ def pending_nodes(outputs) -> list:
     return order
 
 
+_LIST_ELEMENT_TYPES = (bool, int, float, complex, np.number, np.bool_)
+
+
 def _infer_list_dtype(flat) -> dt.Dtype:
+    """MLX's dtype for a nested list: complex64, float32, bool, or int32 (int64 when a value needs it)."""
+    for v in flat:
+        if not isinstance(v, _LIST_ELEMENT_TYPES):
+            raise ValueError(f"[array] Invalid type {type(v).__name__} received in array initialization.")
     kinds = {type(v) for v in flat}
-    if any(issubclass(k, complex) for k in kinds):
+    if any(issubclass(k, (complex, np.complexfloating)) for k in kinds):
         return dt.complex64
     if any(issubclass(k, (float, np.floating)) for k in kinds):
         return dt.float32
     if all(issubclass(k, (bool, np.bool_)) for k in kinds) and kinds:
         return dt.bool_
-    return dt.int32
+    ints = [int(v) for v in flat]
+    if all(-(2**31) <= v < 2**31 for v in ints):
+        return dt.int32
+    if all(-(2**63) <= v < 2**63 for v in ints):
+        return dt.int64
+    raise ValueError("[array] Integer values do not fit in int64.")
 
 
 def _flatten_list(val, out):
@@ -354,7 +395,9 @@ def _to_numpy(val, dtype):
         return _cast(data, dtype), dtype
     if hasattr(val, "__array__"):
         return _to_numpy(np.asarray(val), dtype)
-    raise ValueError(f"[array] Cannot convert object of type {type(val).__name__} to an array.")
+    if val is None:
+        raise TypeError("[array] Cannot convert None to an array.")
+    raise ValueError(f"[array] Invalid type {type(val).__name__} received in array initialization.")
 
 
 def _cast(data: np.ndarray, d: dt.Dtype) -> np.ndarray:
@@ -367,14 +410,28 @@ def _cast(data: np.ndarray, d: dt.Dtype) -> np.ndarray:
 from . import ops  # noqa: E402  (ops needs `array`; array's methods need ops)
 
 
+def _method(name: str, fn):
+    """Install fn as array.<name>, named so that tracebacks and help() read `array.__add__`."""
+    fn.__name__ = name
+    fn.__qualname__ = f"array.{name}"
+    setattr(array, name, fn)
+
+
+def _forward(fn, reflected=False):
+    if reflected:
+        return lambda self, other: fn(other, self)
+    return lambda self, other: fn(self, other)
+
+
+def _true_divide_in_place(self, other):
+    # MLX refuses `/=` on integer arrays (the quotient would need a float array in place of an int one)
+    if not dt.is_floating(self.dtype):
+        raise ValueError("[divide] In place division cannot cast to non-floating point type.")
+    return ops.divide(self, other)
+
+
 def _install_operators():
     """Python operators and MLX's method forms, all forwarding to ops."""
-
-    def binop(fn, reflected=False):
-        if reflected:
-            return lambda self, other: fn(other, self)
-        return lambda self, other: fn(self, other)
-
     table = {
         "add": ops.add, "sub": ops.subtract, "mul": ops.multiply, "truediv": ops.divide,
         "floordiv": ops.floor_divide, "mod": ops.remainder, "pow": ops.power, "matmul": lambda a, b: ops.matmul(a, b),
@@ -383,28 +440,34 @@ def _install_operators():
         "xor": ops.bitwise_xor_any, "lshift": ops.left_shift, "rshift": ops.right_shift,
     }
     for name, fn in table.items():
-        setattr(array, f"__{name}__", binop(fn))
-        setattr(array, f"__r{name}__", binop(fn, reflected=True))
-        # In-place forms rebind the name to a new array (arrays are immutable), as MLX does.
-        setattr(array, f"__i{name}__", binop(fn))
+        _method(f"__{name}__", _forward(fn))
+        _method(f"__r{name}__", _forward(fn, reflected=True))
+        # In-place forms return a new array that the name is rebound to: other references to the old array
+        # keep its value (MLX instead updates the shared array in place).
+        _method(f"__i{name}__", _forward(fn))
+    _method("__itruediv__", _true_divide_in_place)
     for name, fn in {"eq": ops.equal, "ne": ops.not_equal, "lt": ops.less, "le": ops.less_equal,
                      "gt": ops.greater, "ge": ops.greater_equal}.items():
-        setattr(array, f"__{name}__", binop(fn))
-    array.__neg__ = lambda self: ops.negative(self)
-    array.__pos__ = lambda self: self
-    array.__abs__ = lambda self: ops.abs(self)
-    array.__invert__ = lambda self: ops.bitwise_invert(self)
+        _method(f"__{name}__", _forward(fn))
+    _method("__neg__", lambda self: ops.negative(self))
+    _method("__pos__", lambda self: self)
+    _method("__abs__", lambda self: ops.abs(self))
+    _method("__invert__", lambda self: ops.bitwise_invert(self))
+    _method("__divmod__", lambda self, other: ops.divmod(self, other))
+    _method("__rdivmod__", lambda self, other: ops.divmod(other, self))
     array.__hash__ = object.__hash__
-    array.__divmod__ = lambda self, other: ops.divmod(self, other)
 
     for name in ("abs", "exp", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "square", "reciprocal", "sin",
                  "cos", "sum", "prod", "max", "min", "mean", "var", "std", "all", "any", "argmax", "argmin",
-                 "logsumexp", "cumsum", "cumprod", "cummax", "cummin", "transpose", "swapaxes", "moveaxis",
-                 "squeeze", "flatten", "unflatten", "round", "split", "diag", "diagonal", "conj", "maximum",
-                 "minimum"):
+                 "logsumexp", "cumsum", "cumprod", "cummax", "cummin", "swapaxes", "moveaxis",
+                 "squeeze", "flatten", "unflatten", "round", "split", "maximum", "minimum"):
         fn = getattr(ops, name, None)
         if fn is not None and not hasattr(array, name):
             setattr(array, name, fn)
+    # Methods whose ops live in modules owned elsewhere (linalg, complex): looked up when called.
+    for name in ("diag", "diagonal", "conj", "conjugate", "logcumsumexp"):
+        if not hasattr(array, name):
+            _method(name, _late_bound(name))
 
     def reshape(self, *shape, stream=None):
         if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
@@ -416,9 +479,21 @@ def _install_operators():
             axes = axes[0]
         return ops.transpose(self, axes or None)
 
-    array.reshape = reshape
-    array.transpose = transpose
-    array.view = lambda self, dtype: ops.view(self, dtype)
+    _method("reshape", reshape)
+    _method("transpose", transpose)
+    _method("view", lambda self, dtype, stream=None: ops.view(self, dtype))
+
+
+def _late_bound(name: str):
+    def method(self, *args, **kwargs):
+        from importlib import import_module
+
+        core = import_module(__package__)
+        if not hasattr(core, name):
+            raise AttributeError(f"[{name}] kiln.core has no {name} yet.")
+        return getattr(core, name)(self, *args, **kwargs)
+
+    return method
 
 
 def _bitwise_or_logical(bitwise, logical, a, b):

@@ -120,7 +120,7 @@ def vjp(fun, primals, cotangents):
     primals = [_check_array(p, "vjp") for p in primals]
     with transform_scope():
         inputs = [bind("copy", p) for p in primals]
-        outs, _ = _as_list(fun(*inputs), "vjp")
+        outs, _ = _as_list(fun(*[bind("copy", x) for x in inputs]), "vjp")
         cotangents = [_check_array(c, "vjp") for c in cotangents]
         if len(cotangents) != len(outs):
             raise ValueError(f"[vjp] Expected {len(outs)} cotangents, got {len(cotangents)}.")
@@ -143,7 +143,7 @@ def jvp(fun, primals, tangents):
             raise ValueError(f"[jvp] Primal shape {tuple(p.shape)} does not match tangent shape {tuple(t.shape)}.")
     with transform_scope():
         inputs = [bind("copy", p) for p in primals]
-        outs, _ = _as_list(fun(*inputs), "jvp")
+        outs, _ = _as_list(fun(*[bind("copy", x) for x in inputs]), "jvp")
         tans = forward(outs, inputs, tangents)
     return outs, [t if t is not None else _zeros(o) for t, o in zip(tans, outs)]
 
@@ -165,14 +165,14 @@ def _normalize_argnums(argnums, argnames):
     argnames = list(argnames)
     if argnums is None:
         argnums = [] if argnames else 0
-    single = isinstance(argnums, int)
-    nums = [argnums] if single else list(argnums)
-    for n in nums:
-        if not isinstance(n, int):
-            raise ValueError(f"[grad] argnums must be int or sequence of ints, got {argnums!r}.")
+    nums = [argnums] if isinstance(argnums, int) else argnums
+    if not isinstance(nums, (list, tuple)) or not all(isinstance(n, int) for n in nums):
+        raise TypeError(f"[grad] argnums must be an int or a sequence of ints, got {argnums!r}.")
+    nums = list(nums)
     if len(set(nums)) != len(nums):
         raise ValueError("[grad] Duplicate argnums.")
-    return nums, single, argnames
+    # As MLX, one argnum (even given as a one-element sequence) gives its gradient unwrapped.
+    return nums, len(nums) == 1, argnames
 
 
 def value_and_grad(fun, argnums=None, argnames=()):
@@ -197,19 +197,25 @@ def value_and_grad(fun, argnums=None, argnames=()):
                                  "function is not called with it.")
         args, kwargs = list(args), dict(kwargs)
         with transform_scope():
-            targets = []
+            targets, user_copies = [], []
 
             def mark(x):
+                # The sweep stops at `target`; the function gets its own copy, so that an in-place update
+                # of an argument (x[0] = 1) rebinds the copy and leaves the target where it was.
                 if isinstance(x, array):
-                    c = bind("copy", x)
-                    targets.append(c)
-                    return c
+                    target = bind("copy", x)
+                    targets.append(target)
+                    user = bind("copy", target)
+                    user_copies.append(user)
+                    return user
                 return x
 
             for n in nums:
                 args[n] = tree_map(mark, args[n])
             for k in names:
                 kwargs[k] = tree_map(mark, kwargs[k])
+            marked_pos = [args[n] for n in nums]
+            marked_kw = {k: kwargs[k] for k in names}
             out = fun(*args, **kwargs)
             loss = out[0] if isinstance(out, (list, tuple)) and out else out
             if not isinstance(loss, array):
@@ -220,13 +226,13 @@ def value_and_grad(fun, argnums=None, argnames=()):
                                  "Reduce it (e.g. with sum or mean) first.")
             seed = _ones_like(loss)
             cts = backward([loss], [seed], targets)
-        grads = {id(t): (c if c is not None else _zeros(t)) for t, c in zip(targets, cts)}
+        grads = {id(u): (c if c is not None else _zeros(t)) for u, t, c in zip(user_copies, targets, cts)}
 
         def pick(x):
             return grads[id(x)] if isinstance(x, array) and id(x) in grads else x
 
-        pos = [tree_map(pick, args[n]) for n in nums]
-        kw = {k: tree_map(pick, kwargs[k]) for k in names}
+        pos = [tree_map(pick, m) for m in marked_pos]
+        kw = {k: tree_map(pick, m) for k, m in marked_kw.items()}
         if names:
             g = (pos[0] if single and nums else (tuple(pos) if pos else None), kw)
         else:
@@ -257,54 +263,64 @@ def grad(fun, argnums=None, argnames=()):
 class _CustomRecord:
     """What a custom node needs at differentiation time (kept out of the params' text form)."""
 
-    def __init__(self, fn, primals, outputs, index):
-        self.fn, self.primals, self.outputs, self.index = fn, primals, outputs, index
+    def __init__(self, fn, outputs, index, container):
+        self.fn, self.outputs, self.index = fn, outputs, index
+        self.container = container  # None when fun returned one array, else list or tuple
+
+    def shaped(self, values):
+        """values arranged as fun's outputs were: one array unwrapped, else a list or tuple (as MLX)."""
+        return values[0] if self.container is None else self.container(values)
 
     def __repr__(self) -> str:
         return getattr(self.fn.fun, "__name__", "custom")
 
 
+def _one_or_tuple(values):
+    # MLX hands a single primal (tangent, input, axis) to the user's rules unwrapped, several as a tuple.
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _user_values(result, count, what):
+    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    if len(values) != count:
+        raise ValueError(f"[custom_function] The custom {what} returned {len(values)} values, expected {count}.")
+    return values
+
+
 def _custom_vjp(ct, out, inputs, params):
     rec = params["record"]
-    fn = rec.fn
     primals = list(inputs[:-1])
-    if fn._vjp is None:
-        _, vjps = vjp(fn.fun, primals, [ct if i == rec.index else _zeros(o) for i, o in enumerate(rec.outputs)])
-        return tuple(vjps) + (None,)
     cts = [ct if i == rec.index else _zeros(o) for i, o in enumerate(rec.outputs)]
-    single = len(rec.outputs) == 1 and rec.single
-    res = fn._vjp(primals if len(primals) != 1 or True else primals[0], cts[0] if single else cts,
-                  rec.outputs[0] if single else rec.outputs)
-    res = list(res) if isinstance(res, (list, tuple)) else [res]
-    return tuple(res) + (None,)
+    if rec.fn._vjp is None:
+        grads = vjp(rec.fn.fun, primals, cts)[1]
+    else:
+        result = rec.fn._vjp(_one_or_tuple(primals), rec.shaped(cts), rec.shaped(rec.outputs))
+        grads = _user_values(result, len(primals), "vjp")
+    return tuple(grads) + (None,)
 
 
 def _custom_jvp(tangents, out, inputs, params):
     rec = params["record"]
-    fn = rec.fn
     primals = list(inputs[:-1])
     tans = [t if t is not None else _zeros(p) for t, p in zip(tangents[:-1], primals)]
-    if fn._jvp is None:
-        _, outs = jvp(fn.fun, primals, tans)
-        return outs[rec.index]
-    res = fn._jvp(primals, tans)
-    res = list(res) if isinstance(res, (list, tuple)) else [res]
-    return res[rec.index]
+    if rec.fn._jvp is None:
+        return jvp(rec.fn.fun, primals, tans)[1][rec.index]
+    result = rec.fn._jvp(_one_or_tuple(primals), _one_or_tuple(tans))
+    return _user_values(result, len(rec.outputs), "jvp")[rec.index]
 
 
 def _custom_vmap(inputs, bdims, params):
     from .vmap import vmap as _vmap
 
     rec = params["record"]
-    fn = rec.fn
-    if fn._vmap is not None:
-        outs, out_axes = fn._vmap(list(inputs[:-1]), list(bdims[:-1]))
-        outs = outs if isinstance(outs, (list, tuple)) else [outs]
-        axes = out_axes if isinstance(out_axes, (list, tuple)) else [out_axes]
-        return outs[rec.index], axes[rec.index]
-    res = _vmap(lambda *xs: fn.fun(*xs), in_axes=tuple(bdims[:-1]))(*inputs[:-1])
-    res = res if isinstance(res, (list, tuple)) else [res]
-    return res[rec.index], 0
+    primals, axes = list(inputs[:-1]), list(bdims[:-1])
+    if rec.fn._vmap is None:
+        outs = _vmap(rec.fn.fun, in_axes=tuple(axes))(*primals)
+        return _user_values(outs, len(rec.outputs), "vmap")[rec.index], 0
+    outs, out_axes = rec.fn._vmap(_one_or_tuple(primals), _one_or_tuple(axes))
+    outs = _user_values(outs, len(rec.outputs), "vmap")
+    out_axes = _user_values(out_axes, len(rec.outputs), "vmap axes")
+    return outs[rec.index], out_axes[rec.index]
 
 
 def _custom_rule(*xs, record):
@@ -346,14 +362,11 @@ class custom_function:
         primals = [ops.to_array(a) for a in args]
         with transform_scope():
             raw = self.fun(*primals)
-        single = isinstance(raw, array)
-        outs = [raw] if single else list(raw)
-        wrapped = []
-        for i, o in enumerate(outs):
-            rec = _CustomRecord(self, primals, outs, i)
-            rec.single = single
-            wrapped.append(bind("custom", *primals, ops.stop_gradient(o), record=rec))
-        return wrapped[0] if single else type(raw)(wrapped) if isinstance(raw, tuple) else wrapped
+        container = None if isinstance(raw, array) else type(raw)
+        outs = [raw] if container is None else list(raw)
+        wrapped = [bind("custom", *primals, ops.stop_gradient(o), record=_CustomRecord(self, outs, i, container))
+                   for i, o in enumerate(outs)]
+        return wrapped[0] if container is None else container(wrapped)
 
 
 def checkpoint(fun):
@@ -362,9 +375,9 @@ def checkpoint(fun):
 
     @inner.vjp
     def _recompute(primals, cotangents, outputs):
-        cts = cotangents if isinstance(cotangents, list) else [cotangents]
-        _, grads = vjp(fun, primals, cts)
-        return grads
+        primals = list(primals) if isinstance(primals, tuple) else [primals]
+        cts = list(cotangents) if isinstance(cotangents, (list, tuple)) else [cotangents]
+        return vjp(fun, primals, cts)[1]
 
     @functools.wraps(fun)
     def wrapped(*args):

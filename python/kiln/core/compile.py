@@ -79,18 +79,28 @@ def _leaf_key(x, shapeless: bool, leaves: list, seen: dict):
         return ("n",)
     if t is complex:
         return ("c", x.real.hex(), x.imag.hex())
-    if isinstance(x, (np.integer, np.floating, np.bool_)):
-        return ("np", type(x).__name__, x.item())
+    if isinstance(x, np.floating):
+        return ("np", type(x), float(x).hex())  # exact for every numpy float width; keeps -0.0 and NaN
+    if isinstance(x, (np.integer, np.bool_)):
+        return ("np", type(x), x.item())
     raise _Unsupported(type(x).__name__)
+
+
+def _dict_key_tag(k):
+    """Dict keys compare by type and value: {1: x}, {True: x} and {1.0: x} are different trees."""
+    try:
+        return _leaf_key(k, False, [], {})
+    except _Unsupported:
+        return ("k", type(k), k)
 
 
 def _tree_key(tree, shapeless, leaves, seen):
     if isinstance(tree, (list, tuple)):
-        tag = "l" if type(tree) is list else ("t", type(tree).__qualname__)
-        return (tag, tuple(_tree_key(c, shapeless, leaves, seen) for c in tree))
+        tag = "l" if type(tree) is list else "t"
+        return (tag, type(tree), tuple(_tree_key(c, shapeless, leaves, seen) for c in tree))
     if isinstance(tree, dict):
-        return ("d", type(tree).__qualname__,
-                tuple((k, _tree_key(v, shapeless, leaves, seen)) for k, v in tree.items()))
+        return ("d", type(tree),
+                tuple((_dict_key_tag(k), _tree_key(v, shapeless, leaves, seen)) for k, v in tree.items()))
     return _leaf_key(tree, shapeless, leaves, seen)
 
 
@@ -184,7 +194,7 @@ class _TreeDef:
 
 # -- cache entries -----------------------------------------------------------------------------------
 class _Entry:
-    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key")
+    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs")
 
     def __init__(self, graph, program, treedef, n_out, state_paths, key):
         self.graph = graph
@@ -220,11 +230,19 @@ def _make_program(graph):
     return _Interpreted(graph)
 
 
-# Traces per code object, to explain recompiling fresh lambdas (guide: "don't do this").
-_code_traces = collections.Counter()
-_warned_codes = set()
-_caches = weakref.WeakKeyDictionary()
-_strong_caches = {}
+class _FunctionCache(collections.OrderedDict):
+    """One function's traces, least recently used first; `warned` once it has been explained."""
+
+    warned = False
+
+
+# Traces per code object, to explain recompiling fresh lambdas (guide: "don't do this"). Weak, so code
+# made by exec/eval in a loop does not pile up.
+_code_traces = weakref.WeakKeyDictionary()
+_warned_codes = weakref.WeakSet()
+# id(owner) -> (weak or strong reference to owner, {tag: _FunctionCache}). Keyed by identity, not
+# equality: two callables that compare equal (or are unhashable, like an nn.Module) never share traces.
+_tables = {}
 _cache_lock = threading.RLock()
 
 
@@ -234,55 +252,151 @@ def _owner_and_tag(fun):
     return fun, None
 
 
-def _cache_for(fun):
+def _forget(owner_id, ref):
+    entry = _tables.get(owner_id)
+    if entry is not None and entry[0] is ref:
+        del _tables[owner_id]
+
+
+def _cache_for(fun) -> _FunctionCache:
     owner, tag = _owner_and_tag(fun)
+    with _cache_lock:
+        entry = _tables.get(id(owner))
+        if entry is None or entry[0]() is not owner:
+            try:
+                ref = weakref.ref(owner, functools.partial(_forget, id(owner)))
+            except TypeError:
+                # Not weakly referenceable: keep it alive, so its id cannot be reused by another object.
+                ref = _StrongRef(owner)
+            entry = (ref, {})
+            _tables[id(owner)] = entry
+        return entry[1].setdefault(tag, _FunctionCache())
+
+
+class _StrongRef:
+    __slots__ = ("obj",)
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def __call__(self):
+        return self.obj
+
+
+def _count_trace(code) -> int:
+    if code is None:
+        return 0
     try:
-        table = _caches.get(owner)
-        if table is None:
-            table = _caches.setdefault(owner, {})
+        n = _code_traces.get(code, 0) + 1
+        _code_traces[code] = n
     except TypeError:
-        table = _strong_caches.setdefault(id(owner), {})
-    per = table.get(tag)
-    if per is None:
-        per = table.setdefault(tag, collections.OrderedDict())
-    return per
+        return 0
+    return n
+
+
+# -- explaining recompilations -------------------------------------------------------------------------
+def _render(k) -> str:
+    """A key (or part of one) as the Python-like text a person would write: f32[3], 0.5, [1], (1,)."""
+    tag = k[0]
+    if tag == "a":
+        from .dtypes import from_name
+
+        dims = ",".join(str(s) for s in k[2]) if isinstance(k[2], tuple) else ",".join("?" * k[2])
+        return f"{from_name(k[1]).short}[{dims}]"
+    if tag == "alias":
+        return f"the same array as input #{k[1]}"
+    if tag in ("b", "i", "s", "k"):
+        return repr(k[-1])
+    if tag == "f":
+        return repr(float.fromhex(k[1]))
+    if tag == "n":
+        return "None"
+    if tag == "c":
+        return repr(complex(float.fromhex(k[1]), float.fromhex(k[2])))
+    if tag == "np":
+        value = float.fromhex(k[2]) if isinstance(k[2], str) else k[2]
+        return f"{k[1].__name__}({value!r})"
+    if tag == "d":
+        return "{" + ", ".join(f"{_render(kk)}: {_render(v)}" for kk, v in k[2]) + "}"
+    items = [_render(c) for c in k[2]]
+    if tag == "l":
+        return "[" + ", ".join(items) + "]"
+    if hasattr(k[1], "_fields"):
+        return f"{k[1].__name__}({', '.join(items)})"
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def _labelled(k, label, out: dict):
+    """Flatten a key into {label: (comparable summary, subtree)}: containers summarise their structure."""
+    tag = k[0]
+    if tag in ("l", "t"):
+        out[label] = (("struct", tag, k[1], len(k[2])), k)
+        for i, c in enumerate(k[2]):
+            _labelled(c, f"{label}[{i}]", out)
+    elif tag == "d":
+        out[label] = (("struct", tag, k[1], tuple(kk for kk, _ in k[2])), k)
+        for kk, c in k[2]:
+            _labelled(c, f"{label}[{_render(kk)}]", out)
+    else:
+        out[label] = (k, k)
+
+
+def _labelled_key(key, names) -> dict:
+    args, kwargs = key[3]
+    out = {"arguments": (("n", len(args), tuple(n for n, _ in kwargs)), None)}
+    for i, k in enumerate(args):
+        _labelled(k, f"argument {names[i] if i < len(names) else f'#{i}'}", out)
+    for name, k in kwargs:
+        _labelled(k, f"argument {name}", out)
+    for path, k in key[4]:
+        _labelled(k, "captured input " + "".join(f"[{p!r}]" for p in path), out)
+    return out
+
+
+def _describe_change(label, old, new) -> str:
+    if label == "arguments":
+        if old[0][1] != new[0][1]:
+            return f"number of positional arguments: {old[0][1]} -> {new[0][1]}"
+        return f"keyword arguments: {list(old[0][2])} -> {list(new[0][2])}"
+    if old is None:
+        return f"{label}: new, {_render(new[1])}"
+    before, after = old[1], new[1]
+    constants = before[0] not in ("a", "alias", "l", "t", "d") and after[0] not in ("a", "alias", "l", "t", "d")
+    prefix = "constant " if constants else ""
+    return f"{prefix}{label}: {_render(before)} -> {_render(after)}"
 
 
 def _describe_key_diff(new, old, names) -> str:
     """First difference between two keys, phrased for a person."""
-    (new_args, new_state), (old_args, old_state) = new[3:5], old[3:5]
-    for label, a, b in (("argument", new_args, old_args), ("captured input", new_state, old_state)):
-        if a != b:
-            return f"{label} {_first_diff(a, b, names)}"
+    new_l, old_l = _labelled_key(new, names), _labelled_key(old, names)
+    for label, value in new_l.items():
+        before = old_l.get(label)
+        if before is None or before[0] != value[0]:
+            return _describe_change(label, before, value)
+    for label in old_l:
+        if label not in new_l:
+            return f"{label}: removed"
+    if new[:3] != old[:3]:
+        return "different inputs=/outputs= containers or shapeless setting"
     return "a different configuration"
 
 
-def _first_diff(a, b, names, path="") -> str:
-    if isinstance(a, tuple) and isinstance(b, tuple) and a and b and a[0] == b[0] and a[0] in ("l", "d") or (
-            isinstance(a, tuple) and isinstance(b, tuple) and a and b and isinstance(a[0], tuple) and a[0] == b[0]):
-        kids_a, kids_b = a[-1], b[-1]
-        if len(kids_a) == len(kids_b):
-            for i, (x, y) in enumerate(zip(kids_a, kids_b)):
-                if x != y:
-                    if a[0] == "d":
-                        return _first_diff(x[1], y[1], names, f"{path}[{x[0]!r}]")
-                    label = names[i] if not path and i < len(names) else f"{path}[{i}]"
-                    return _first_diff(x, y, names, label)
-    return f"{path or 'structure'}: {_fmt(b)} -> {_fmt(a)}"
+def _similarity(a, b, names) -> int:
+    la, lb = _labelled_key(a, names), _labelled_key(b, names)
+    return sum(1 for label, v in la.items() if label in lb and lb[label][0] == v[0])
 
 
-def _fmt(k) -> str:
-    if isinstance(k, tuple) and k and k[0] == "a":
-        shape = k[2]
-        dims = ",".join(str(s) for s in shape) if isinstance(shape, tuple) else f"ndim={shape}"
-        from .dtypes import from_name
-
-        return f"{from_name(k[1]).short}[{dims}]"
-    if isinstance(k, tuple) and k and k[0] == "f":
-        return repr(float.fromhex(k[1]))
-    if isinstance(k, tuple) and len(k) == 2 and k[0] in ("i", "b", "s"):
-        return repr(k[1])
-    return repr(k)
+def _most_changing(keys, names) -> tuple:
+    """The labelled leaf with the most distinct values over `keys` (what keeps forcing recompiles)."""
+    seen = collections.defaultdict(set)
+    for k in keys:
+        for label, (summary, _) in _labelled_key(k, names).items():
+            try:
+                seen[label].add(summary)
+            except TypeError:
+                pass
+    label = max(seen, key=lambda name: len(seen[name]))
+    return label, len(seen[label])
 
 
 class CompiledFunction:
@@ -297,20 +411,35 @@ class CompiledFunction:
         functools.update_wrapper(self, fun)
         try:
             self.__signature__ = inspect.signature(fun)
-            self._arg_names = list(self.__signature__.parameters)
         except (TypeError, ValueError):
-            self._arg_names = []
+            pass
 
     def __get__(self, obj, objtype=None):
-        # As a method decorator: bind like a function would.
+        # As a method decorator: bind like a function would; traces are cached per instance.
         if obj is None:
             return self
-        return functools.partial(self, obj)
+        return CompiledFunction(self.fun.__get__(obj, objtype), self.inputs, self.outputs, self.shapeless)
+
+    @property
+    def _arg_names(self) -> list:
+        """Labels of positional arguments (for recompile explanations): x, y, then args[0]... for *args."""
+        signature = getattr(self, "__signature__", None)
+        names = []
+        if signature is None:
+            return names
+        for param in signature.parameters.values():
+            if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+                names.append(param.name)
+            elif param.kind == param.VAR_POSITIONAL:
+                names.extend(f"{param.name}[{i}]" for i in range(64))
+                break
+        return names
 
     def _key(self, args, kwargs):
         leaves, seen = [], {}
         try:
-            arg_key = _tree_key((list(args), kwargs), self.shapeless, leaves, seen)
+            arg_key = (tuple(_tree_key(a, self.shapeless, leaves, seen) for a in args),
+                       tuple((k, _tree_key(v, self.shapeless, leaves, seen)) for k, v in kwargs.items()))
         except _Unsupported as e:
             raise ValueError(f"[compile] Function arguments must be trees (lists, tuples, dicts) of arrays or "
                              f"constants (bool, int, float, str, None); got an argument of type {e}.") from None
@@ -320,17 +449,36 @@ class CompiledFunction:
         key = (id(self.inputs), id(self.outputs), self.shapeless, arg_key, state_key)
         return key, leaves, n_args, state_leaves
 
+    def _lookup(self, key):
+        entry = self._cache.get(key)
+        # The key holds the containers' ids; a container that died may have left its id to a new one.
+        if entry is None or entry.inputs is not self.inputs or entry.outputs is not self.outputs:
+            return None
+        try:
+            self._cache.move_to_end(key)  # least recently used goes first
+        except KeyError:
+            pass  # evicted meanwhile by another thread: the entry is still valid for this call
+        return entry
+
     def __call__(self, *args, **kwargs):
         if _compile_disabled():
             return self.fun(*args, **kwargs)
         key, leaves, n_args, state_leaves = self._key(args, kwargs)
-        entry = self._cache.get(key)
-        if entry is None:
-            entry = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
-        if transform_depth() > 0:
-            values = replay_graph(entry.graph, leaves)
-        else:
-            values = self._run(entry, leaves)
+        entry = self._lookup(key)
+        fresh = entry is None
+        if fresh:
+            entry, snapshot = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+        try:
+            if transform_depth() > 0:
+                if self.shapeless:
+                    self._check_shapes(entry, leaves)
+                values = replay_graph(entry.graph, leaves)
+            else:
+                values = self._run(entry, leaves)
+        except BaseException:
+            if fresh and snapshot is not None:
+                _restore(snapshot)  # never leave placeholders in the user's containers
+            raise
         self._write_back(entry, values[entry.n_out:])
         return entry.treedef.build(values[: entry.n_out])
 
@@ -338,7 +486,7 @@ class CompiledFunction:
     def _run(self, entry, leaves):
         buffers = [x._numpy() for x in leaves]
         if self.shapeless:
-            self._check_shapes(entry, buffers)
+            self._check_shapes(entry, leaves)
         outs = entry.program.run(buffers)
         graph_outs = entry.graph.outputs
         result = [array._from_numpy(o, v.dtype) for o, v in zip(outs, graph_outs)]
@@ -348,9 +496,9 @@ class CompiledFunction:
             verify_program(entry.graph, buffers, outs)
         return result
 
-    def _check_shapes(self, entry, buffers):
+    def _check_shapes(self, entry, leaves):
         """Shapeless replay: re-run every shape rule for new input shapes, so errors name the operation."""
-        shapes = tuple(b.shape for b in buffers)
+        shapes = tuple(x.shape for x in leaves)
         if entry.checked_shapes == shapes:
             return
         from .shape_check import check_graph_shapes
@@ -364,25 +512,28 @@ class CompiledFunction:
 
     # -- the miss path -------------------------------------------------------------------------------
     def _trace(self, key, args, kwargs, leaves, n_args, state_leaves):
+        """(entry, snapshot of the captured containers or None when another thread traced it first)."""
         with _cache_lock:
-            entry = self._cache.get(key)
+            entry = self._lookup(key)
             if entry is not None:
-                return entry
+                return entry, None
             self._explain(key)
-            entry = self._trace_locked(key, args, kwargs, leaves, n_args, state_leaves)
+            snapshot = _snapshot([self.inputs, self.outputs])
+            entry = self._trace_locked(key, args, kwargs, leaves, n_args, state_leaves, snapshot)
             self._cache[key] = entry
-            if len(self._cache) > _CACHE_SIZE:
+            while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-            return entry
+            return entry, snapshot
 
-    def _trace_locked(self, key, args, kwargs, leaves, n_args, state_leaves):
+    def _trace_locked(self, key, args, kwargs, leaves, n_args, state_leaves, snapshot):
         name = getattr(self.fun, "__name__", "function")
         origin = f"the compiled function '{name}'"
         placeholders = [array._make_placeholder(x.shape, x.dtype, origin) for x in leaves]
-        by_id = {id(x): p for x, p in zip(leaves, placeholders)}
+        # The function sees copies of the placeholders, so an in-place update of an argument
+        # (x[0] = 1) rebinds the copy and leaves the graph's inputs intact. The tracer elides copies.
+        by_id = {id(x): bind("copy", p) for x, p in zip(leaves, placeholders)}
         traced_args = _rebuild(list(args), lambda x: by_id[id(x)])
         traced_kwargs = _rebuild(dict(kwargs), lambda x: by_id[id(x)])
-        snapshot = _snapshot([self.inputs, self.outputs])
         try:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])
@@ -399,7 +550,11 @@ class CompiledFunction:
         except BaseException:
             _restore(snapshot)
             raise
-        # Inputs-only slots go back to their real arrays; outputs= slots are written after the run.
+        # Containers only read (inputs=, not outputs=) go back as they were: a side effect on them would
+        # not repeat on cached calls, and a placeholder left there would break the next use.
+        written = {id(c) for c, _ in _snapshot([self.outputs])}
+        _restore([(c, contents) for c, contents in snapshot if id(c) not in written])
+        # Read-and-written slots go back to their real arrays; outputs= slots are written after the run.
         for path, x in state_leaves:
             try:
                 node = self.inputs
@@ -417,48 +572,50 @@ class CompiledFunction:
         if _debug_level() >= 3:
             for kname, src in program.kernel_sources.items():
                 print(f"[kiln] kernel {kname}:\n{src}", file=sys.stderr)
-        return _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
+        entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
+        entry.inputs = self.inputs
+        entry.outputs = self.outputs
+        return entry
 
     def _explain(self, key):
         """Log why we (re)compile (KILN_DEBUG) and warn once about functions that keep recompiling."""
         name = getattr(self.fun, "__name__", "function")
         code = getattr(self.fun, "__code__", None)
         where = f"{code.co_filename}:{code.co_firstlineno}" if code else "?"
-        if code is not None:
-            _code_traces[code] += 1
-        if self._cache:
-            closest = max(self._cache.values(), key=lambda e: _similarity(e.key, key))
-            reason = _describe_key_diff(key, closest.key, self._arg_names)
-        elif code is not None and _code_traces[code] > 1:
+        n_code = _count_trace(code)
+        names = self._arg_names
+        earlier = [e.key for e in list(self._cache.values())]
+        if earlier:
+            # Ties go to the most recently used trace.
+            closest = max(reversed(earlier), key=lambda k: _similarity(k, key, names))
+            reason = _describe_key_diff(key, closest, names)
+        elif n_code > 1:
             reason = f"new function object defined at {where}"
         else:
             reason = "first call"
         if _debug_level() >= 1:
             print(f"[kiln] compiling '{name}' ({where}): {reason}", file=sys.stderr)
-        too_many_objects = code is not None and _code_traces[code] == _WARN_AFTER and code not in _warned_codes
-        if too_many_objects and not self._cache:
+        if not earlier and n_code >= _WARN_AFTER and code not in _warned_codes:
             _warned_codes.add(code)
-            warnings.warn(f"[compile] '{name}' defined at {where} has been compiled {_WARN_AFTER} times as a new "
+            warnings.warn(f"[compile] '{name}' defined at {where} has been compiled {n_code} times as a new "
                           "function object each time (e.g. a lambda compiled inside a loop). Compile it once "
                           "and reuse the compiled function.", stacklevel=4)
-        elif len(self._cache) + 1 == _WARN_AFTER and code not in _warned_codes:
-            if code is not None:
-                _warned_codes.add(code)
-            warnings.warn(f"[compile] '{name}' has been recompiled {_WARN_AFTER} times; the latest because "
-                          f"{reason}. Pass values that change as arrays, or use shapeless=True for changing "
-                          "shapes.", stacklevel=4)
+        elif len(earlier) + 1 >= _WARN_AFTER and not self._cache.warned:
+            self._cache.warned = True
+            label, count = _most_changing(earlier + [key], names)
+            warnings.warn(f"[compile] '{name}' ({where}) has been compiled {len(earlier) + 1} times: {label} keeps "
+                          f"changing ({count} different shapes, dtypes or values; latest: {reason}). Pass values "
+                          "that change as arrays, or use shapeless=True for changing shapes.", stacklevel=4)
 
     # -- introspection -------------------------------------------------------------------------------
     def graphs(self, *args, **kwargs) -> dict:
         """The traced graph, the optimised graph and kernel sources for these arguments (as text)."""
         key, leaves, n_args, state_leaves = self._key(args, kwargs)
-        entry = self._cache.get(key) or self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+        entry = self._lookup(key)
+        if entry is None:
+            entry, _ = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
         return {"traced": str(entry.graph), "optimized": str(entry.program.graph),
                 "kernels": dict(entry.program.kernel_sources)}
-
-
-def _similarity(a, b) -> int:
-    return sum(1 for x, y in zip(a[3:], b[3:]) if x == y)
 
 
 def _snapshot(containers):
@@ -521,7 +678,23 @@ def compile(fun=None, inputs=None, outputs=None, shapeless: bool = False):  # no
         return functools.partial(compile, inputs=inputs, outputs=outputs, shapeless=shapeless)
     if not callable(fun):
         raise ValueError(f"[compile] Expected a callable, got {type(fun).__name__}.")
+    _check_capture(inputs, "inputs")
+    _check_capture(outputs, "outputs")
     return CompiledFunction(fun, inputs, outputs, shapeless)
+
+
+def _check_capture(tree, what: str):
+    """inputs=/outputs= must let compile swap arrays in place: lists and dicts, not bare arrays or tuples."""
+    if isinstance(tree, array):
+        raise ValueError(f"[compile] {what}= must be a container (list or dict, possibly nested) of arrays, "
+                         f"not an array: pass {what}=[a] and read a[0].")
+    for path, _ in _captured_leaves(tree):
+        node = tree
+        for p in path[:-1]:
+            node = node[p]
+        if isinstance(node, tuple):
+            raise ValueError(f"[compile] Captured state must be held in lists or dicts, not tuples "
+                             f"({what}= holds a tuple at {''.join(f'[{p!r}]' for p in path[:-1]) or 'the top'}).")
 
 
 def engine_status() -> str:

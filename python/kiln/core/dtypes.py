@@ -172,30 +172,28 @@ def result_type(*items) -> Dtype:
     strong = [x.dtype for x in items if isinstance(x, array)]
     strong += [x for x in items if isinstance(x, Dtype)]
     weak = [x for x in items if isinstance(x, (bool, int, float, complex)) and not isinstance(x, Dtype)]
-    if strong:
-        out = strong[0]
-        for d in strong[1:]:
-            out = promote_types(out, d)
-    else:
-        out = None
+    if not strong and not weak:
+        return None
+    if not strong:
+        # Only Python scalars: each acts as the array it would make (2**40 -> int64), as in MLX.
+        strong = [scalar_dtype(w) for w in weak]
+    out = strong[0]
+    for d in strong[1:]:
+        out = promote_types(out, d)
     for w in weak:
         out = _promote_weak(out, w)
     return out
 
 
-def _promote_weak(d: Dtype | None, scalar) -> Dtype:
+def _promote_weak(d: Dtype, scalar) -> Dtype:
+    """The dtype of `d` combined with a weakly typed Python scalar: the array's dtype wins within a kind."""
     if isinstance(scalar, complex):
         return complex64
     if isinstance(scalar, bool):
-        return bool_ if d is None else d
-    if isinstance(scalar, int):
-        if d is None or d == bool_:
-            return int32
         return d
-    # float
-    if d is None or not is_floating(d):
-        return float32
-    return d
+    if isinstance(scalar, int):
+        return int32 if d == bool_ else d
+    return d if is_floating(d) else float32
 
 
 def scalar_dtype(value) -> Dtype:
@@ -203,7 +201,7 @@ def scalar_dtype(value) -> Dtype:
     if isinstance(value, bool):
         return bool_
     if isinstance(value, int):
-        return int32
+        return int32 if -(2**31) <= value < 2**31 else int64
     if isinstance(value, float):
         return float32
     if isinstance(value, complex):
@@ -211,7 +209,8 @@ def scalar_dtype(value) -> Dtype:
     raise TypeError(f"not a scalar: {value!r}")
 
 
-def as_dtype(d) -> Dtype:
+def as_dtype(d, op: str = "astype") -> Dtype:
+    """A Dtype from a Dtype, a Python type (bool/int/float), a dtype name or a numpy dtype; None stays None."""
     if isinstance(d, Dtype):
         return d
     if d is None:
@@ -227,7 +226,7 @@ def as_dtype(d) -> Dtype:
     try:
         return from_numpy(d)
     except (TypeError, ValueError):
-        raise ValueError(f"Unsupported dtype {d!r}.") from None
+        raise TypeError(f"[{op}] Unsupported dtype {d!r}.") from None
 
 
 def finfo_max(d: Dtype) -> float:

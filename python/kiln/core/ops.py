@@ -315,12 +315,14 @@ def bitwise_xor_any(a, b, stream=None) -> array:
 
 
 def logical_and(a, b, stream=None) -> array:
+    """Element-wise logical and: both inputs are cast to bool (nonzero is True), then broadcast."""
     x, y = astype(to_array(a, op="logical_and"), dt.bool_), astype(to_array(b, op="logical_and"), dt.bool_)
     _broadcast_shapes(x.shape, y.shape, op="logical_and")
     return bind("logical_and", x, y)
 
 
 def logical_or(a, b, stream=None) -> array:
+    """Element-wise logical or: both inputs are cast to bool (nonzero is True), then broadcast."""
     x, y = astype(to_array(a, op="logical_or"), dt.bool_), astype(to_array(b, op="logical_or"), dt.bool_)
     _broadcast_shapes(x.shape, y.shape, op="logical_or")
     return bind("logical_or", x, y)
@@ -378,10 +380,12 @@ def sign(a, stream=None) -> array:
 
 
 def degrees(a, stream=None):
+    """Convert angles from radians to degrees (integer inputs give float32)."""
     return multiply(_float_input("degrees", a), 180.0 / math.pi)
 
 
 def radians(a, stream=None):
+    """Convert angles from degrees to radians (integer inputs give float32)."""
     return multiply(_float_input("radians", a), math.pi / 180.0)
 
 
@@ -1044,7 +1048,9 @@ def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fals
     if not dt.is_floating(x.dtype):
         x, y = astype(x, dt.float32), astype(y, dt.float32)
     close = less_equal(abs(subtract(x, y)), add(atol, multiply(rtol, abs(y))))
-    close = logical_or(close, equal(x, y))  # equal infinities
+    # an infinity is close only to the same infinity (inf - -inf would pass the tolerance test above)
+    close = logical_and(close, logical_and(isfinite(x), isfinite(y)))
+    close = logical_or(close, equal(x, y))
     if equal_nan:
         close = logical_or(close, logical_and(isnan(x), isnan(y)))
     return close

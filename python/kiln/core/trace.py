@@ -46,6 +46,9 @@ def graph_from_outputs(outputs: list, inputs: list) -> Graph:
     for node in _topo_order(outputs, depends):
         if id(node) in input_ids:
             continue
+        if node._prim == "copy":  # arrays are immutable: a copy is its input (transforms add them)
+            env[id(node)] = var_of(node._inputs[0])
+            continue
         ins = tuple(var_of(x) for x in node._inputs)
         out = Var(node.shape, node.dtype)
         graph.eqns.append(Eqn(node._prim, ins, dict(node._params), out))

@@ -146,7 +146,9 @@ def vmap(fun, in_axes=0, out_axes=0):
         if size is None:
             raise ValueError("[vmap] At least one input must be mapped (in_axes all None).")
         with transform_scope():
-            out = fun(*_rebuild(args, examples))
+            # The function gets copies: an in-place update (x[0] = 1) must not rebind a placeholder.
+            out = fun(*_rebuild(args, [bind("copy", e) if ax is not None else e
+                                       for e, ax in zip(examples, norm_axes)]))
             out_leaves = [leaf for _, leaf in tree_flatten(out)]
             if not all(isinstance(o, array) for o in out_leaves):
                 raise ValueError("[vmap] The function must return arrays or trees of arrays.")

@@ -241,16 +241,13 @@ def _astype_impl(x, dtype):
         return x.astype(dtype.np)
 
 
+# As MLX, a cast passes derivatives straight through (cast to the other side's dtype), even to and from
+# integers: `x.astype(int32).astype(float32)` has gradient 1 (it truncates the cotangent on the way).
 def _astype_vjp(ct, out, inputs, params):
-    x = inputs[0]
-    if not dt.is_floating(x.dtype) or not dt.is_floating(out.dtype):
-        return (None,)
-    return (_o().astype(ct, x.dtype),)
+    return (_o().astype(ct, inputs[0].dtype),)
 
 
 def _astype_jvp(tangents, out, inputs, params):
-    if not dt.is_floating(out.dtype) or not dt.is_floating(inputs[0].dtype):
-        return _o().zeros_like(out)
     return _o().astype(tangents[0], out.dtype)
 
 
@@ -277,23 +274,51 @@ def _divide(x, y):
     return np.true_divide(x, y)
 
 
+def _as_bool_via_uint8(fn):
+    """Run an integer rule on bools as 0/1 (numpy has no bool loops for it), as MLX's kernels do."""
+
+    def impl(x, y):
+        if x.dtype == np.bool_:
+            return fn(x.astype(np.uint8), y.astype(np.uint8)).astype(np.bool_)
+        return fn(x, y)
+
+    return impl
+
+
+def _subtract(x, y):
+    # bool - bool is exclusive or (C's `a - b` turned back into a bool)
+    return np.not_equal(x, y) if x.dtype == np.bool_ else np.subtract(x, y)
+
+
+@_as_bool_via_uint8
 def _floor_divide(x, y):
     if np.issubdtype(x.dtype, np.integer):
+        # integer x // 0 is 0 (MLX's result; C leaves it undefined)
         with np.errstate(all="ignore"):
             return np.floor_divide(x, np.where(y == 0, 1, y)) * (y != 0)
     return np.floor(x / y)
 
 
+@_as_bool_via_uint8
 def _remainder(x, y):
     if np.issubdtype(x.dtype, np.integer):
-        return np.remainder(x, np.where(y == 0, 1, y)) * (y != 0)
+        # integer x % 0 is x, so that x == (x // y) * y + x % y holds for y == 0 too (MLX's result)
+        with np.errstate(all="ignore"):
+            return np.where(y == 0, x, np.remainder(x, np.where(y == 0, 1, y)))
     return np.remainder(x, y)
 
 
+@_as_bool_via_uint8
 def _power(x, y):
     if np.issubdtype(x.dtype, np.integer):
-        # integer powers wrap like repeated multiplication; negative exponents give 0 (as MLX)
-        return np.power(x, np.maximum(y, 0)) * ((y >= 0) | (x == 1))
+        # Integer powers wrap like repeated multiplication. A negative exponent gives 1/x**-y truncated toward
+        # zero: 0 except for x == 1 (1) and x == -1 (+-1). MLX returns 0 for all of them.
+        with np.errstate(all="ignore"):
+            positive = np.power(x, np.maximum(y, 0))
+        one = np.ones_like(x)
+        unit = np.where((x == 1) | (y % 2 == 0), one, x) if np.issubdtype(x.dtype, np.signedinteger) else one
+        negative = np.where((x == 1) | (x == -1) if np.issubdtype(x.dtype, np.signedinteger) else x == 1, unit, 0)
+        return np.where(y >= 0, positive, negative).astype(x.dtype)
     return np.power(x, y)
 
 
@@ -317,7 +342,7 @@ def _safe_shift(fn):
 
 
 binary("add", np.add, lambda x, y, o: (1, 1), "({0} + {1})", half=True)
-binary("subtract", np.subtract, lambda x, y, o: (1, -1), "({0} - {1})")
+binary("subtract", _subtract, lambda x, y, o: (1, -1), "({0} - {1})")
 binary("multiply", np.multiply, lambda x, y, o: (y, x), "({0} * {1})")
 binary("divide", _divide, lambda x, y, o: (_o().reciprocal(y), -o / y), "({0} / {1})")
 binary("floor_divide", _floor_divide, _zeros, "kiln_floor_divide({0}, {1})", differentiable=False)

@@ -187,8 +187,13 @@ def _scan_identity(fn, dtype):
         return 0
     if fn is np.cumprod:
         return 1
-    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
-    return info.min if fn is _cummax else info.max
+    # the identity of max is the lowest value of the dtype: False, the integer minimum, or -inf
+    if dtype == np.bool_:
+        return fn is not _cummax
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return info.min if fn is _cummax else info.max
+    return -np.inf if fn is _cummax else np.inf
 
 
 def _cummax(x, axis):
@@ -199,11 +204,16 @@ def _cummin(x, axis):
     return np.minimum.accumulate(x, axis=axis)
 
 
-def _scan_rule(name, sum_like):
+def _cumsum_dtype(d):
+    # MLX: a running count of bools is int32; every other scan keeps its input's dtype (and wraps).
+    return dt.int32 if d == dt.bool_ else d
+
+
+def _scan_rule(name, out_dtype=None):
     def rule(x, axis, reverse, inclusive):
         if not 0 <= axis < max(len(x.shape), 1) or len(x.shape) == 0:
             raise ValueError(f"[{name}] Invalid axis {axis} for array with {len(x.shape)} dimensions.")
-        return tuple(x.shape), (_sum_dtype(x.dtype) if sum_like else x.dtype)
+        return tuple(x.shape), (out_dtype(x.dtype) if out_dtype else x.dtype)
 
     return rule
 
@@ -234,13 +244,69 @@ def _cumprod_jvp(tangents, out, inputs, params):
                             inclusive=params["inclusive"])
 
 
-def _cumext_vjp(ct, out, inputs, params):
-    ops = _ops()
-    x = inputs[0]
-    # approximate: positions equal to the running extreme receive that position's cotangent
-    # TODO(transforms): route each output's cotangent to the index that set the extreme.
-    mask = ops.astype(x == out, x.dtype)
-    return (ct * mask,)
+def _cumext_source(name):
+    """Where each output of cummax/cummin came from: (source index along the axis, has-a-source mask).
+
+    As MLX, output j takes the last position (in scan order) at or before j that reached the running
+    extreme, so on ties the latest equal element gets the gradient; an exclusive scan's first output has
+    no source (it is the identity).
+    """
+
+    def source(x, out, params):
+        ops = _ops()
+        axis, reverse = params["axis"], params["reverse"]
+        n = x.shape[axis]
+        shape = [1] * x.ndim
+        shape[axis] = n
+        pos = ops.reshape(ops.arange(n, dtype=dt.int32), shape)
+        order = (n - 1) - pos if reverse else pos
+        x = ops.stop_gradient(x)
+        running = ops.stop_gradient(out) if params["inclusive"] else _bind(name, x, axis=axis, reverse=reverse,
+                                                                             inclusive=True)
+        # 1-based scan position of every element that equals the running extreme there, 0 elsewhere.
+        key = ops.where(x == running, order + 1, ops.zeros_like(order))
+        last = ops.cummax(key, axis=axis, reverse=reverse, inclusive=params["inclusive"])
+        valid = last > 0
+        src = ops.maximum(last, 1) - 1  # (exclusive scans start at the int minimum: clamp first)
+        return ((n - 1) - src if reverse else src), valid
+
+    return source
+
+
+def _bind(name, *xs, **params):
+    from ..array import bind
+
+    return bind(name, *xs, **params)
+
+
+def _cumext_vjp(name):
+    source = _cumext_source(name)
+
+    def vjp(ct, out, inputs, params):
+        ops = _ops()
+        x = inputs[0]
+        src, valid = source(x, out, params)
+        # Scatter-add each output's cotangent to its source: index arrays address every element of ct.
+        grids = [ops.broadcast_to(ops.reshape(ops.arange(s, dtype=dt.int32),
+                                              [s if d == i else 1 for d in range(x.ndim)]), x.shape)
+                 for i, s in enumerate(x.shape)]
+        grids[params["axis"]] = src
+        updates = ops.where(valid, ct, ops.zeros_like(ct))
+        return (_bind("scatter_add", ops.zeros_like(x), updates, *grids, axes=tuple(range(x.ndim))),)
+
+    return vjp
+
+
+def _cumext_jvp(name):
+    source = _cumext_source(name)
+
+    def jvp(tangents, out, inputs, params):
+        ops = _ops()
+        src, valid = source(inputs[0], out, params)
+        t = ops.take_along_axis(tangents[0], src, axis=params["axis"])
+        return ops.where(valid, t, ops.zeros_like(t))
+
+    return jvp
 
 
 def _vmap_scan(name):
@@ -256,11 +322,11 @@ def _vmap_scan(name):
     return rule
 
 
-register(Primitive("cumsum", REDUCTION, _scan_impl(np.cumsum), _scan_rule("cumsum", True), _cumsum_vjp,
+register(Primitive("cumsum", REDUCTION, _scan_impl(np.cumsum), _scan_rule("cumsum", _cumsum_dtype), _cumsum_vjp,
                    _cumsum_jvp, _vmap_scan("cumsum")))
-register(Primitive("cumprod", REDUCTION, _scan_impl(np.cumprod), _scan_rule("cumprod", True), _cumprod_vjp,
+register(Primitive("cumprod", REDUCTION, _scan_impl(np.cumprod), _scan_rule("cumprod"), _cumprod_vjp,
                    _cumprod_jvp, _vmap_scan("cumprod")))
-register(Primitive("cummax", REDUCTION, _scan_impl(_cummax), _scan_rule("cummax", False), _cumext_vjp,
-                   None, _vmap_scan("cummax")))
-register(Primitive("cummin", REDUCTION, _scan_impl(_cummin), _scan_rule("cummin", False), _cumext_vjp,
-                   None, _vmap_scan("cummin")))
+register(Primitive("cummax", REDUCTION, _scan_impl(_cummax), _scan_rule("cummax"), _cumext_vjp("cummax"),
+                   _cumext_jvp("cummax"), _vmap_scan("cummax")))
+register(Primitive("cummin", REDUCTION, _scan_impl(_cummin), _scan_rule("cummin"), _cumext_vjp("cummin"),
+                   _cumext_jvp("cummin"), _vmap_scan("cummin")))

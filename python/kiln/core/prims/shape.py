@@ -73,10 +73,9 @@ def _flatten_shape(shape, start_axis, end_axis):
     nd = len(shape)
     if nd == 0:
         return (1,)
-    s = start_axis + nd if start_axis < 0 else start_axis
-    e = end_axis + nd if end_axis < 0 else end_axis
-    if not (0 <= s < nd and 0 <= e < nd):
-        raise ValueError(f"[flatten] Invalid axes ({start_axis}, {end_axis}) for array with {nd} dimensions.")
+    # MLX clamps the axes into range rather than refusing them
+    s = max(start_axis + nd if start_axis < 0 else start_axis, 0)
+    e = min(end_axis + nd if end_axis < 0 else end_axis, nd - 1)
     if s > e:
         raise ValueError("[flatten] start_axis must be less than or equal to end_axis.")
     n = 1
@@ -89,8 +88,8 @@ def _flatten_vmap(inputs, bdims, params):
     x = _moved_front(inputs[0], bdims[0])
     s, e = params["start_axis"], params["end_axis"]
     nd = x.ndim - 1
-    s = (s + nd if s < 0 else s) + 1
-    e = (e + nd if e < 0 else e) + 1
+    s = max(s + nd if s < 0 else s, 0) + 1
+    e = min(e + nd if e < 0 else e, nd - 1) + 1
     return _bind("flatten", x, start_axis=s, end_axis=e), 0
 
 
@@ -365,10 +364,19 @@ def _pad_vjp(ct, out, inputs, params):
 def _pad_vmap(inputs, bdims, params):
     ops = _ops()
     x, v = inputs
-    if bdims[1] is not None:
-        raise ValueError("[pad] vmap over the padding value is not supported.")
-    x = _moved_front(x, bdims[0])
-    return _bind("pad", x, v, widths=((0, 0),) + tuple(params["widths"])), 0
+    bx, bv = bdims
+    widths = ((0, 0),) + tuple(params["widths"])
+    if bv is None:
+        return _bind("pad", _moved_front(x, bx), v, widths=widths), 0
+    from ..dtypes import bool_
+
+    # A batched value: pad with zeros, then select each member's value where the padding lies.
+    size = v.shape[bv]
+    x = _moved_front(x, bx) if bx is not None else ops.broadcast_to(ops.expand_dims(x, 0), (size,) + tuple(x.shape))
+    padded = _bind("pad", x, ops.zeros((), x.dtype), widths=widths)
+    inside = _bind("pad", ops.ones(x.shape[1:], bool_), ops.zeros((), bool_), widths=tuple(params["widths"]))
+    values = ops.reshape(v, (size,) + (1,) * (x.ndim - 1))
+    return ops.where(inside, padded, values), 0
 
 
 register(Primitive(

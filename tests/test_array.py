@@ -1,0 +1,153 @@
+"""The array type: attributes, conversions to Python and numpy, iteration, truth value, hashing, methods,
+and laziness (ops record nodes; eval, item, tolist, numpy conversion and printing compute them)."""
+
+import numpy as np
+import pytest
+
+import kiln.core as mx
+
+
+def test_attributes():
+    a = mx.arange(6).reshape(2, 3)
+    assert a.shape == (2, 3) and isinstance(a.shape, tuple)
+    assert a.dtype == mx.int32 and a.ndim == 2 and a.size == 6
+    assert a.itemsize == 4 and a.nbytes == 24
+    assert mx.array([1, 2], mx.bfloat16).nbytes == 4
+    assert mx.array(1.5, mx.float16).itemsize == 2
+    assert mx.array(3).ndim == 0 and mx.array(3).size == 1 and mx.array(3).shape == ()
+    np.testing.assert_array_equal(np.array(a.T), np.arange(6).reshape(2, 3).T)
+
+
+def test_item():
+    assert mx.array(3).item() == 3 and type(mx.array(3).item()) is int
+    assert mx.array(2.5).item() == 2.5 and type(mx.array(2.5).item()) is float
+    assert type(mx.array(2.5, mx.float16).item()) is float
+    assert mx.array(2.5, mx.bfloat16).item() == 2.5 and type(mx.array(2.5, mx.bfloat16).item()) is float
+    assert mx.array([True]).item() is True
+    assert mx.array([[7]]).item() == 7
+    with pytest.raises(ValueError):
+        mx.array([1, 2]).item()
+
+
+def test_tolist():
+    assert mx.arange(6).reshape(2, 3).tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert mx.array([1.5, 2], mx.bfloat16).tolist() == [1.5, 2.0]
+    assert mx.array(3.5).tolist() == 3.5
+    assert mx.array([True, False]).tolist() == [True, False]
+    assert type(mx.array([1.5], mx.float16).tolist()[0]) is float
+
+
+def test_len_and_iteration():
+    a = mx.arange(6).reshape(2, 3)
+    assert len(a) == 2
+    rows = list(a)
+    assert [r.tolist() for r in rows] == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(TypeError):
+        len(mx.array(1))
+    with pytest.raises(TypeError):
+        iter(mx.array(1))
+
+
+def test_truth_value_of_one_element():
+    assert bool(mx.array([2])) is True
+    assert bool(mx.array(0.0)) is False
+    assert bool(mx.array([[True]])) is True
+    with pytest.raises(ValueError):
+        bool(mx.array([1, 2]))
+    with pytest.raises(ValueError):
+        bool(mx.array([]))
+
+
+def test_scalar_conversions():
+    assert int(mx.array(2.7)) == 2 and float(mx.array(2)) == 2.0
+    assert [0, 1, 2][mx.array(1)] == 1
+    with pytest.raises(TypeError):
+        [0, 1, 2][mx.array(1.0)]
+    with pytest.raises(ValueError):
+        int(mx.array([1, 2]))
+
+
+def test_hash_is_by_identity():
+    a, b = mx.array([1, 2]), mx.array([1, 2])
+    assert hash(a) == hash(a) and hash(a) != hash(b)
+    table = {a: "a", b: "b"}
+    assert table[a] == "a" and table[b] == "b"
+
+
+def test_numpy_conversion():
+    a = mx.arange(6).reshape(2, 3)
+    n = np.array(a)
+    assert n.dtype == np.int32 and n.shape == (2, 3)
+    np.testing.assert_array_equal(n, np.arange(6).reshape(2, 3))
+    assert np.array(a, dtype=np.float64).dtype == np.float64
+    assert np.array(mx.array([1.5], mx.bfloat16)).astype(np.float32).tolist() == [1.5]
+    assert np.asarray(mx.array([1, 2], mx.uint64)).dtype == np.uint64
+
+
+def test_numpy_conversion_does_not_expose_a_writable_shared_buffer():
+    a = mx.array([1.0, 2.0])
+    n = np.array(a)
+    n[0] = 5.0
+    assert a.tolist() == [1.0, 2.0]
+
+
+def test_astype():
+    a = mx.array([1.7, -1.7, 0.0])
+    assert a.astype(mx.int32).tolist() == [1, -1, 0]
+    assert a.astype(mx.bool_).tolist() == [True, True, False]
+    assert mx.array([300]).astype(mx.uint8).item() == 44
+    assert a.astype(mx.float16).dtype == mx.float16
+    assert mx.astype(a, mx.float32) is a
+
+
+@pytest.mark.parametrize("method, args", [
+    ("sum", ()), ("sum", (0,)), ("prod", ()), ("max", (1,)), ("min", ()), ("mean", ()), ("var", ()), ("std", (1,)),
+    ("all", ()), ("any", (1,)), ("argmax", (1,)), ("argmin", ()), ("logsumexp", ()), ("cumsum", (1,)),
+    ("cumprod", ()), ("cummax", (0,)), ("cummin", ()), ("exp", ()), ("log1p", ()), ("sqrt", ()), ("rsqrt", ()),
+    ("square", ()), ("reciprocal", ()), ("sin", ()), ("cos", ()), ("round", ()), ("abs", ()), ("log", ()),
+    ("log2", ()), ("log10", ()), ("flatten", ()), ("squeeze", ()), ("swapaxes", (0, 1)), ("moveaxis", (0, 1)),
+])
+def test_methods_forward_to_the_ops(method, args):
+    x = np.arange(1, 7, dtype=np.float32).reshape(2, 3)
+    a = mx.array(x)
+    ours = getattr(a, method)(*args)
+    theirs = getattr(mx, method)(a, *args)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(np.array(ours), np.array(theirs))
+
+
+def test_reshape_and_transpose_methods_take_varargs_or_a_tuple():
+    a = mx.arange(6)
+    assert a.reshape(2, 3).shape == (2, 3) and a.reshape((3, 2)).shape == (3, 2) and a.reshape(-1).shape == (6,)
+    b = mx.zeros((2, 3, 4))
+    assert b.transpose(2, 0, 1).shape == (4, 2, 3) and b.transpose((1, 0, 2)).shape == (3, 2, 4)
+    assert b.transpose().shape == (4, 3, 2)
+    assert a.split(3)[1].tolist() == [2, 3]
+
+
+def test_laziness():
+    x = mx.array([1.0, 2.0, 3.0])
+    assert x._data is not None  # built from data
+    y = mx.exp(x) * 2 + mx.sum(x)
+    assert y._data is None and y.shape == (3,) and y.dtype == mx.float32
+    mx.eval(y)
+    assert y._data is not None
+    for force in (lambda a: a.item(), lambda a: a.tolist(), np.array, repr, str, bool, float):
+        z = mx.max(x)
+        assert z._data is None
+        force(z)
+        assert z._data is not None
+
+
+def test_eval_accepts_trees():
+    a, b, c = mx.exp(mx.array(1.0)), mx.exp(mx.array(2.0)), mx.exp(mx.array(3.0))
+    mx.eval([a, (b,)], {"c": c})
+    assert all(v._data is not None for v in (a, b, c))
+
+
+def test_array_agrees_with_mlx_on_conversions(mlx):
+    for value in ([1, 2], [[1.5, 2.0]], 3, True, [True, 2], np.array([1, 2], np.int16), np.float64(2.5)):
+        ours, theirs = mx.array(value), mlx.array(value)
+        assert ours.dtype.name == str(theirs.dtype).split(".")[-1]
+        assert ours.tolist() == theirs.tolist()
+        assert ours.shape == theirs.shape and ours.nbytes == theirs.nbytes

@@ -1,0 +1,161 @@
+"""Array creation: mx.array from Python values, lists and numpy with MLX's default dtypes, and the creation
+ops (zeros, ones, full, *_like, arange, linspace, eye, identity, tri) against numpy."""
+
+import numpy as np
+import pytest
+
+import kiln.core as mx
+
+
+@pytest.mark.parametrize("value, dtype, shape", [
+    (1, mx.int32, ()), (1.0, mx.float32, ()), (True, mx.bool_, ()), (2**31, mx.int64, ()),
+    (-(2**31), mx.int32, ()), (-(2**31) - 1, mx.int64, ()), (1 + 2j, mx.complex64, ()),
+    ([1, 2], mx.int32, (2,)), ([1, 2.0], mx.float32, (2,)), ([True, 2], mx.int32, (2,)),
+    ([True, False], mx.bool_, (2,)), ([[1, 2], [3, 4]], mx.int32, (2, 2)), ([], mx.float32, (0,)),
+    ([[], []], mx.float32, (2, 0)), ((1, 2, 3), mx.int32, (3,)), ([1, 2**40], mx.int64, (2,)),
+    ([1, 2j], mx.complex64, (2,)),
+])
+def test_array_from_python_values_uses_mlx_default_dtypes(value, dtype, shape):
+    a = mx.array(value)
+    assert a.dtype == dtype and a.shape == shape
+    np.testing.assert_array_equal(np.array(a), np.array(value))
+
+
+@pytest.mark.parametrize("np_value, dtype", [
+    (np.array([1.5, 2.5]), mx.float32), (np.array([1, 2], np.int64), mx.int64), (np.array([1], np.int8), mx.int8),
+    (np.array([1], np.uint64), mx.uint64), (np.array([1], np.float16), mx.float16), (np.array(3.5), mx.float32),
+    (np.float64(3.5), mx.float32), (np.float32(3.5), mx.float32), (np.int64(3), mx.int64), (np.int16(3), mx.int16),
+    (np.bool_(True), mx.bool_), (np.array([1 + 1j]), mx.complex64), (np.array([True]), mx.bool_),
+    (np.zeros((2, 0)), mx.float32),
+])
+def test_array_from_numpy_keeps_the_dtype_except_float64(np_value, dtype):
+    a = mx.array(np_value)
+    assert a.dtype == dtype and a.shape == np.shape(np_value)
+    np.testing.assert_array_equal(np.array(a), np.asarray(np_value).astype(dtype.np))
+
+
+def test_array_with_explicit_dtype():
+    assert mx.array([1.7, -1.7], mx.int32).tolist() == [1, -1]  # truncation toward zero
+    assert mx.array([0.0, 2.0], mx.bool_).tolist() == [False, True]
+    assert mx.array([1, 2], dtype=mx.bfloat16).dtype == mx.bfloat16
+    assert mx.array([1, 2], dtype=mx.float64).dtype == mx.float64
+    assert mx.array(np.array([1.5]), dtype=mx.float64).item() == 1.5
+    assert mx.array(300, mx.uint8).item() == 44  # an explicit dtype converts (and wraps) as a C cast
+    assert mx.array(mx.array([1, 2]), mx.float32).dtype == mx.float32
+
+
+def test_array_from_arrays_and_non_contiguous_numpy():
+    assert mx.array([mx.array([1, 2]), mx.array([3, 4])]).tolist() == [[1, 2], [3, 4]]
+    assert mx.array([mx.array(1), mx.array(2.5)]).tolist() == [1.0, 2.5]
+    view = np.arange(6).reshape(2, 3)[:, ::2]
+    np.testing.assert_array_equal(np.array(mx.array(view)), view)
+
+
+def test_array_copies_its_numpy_source():
+    src = np.array([1.0, 2.0], np.float32)
+    a = mx.array(src)
+    src[0] = 99.0
+    assert a.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize("op, fill", [(mx.zeros, 0), (mx.ones, 1)])
+def test_zeros_and_ones(op, fill):
+    for shape, dtype in (((2, 3), mx.float32), (3, mx.float32), ((), mx.float32), ((0, 2), mx.float32),
+                         ([2, 2], mx.bool_), ((2,), mx.uint8), ((2,), mx.bfloat16)):
+        a = op(shape, dtype) if dtype != mx.float32 else op(shape)
+        expected = np.full(shape, fill, dtype=dtype.np)
+        assert a.dtype == dtype and a.shape == expected.shape
+        np.testing.assert_array_equal(np.array(a), expected)
+
+
+@pytest.mark.parametrize("vals, dtype, expected_dtype", [
+    (7, None, mx.int32), (7.5, None, mx.float32), (True, None, mx.bool_), (7, mx.float16, mx.float16),
+    (2**40, None, mx.int64), (1.5, mx.int32, mx.int32), (np.float64(1.5), None, mx.float32),
+    (np.int64(3), None, mx.int64), (np.float16(3), None, mx.float16),
+])
+def test_full_with_scalars(vals, dtype, expected_dtype):
+    a = mx.full((2, 3), vals, dtype) if dtype is not None else mx.full((2, 3), vals)
+    assert a.dtype == expected_dtype and a.shape == (2, 3)
+    np.testing.assert_array_equal(np.array(a), np.full((2, 3), vals).astype(expected_dtype.np))
+
+
+def test_full_with_arrays_broadcasts():
+    a = mx.full((2, 3), mx.array([1, 2, 3]))
+    assert a.dtype == mx.int32 and a.tolist() == [[1, 2, 3]] * 2
+    assert mx.full((2, 3), mx.array([1.5, 2, 3]), mx.int32).tolist() == [[1, 2, 3]] * 2
+    assert mx.full(3, 2.5).shape == (3,)
+    assert mx.full((), 3).shape == ()
+
+
+def test_like_constructors():
+    assert mx.zeros_like(mx.array([1, 2])).tolist() == [0, 0]
+    assert mx.ones_like(mx.array([1.5, 2])).dtype == mx.float32
+    assert mx.zeros_like(mx.array([[True]])).tolist() == [[False]]
+    assert mx.ones_like(mx.zeros((2, 0))).shape == (2, 0)
+    assert mx.full_like(mx.array([1, 2]), 3.7).tolist() == [3, 3]
+    assert mx.full_like(mx.array([1, 2]), 3.7, mx.float32).tolist() == pytest.approx([3.7, 3.7])
+    assert mx.full_like(mx.array([1.5, 2]), 3).dtype == mx.float32
+    assert mx.ones_like(mx.array(2, mx.float16)).dtype == mx.float16
+
+
+@pytest.mark.parametrize("args, kwargs", [
+    ((5,), {}), ((5.0,), {}), ((1, 5), {}), ((1, 5, 2), {}), ((5, 1, -1), {}), ((0, 1, 0.25), {}),
+    ((5,), {"dtype": mx.float32}), ((3, 1), {}), ((-3,), {}), ((0, 10, 3), {"dtype": mx.int16}),
+    ((2**31 - 3, 2**31 - 1), {}), ((0.5, 3), {"dtype": mx.int32}), ((0, 5, 1.5), {"dtype": mx.int32}),
+    ((1, 2.9, 0.3), {"dtype": mx.int32}), ((-0.5, 3, 1.5), {"dtype": mx.int32}), ((0.0, 1.0, 0.3), {}),
+])
+def test_arange_matches_numpy(args, kwargs):
+    a = mx.arange(*args, **kwargs)
+    any_float = any(isinstance(v, float) for v in args)
+    dtype = kwargs.get("dtype", mx.float32 if any_float else mx.int32)
+    assert a.dtype == dtype
+    np_args = [np.float32(v) if isinstance(v, float) and dtype == mx.float32 else v for v in args]
+    with np.errstate(over="ignore"):
+        expected = np.arange(*np_args, dtype=dtype.np)
+    np.testing.assert_array_equal(np.array(a), expected)
+
+
+def test_arange_float32_steps_accumulate_in_float32():
+    # start + i * step computed in float32, as MLX does: 0.3 * 3 is 0.90000004 there
+    assert np.array(mx.arange(0, 1, 0.3))[3] == np.float32(0.3) * np.float32(3)
+
+
+@pytest.mark.parametrize("start, stop, num, dtype", [
+    (0, 1, 5, mx.float32), (0, 1, 50, mx.float32), (1, 0, 3, mx.float32), (0, 10, 1, mx.float32),
+    (0, 10, 0, mx.float32), (0, 10, 4, mx.int32), (-1, 1, 3, mx.float16),
+])
+def test_linspace(start, stop, num, dtype):
+    a = mx.linspace(start, stop, num, dtype=dtype)
+    assert a.dtype == dtype and a.shape == (num,)
+    np.testing.assert_allclose(np.array(a).astype(np.float64), np.linspace(start, stop, num).astype(dtype.np),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("n, m, k, dtype", [(3, None, 0, mx.float32), (2, 3, 0, mx.float32), (3, None, 1, mx.int32),
+                                            (3, 4, -1, mx.bool_), (0, None, 0, mx.float32), (3, 2, 5, mx.float32)])
+def test_eye_and_tri(n, m, k, dtype):
+    e = mx.eye(n, m, k, dtype=dtype)
+    assert e.dtype == dtype
+    np.testing.assert_array_equal(np.array(e), np.eye(n, m, k, dtype=dtype.np))
+    t = mx.tri(n, m, k, dtype=dtype)
+    assert t.dtype == dtype
+    np.testing.assert_array_equal(np.array(t), np.tri(n, m, k, dtype=dtype.np))
+
+
+def test_identity():
+    np.testing.assert_array_equal(np.array(mx.identity(3)), np.eye(3, dtype=np.float32))
+    assert mx.identity(2, mx.bool_).tolist() == [[True, False], [False, True]]
+
+
+def test_creation_agrees_with_mlx(mlx, mlx_numpy):
+    cases = [
+        lambda m: m.array([1, 2**40]), lambda m: m.array(np.array([1, 2], np.uint16)), lambda m: m.array(2**31),
+        lambda m: m.arange(0, 5, 1.5, dtype=m.int32), lambda m: m.arange(0, 1, 0.3), lambda m: m.full((2,), 2**40),
+        lambda m: m.full((2,), np.int64(3)), lambda m: m.linspace(0, 10, 4, dtype=m.int32),
+        lambda m: m.eye(3, 4, -1), lambda m: m.tri(3, 4, 1), lambda m: m.array([[]]),
+        lambda m: m.full_like(m.array([1, 2]), 3.7), lambda m: m.array(np.float32(3.5)),
+    ]
+    for case in cases:
+        ours, theirs = case(mx), case(mlx)
+        assert ours.dtype.name == str(theirs.dtype).split(".")[-1]
+        np.testing.assert_array_equal(np.array(ours), mlx_numpy(theirs))

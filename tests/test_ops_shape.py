@@ -1,0 +1,230 @@
+"""Shape ops through the public API against numpy (and real MLX where installed for MLX-specific forms)."""
+
+import numpy as np
+import pytest
+
+import kiln.core as mx
+
+A = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+
+
+def check(out, expected, dtype=None):
+    expected = np.asarray(expected)
+    assert out.shape == expected.shape
+    if dtype is not None:
+        assert out.dtype == dtype
+    np.testing.assert_array_equal(np.array(out), expected)
+
+
+@pytest.mark.parametrize("shape", [(24,), (4, -1), (-1, 2, 3), (6, 4), (2, 3, 4), (1, 24, 1), (-1,)])
+def test_reshape(shape):
+    check(mx.reshape(mx.array(A), shape), A.reshape(shape), mx.int32)
+    check(mx.array(A).reshape(*shape), A.reshape(shape))
+    check(mx.array(A).reshape(shape), A.reshape(shape))
+
+
+def test_reshape_of_empty_and_0d():
+    assert mx.reshape(mx.zeros((0, 3)), (3, 0)).shape == (3, 0)
+    with pytest.raises(ValueError, match=r"^\[reshape\]"):  # -1 is ambiguous next to a 0, as in numpy and MLX
+        mx.reshape(mx.zeros((0, 3)), (0, -1))
+    assert mx.reshape(mx.array(5), (1, 1)).shape == (1, 1)
+    assert mx.reshape(mx.array([5]), ()).shape == ()
+
+
+@pytest.mark.parametrize("start, end", [(0, -1), (1, -1), (0, 1), (-2, -1), (1, 1), (-3, 2), (0, 5), (-9, 1)])
+def test_flatten(start, end):
+    s, e = max(start + 3 if start < 0 else start, 0), min(end + 3 if end < 0 else end, 2)
+    expected = A.reshape(A.shape[:s] + (-1,) + A.shape[e + 1:])
+    check(mx.flatten(mx.array(A), start, end), expected)
+    check(mx.array(A).flatten(start, end), expected)
+
+
+def test_flatten_0d_gives_one_element():
+    assert mx.flatten(mx.array(3)).shape == (1,)
+
+
+@pytest.mark.parametrize("axis, shape", [(0, (1, 2)), (1, (3, 1)), (2, (2, 2)), (-1, (2, -1)), (-1, (4,))])
+def test_unflatten(axis, shape):
+    full = list(A.shape)
+    ax = axis % 3
+    resolved = list(shape)
+    if -1 in resolved:
+        known = int(np.prod([s for s in resolved if s != -1]))
+        resolved[resolved.index(-1)] = full[ax] // known
+    check(mx.unflatten(mx.array(A), axis, shape), A.reshape(full[:ax] + resolved + full[ax + 1:]))
+
+
+@pytest.mark.parametrize("axis", [None, 0, 2, (0, 2), -1, (0, -1)])
+def test_squeeze(axis):
+    x = np.zeros((1, 3, 1), np.float32)
+    check(mx.squeeze(mx.array(x), axis), np.squeeze(x, axis))
+    check(mx.array(x).squeeze(axis), np.squeeze(x, axis))
+
+
+@pytest.mark.parametrize("axis", [0, 1, 3, -1, -4, (0, 2), (0, -1), (1, 3, 4)])
+def test_expand_dims(axis):
+    check(mx.expand_dims(mx.array(A), axis), np.expand_dims(A, axis))
+
+
+@pytest.mark.parametrize("axes", [None, (0, 1, 2), (1, 0, 2), (2, 0, 1), (-1, 0, 1), (0, -1, -2)])
+def test_transpose(axes):
+    check(mx.transpose(mx.array(A), axes), np.transpose(A, axes))
+    if axes is not None:
+        check(mx.array(A).transpose(*axes), np.transpose(A, axes))
+        check(mx.array(A).transpose(axes), np.transpose(A, axes))
+    check(mx.array(A).T, A.T)
+
+
+@pytest.mark.parametrize("a1, a2", [(0, 2), (-1, 0), (1, 1), (2, -2)])
+def test_swapaxes(a1, a2):
+    check(mx.swapaxes(mx.array(A), a1, a2), np.swapaxes(A, a1, a2))
+    check(mx.array(A).swapaxes(a1, a2), np.swapaxes(A, a1, a2))
+
+
+@pytest.mark.parametrize("src, dst", [(0, -1), (2, 0), (-1, 1), (1, 1)])
+def test_moveaxis(src, dst):
+    check(mx.moveaxis(mx.array(A), src, dst), np.moveaxis(A, src, dst))
+    check(mx.array(A).moveaxis(src, dst), np.moveaxis(A, src, dst))
+
+
+@pytest.mark.parametrize("src_shape, shape", [((3,), (2, 3)), ((), (2, 0)), ((2, 1), (3, 2, 4)), ((1,), (1,))])
+def test_broadcast_to(src_shape, shape):
+    x = np.arange(int(np.prod(src_shape)), dtype=np.float32).reshape(src_shape)
+    check(mx.broadcast_to(mx.array(x), shape), np.broadcast_to(x, shape))
+
+
+def test_broadcast_arrays_and_shapes():
+    a, b = mx.broadcast_arrays(mx.array([1, 2]), mx.array([[1.5], [2.5], [3.5]]))
+    assert a.shape == b.shape == (3, 2) and a.dtype == mx.int32 and b.dtype == mx.float32
+    np.testing.assert_array_equal(np.array(a), [[1, 2]] * 3)
+    assert mx.broadcast_shapes((2, 1, 3), (4, 1), ()) == (2, 4, 3)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1, None])
+def test_concatenate(axis):
+    b = A + 100
+    check(mx.concatenate([mx.array(A), mx.array(b)], axis=axis), np.concatenate([A, b], axis=axis))
+    check(mx.concat([mx.array(A), mx.array(b), mx.array(A)], axis=axis), np.concatenate([A, b, A], axis=axis))
+
+
+def test_concatenate_promotes_and_accepts_unequal_lengths():
+    out = mx.concatenate([mx.ones((2, 3), mx.int32), mx.zeros((1, 3), mx.float16)])
+    assert out.dtype == mx.float16 and out.shape == (3, 3)
+    assert mx.concatenate([mx.array([1, 2])]).tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, 3, -1, -4])
+def test_stack(axis):
+    check(mx.stack([mx.array(A), mx.array(A * 2)], axis=axis), np.stack([A, A * 2], axis=axis))
+
+
+def test_stack_promotes():
+    assert mx.stack([mx.array(1), mx.array(2.5)]).tolist() == [1.0, 2.5]
+    assert mx.stack([mx.array([1], mx.uint8), mx.array([2], mx.int8)]).dtype == mx.int16
+
+
+@pytest.mark.parametrize("sections, axis", [(2, 0), (3, 1), (4, 2), (1, -1), ([1, 3], 2), ([1, 3], -1),
+                                            ([3, 1], 2), ([-1], -1), ([10], 2), ([], 2), ([0, 0, 2], 1)])
+def test_split(sections, axis):
+    parts = mx.split(mx.array(A), sections, axis=axis)
+    expected = np.split(A, sections, axis=axis)
+    assert len(parts) == len(expected)
+    for p, e in zip(parts, expected):
+        check(p, e)
+
+
+@pytest.mark.parametrize("pad_width", [1, (2,), (1, 2), [(0, 1), (1, 0), (2, 2)], ((1, 2),)])
+@pytest.mark.parametrize("mode", ["constant", "edge", "reflect", "symmetric"])
+def test_pad(pad_width, mode):
+    np_width = pad_width
+    if isinstance(pad_width, tuple) and len(pad_width) == 1 and isinstance(pad_width[0], int):
+        np_width = pad_width[0]
+    check(mx.pad(mx.array(A), pad_width, mode=mode), np.pad(A, np_width, mode=mode))
+
+
+@pytest.mark.parametrize("width", [1, 3, 7])
+@pytest.mark.parametrize("mode", ["reflect", "symmetric", "edge"])
+def test_pad_wider_than_the_array_repeats_the_mirror(mode, width):
+    x = np.arange(3, dtype=np.float32)
+    check(mx.pad(mx.array(x), width, mode=mode), np.pad(x, width, mode=mode))
+
+
+def test_pad_constant_values():
+    check(mx.pad(mx.array(A), 1, constant_values=-5), np.pad(A, 1, constant_values=-5))
+    out = mx.pad(mx.array([1.5, 2.0]), (1, 2), constant_values=mx.array(7.0))
+    check(out, [7.0, 1.5, 2.0, 7.0, 7.0], mx.float32)
+    assert mx.pad(mx.array([1, 2], mx.uint8), 1, constant_values=2.7).tolist() == [2, 1, 2, 2]
+
+
+@pytest.mark.parametrize("repeats, axis", [(2, None), (2, 0), (3, -1), (0, 1), (1, 2)])
+def test_repeat(repeats, axis):
+    check(mx.repeat(mx.array(A), repeats, axis=axis), np.repeat(A, repeats, axis=axis))
+
+
+@pytest.mark.parametrize("reps", [2, (2, 2), (1, 2, 3), (2, 1, 1, 2), 0, (1,)])
+def test_tile(reps):
+    check(mx.tile(mx.array(A[0]), reps), np.tile(A[0], reps))
+    check(mx.tile(mx.array(5), reps), np.tile(np.int32(5), reps))
+
+
+@pytest.mark.parametrize("shift, axis", [(1, None), (-5, None), (1, 1), ((1, 2), (0, 2)), (7, -1), (2, (0, 1)),
+                                         ((1, 2), 0), (25, None)])
+def test_roll(shift, axis):
+    check(mx.roll(mx.array(A), shift, axis=axis), np.roll(A, shift, axis=axis))
+
+
+def test_roll_of_empty_and_0d():
+    assert mx.roll(mx.zeros((0, 2)), 1, axis=0).shape == (0, 2)
+    assert mx.roll(mx.array(3), 1).item() == 3
+
+
+@pytest.mark.parametrize("indexing", ["xy", "ij"])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_meshgrid(indexing, sparse):
+    xs = [np.array([1, 2, 3]), np.array([4.5, 5.5]), np.array([7, 8, 9, 10])]
+    for n in (1, 2, 3):
+        outs = mx.meshgrid(*[mx.array(x) for x in xs[:n]], sparse=sparse, indexing=indexing)
+        expected = np.meshgrid(*xs[:n], sparse=sparse, indexing=indexing)
+        assert len(outs) == len(expected)
+        for o, e in zip(outs, expected):
+            np.testing.assert_array_equal(np.array(o), e)
+            assert o.shape == e.shape
+
+
+def test_meshgrid_flattens_higher_rank_inputs():
+    a, b = mx.meshgrid(mx.zeros((2, 2)), mx.zeros((3,)))
+    assert a.shape == b.shape == (3, 4)
+
+
+@pytest.mark.parametrize("k", [-2, -1, 0, 1, 3])
+@pytest.mark.parametrize("op", ["tril", "triu"])
+def test_tril_triu(op, k):
+    x = np.arange(1, 25, dtype=np.float32).reshape(2, 3, 4)
+    check(getattr(mx, op)(mx.array(x), k), getattr(np, op)(x, k), mx.float32)
+    b = np.ones((3, 3), bool)
+    check(getattr(mx, op)(mx.array(b), k), getattr(np, op)(b, k), mx.bool_)
+
+
+def test_atleast_nd():
+    assert mx.atleast_1d(mx.array(1)).shape == (1,)
+    assert mx.atleast_2d(mx.array([1, 2])).shape == (1, 2)
+    assert mx.atleast_3d(mx.array([1, 2])).shape == (1, 2, 1)
+    assert mx.atleast_3d(mx.zeros((2, 3))).shape == (2, 3, 1)
+    assert mx.atleast_3d(mx.array(1)).shape == (1, 1, 1)
+    a, b = mx.atleast_2d(mx.array(1), mx.zeros((2, 3)))
+    assert a.shape == (1, 1) and b.shape == (2, 3)
+
+
+def test_shape_ops_agree_with_mlx(mlx):
+    x = np.arange(24).reshape(2, 3, 4).astype(np.int32)
+    cases = [
+        lambda m, a: m.flatten(a, -5, 1),
+        lambda m, a: m.roll(a, (1, 2), axis=(0,)),
+        lambda m, a: m.split(a, [-1], axis=-1)[0],
+        lambda m, a: m.pad(a, 1, mode="symmetric"),
+        lambda m, a: m.repeat(a, 2, axis=-1),
+        lambda m, a: m.unflatten(a, -1, (2, -1)),
+        lambda m, a: m.meshgrid(a[0], a[1, 0])[0],
+    ]
+    for case in cases:
+        np.testing.assert_array_equal(np.array(case(mx, mx.array(x))), np.array(case(mlx, mlx.array(x))))
