@@ -15,7 +15,7 @@ def _randn(*shape):
 
 def _naive_conv1d(x, w, stride=1, padding=0, dilation=1, groups=1):
     """A direct loop over every output element: the definition of MLX's conv1d."""
-    n, length, c_in = x.shape
+    n = x.shape[0]
     c_out, k, c_group = w.shape
     xp = np.pad(x, ((0, 0), (padding, padding), (0, 0)))
     span = (k - 1) * dilation + 1

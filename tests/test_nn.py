@@ -49,7 +49,7 @@ def test_module_is_a_tree_of_its_parameters():
     assert names[0] == "" and set(names) == {"", "linear", "layers.0", "layers.1"}
     assert len(m.modules()) == 4
     with pytest.raises(AttributeError):
-        m.missing
+        _ = m.missing
 
 
 def test_freeze_unfreeze_and_trainable_parameters():
@@ -292,7 +292,8 @@ def test_attention_rope_alibi_against_numpy():
     out = _np(nn.RoPE(4)(mx.array(x), offset=1))
     pos = np.arange(1, 5)[:, None] * (10000.0 ** (-np.arange(2) / 2))[None]
     x1, x2 = x[..., :2], x[..., 2:4]
-    expected = np.concatenate([x1 * np.cos(pos) - x2 * np.sin(pos), x1 * np.sin(pos) + x2 * np.cos(pos), x[..., 4:]], -1)
+    rotated = [x1 * np.cos(pos) - x2 * np.sin(pos), x1 * np.sin(pos) + x2 * np.cos(pos)]
+    expected = np.concatenate([*rotated, x[..., 4:]], -1)
     np.testing.assert_allclose(out, expected, atol=1e-5)
     out = _np(nn.RoPE(4, traditional=True)(mx.array(x)))
     pos = np.arange(4)[:, None] * (10000.0 ** (-np.arange(2) / 2))[None]

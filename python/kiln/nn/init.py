@@ -120,7 +120,7 @@ def sparse(sparsity: float, mean: float = 0.0, std: float = 1.0, dtype=mx.float3
     def initializer(a):
         if a.ndim != 2:
             raise ValueError("Only tensors with 2 dimensions are supported")
-        rows, cols = a.shape
+        cols = a.shape[1]
         num_zeros = int(math.ceil(sparsity * cols))
         order = mx.argsort(mx.random.uniform(shape=a.shape), axis=1)
         values = mx.random.normal(shape=a.shape, scale=std, loc=mean, dtype=dtype)

@@ -126,7 +126,8 @@ def gaussian_nll_loss(inputs, targets, vars, full: bool = False, eps: float = 1e
                       reduction: Reduction = "mean"):
     r"""Computes the negative log likelihood of targets under a Gaussian with mean ``inputs`` and variance ``vars``.
 
-    :math:`\frac{1}{2}(\log(\max(\text{vars}, \epsilon)) + (\text{targets} - \text{inputs})^2 / \max(\text{vars}, \epsilon))`,
+    With :math:`v = \max(\text{vars}, \epsilon)`:
+    :math:`\frac{1}{2}(\log v + (\text{targets} - \text{inputs})^2 / v)`,
     plus :math:`\frac{1}{2}\log(2\pi)` when ``full``. Default reduction: ``'mean'``.
     """
     _check_same("Inputs", inputs, "targets", targets)

@@ -228,7 +228,9 @@ class SGD(Optimizer):
 
 
 class RMSprop(Optimizer):
-    r"""The RMSprop optimizer: :math:`v \leftarrow \alpha v + (1-\alpha) g^2`, :math:`w \leftarrow w - \lambda g / (\sqrt{v} + \epsilon)`.
+    r"""The RMSprop optimizer.
+
+    :math:`v \leftarrow \alpha v + (1-\alpha) g^2`, :math:`w \leftarrow w - \lambda g / (\sqrt{v} + \epsilon)`.
 
     Args:
         learning_rate (float or callable): The learning rate :math:`\lambda`.
@@ -383,7 +385,9 @@ class AdamW(Adam):
 
 
 class Adamax(Adam):
-    r"""The Adamax optimizer: :math:`v \leftarrow \max(\beta_2 v, |g|)`, :math:`w \leftarrow w - \lambda m / (v + \epsilon)`.
+    r"""The Adamax optimizer.
+
+    :math:`v \leftarrow \max(\beta_2 v, |g|)`, :math:`w \leftarrow w - \lambda m / (v + \epsilon)`.
 
     Args:
         learning_rate (float or callable): The learning rate.

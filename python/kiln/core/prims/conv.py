@@ -46,7 +46,8 @@ def window_out_sizes(prepared, kernel, strides, kernel_dilation) -> tuple:
 def _prepare(x: np.ndarray, padding, input_dilation) -> np.ndarray:
     """Dilate the spatial axes of x (N, *S, C) with zeros, then pad (negative padding crops)."""
     if any(d > 1 for d in input_dilation):
-        shape = (x.shape[0],) + tuple(dilated_size(n, d) for n, d in zip(x.shape[1:-1], input_dilation)) + (x.shape[-1],)
+        spatial = tuple(dilated_size(n, d) for n, d in zip(x.shape[1:-1], input_dilation))
+        shape = (x.shape[0],) + spatial + (x.shape[-1],)
         out = np.zeros(shape, x.dtype)
         out[(slice(None),) + tuple(slice(None, None, d) for d in input_dilation) + (slice(None),)] = x
         x = out
@@ -176,7 +177,8 @@ def _conv_weight_grad(ct, x, w, params):
     ksize = int(np.prod(kernel, dtype=np.int64))
     c_group = w.shape[-1]
     o_group = w.shape[0] // groups
-    cols = _bind("sliding_windows", x, kernel=kernel, strides=params["strides"], kernel_dilation=params["kernel_dilation"],
+    cols = _bind("sliding_windows", x, kernel=kernel, strides=params["strides"],
+                 kernel_dilation=params["kernel_dilation"],
                  padding=params["padding"], input_dilation=params["input_dilation"])
     cols = ops.reshape(cols, (-1, ksize, groups, c_group))
     cols = ops.transpose(cols, (2, 0, 1, 3))

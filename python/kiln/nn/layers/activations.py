@@ -120,7 +120,8 @@ def gelu_fast_approx(x):
 
 
 def glu(x, axis: int = -1):
-    r"""Applies the gated linear unit: splits ``x`` in halves :math:`a, b` along ``axis``, returns :math:`a \sigma(b)`."""
+    r"""Applies the gated linear unit: splits ``x`` in halves :math:`a, b` along ``axis``; returns :math:`a \sigma(b)`.
+    """
     a, b = mx.split(x, indices_or_sections=2, axis=axis)
     return a * mx.sigmoid(b)
 

@@ -59,7 +59,9 @@ class InstanceNorm(Module):
 
 
 class LayerNorm(Module):
-    r"""Applies layer normalisation over the last axis: :math:`y = \frac{x - E[x]}{\sqrt{Var[x] + \epsilon}} \gamma + \beta`.
+    r"""Applies layer normalisation over the last axis.
+
+    :math:`y = \frac{x - E[x]}{\sqrt{Var[x] + \epsilon}} \gamma + \beta`.
 
     Args:
         dims (int): The feature dimension of the input to normalize over.

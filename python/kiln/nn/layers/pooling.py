@@ -87,9 +87,15 @@ _DOC = """Applies {kind} pooling over the {nd}-d spatial axes of an ``(N, {axes}
             of each spatial axis). Default: ``0``.
     """
 _AXES = {1: "L", 2: "H, W", 3: "D, H, W"}
-MaxPool1d = _make_pool("MaxPool1d", 1, _max, -math.inf, _DOC.format(kind="max", nd=1, axes=_AXES[1], pad="negative infinity"))
-MaxPool2d = _make_pool("MaxPool2d", 2, _max, -math.inf, _DOC.format(kind="max", nd=2, axes=_AXES[2], pad="negative infinity"))
-MaxPool3d = _make_pool("MaxPool3d", 3, _max, -math.inf, _DOC.format(kind="max", nd=3, axes=_AXES[3], pad="negative infinity"))
-AvgPool1d = _make_pool("AvgPool1d", 1, _mean, 0, _DOC.format(kind="average", nd=1, axes=_AXES[1], pad="zero"))
-AvgPool2d = _make_pool("AvgPool2d", 2, _mean, 0, _DOC.format(kind="average", nd=2, axes=_AXES[2], pad="zero"))
-AvgPool3d = _make_pool("AvgPool3d", 3, _mean, 0, _DOC.format(kind="average", nd=3, axes=_AXES[3], pad="zero"))
+MaxPool1d = _make_pool("MaxPool1d", 1, _max, -math.inf,
+                       _DOC.format(kind="max", nd=1, axes=_AXES[1], pad="negative infinity"))
+MaxPool2d = _make_pool("MaxPool2d", 2, _max, -math.inf,
+                       _DOC.format(kind="max", nd=2, axes=_AXES[2], pad="negative infinity"))
+MaxPool3d = _make_pool("MaxPool3d", 3, _max, -math.inf,
+                       _DOC.format(kind="max", nd=3, axes=_AXES[3], pad="negative infinity"))
+AvgPool1d = _make_pool("AvgPool1d", 1, _mean, 0,
+                       _DOC.format(kind="average", nd=1, axes=_AXES[1], pad="zero"))
+AvgPool2d = _make_pool("AvgPool2d", 2, _mean, 0,
+                       _DOC.format(kind="average", nd=2, axes=_AXES[2], pad="zero"))
+AvgPool3d = _make_pool("AvgPool3d", 3, _mean, 0,
+                       _DOC.format(kind="average", nd=3, axes=_AXES[3], pad="zero"))
