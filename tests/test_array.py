@@ -1,10 +1,9 @@
 """The array type: attributes, conversions to Python and numpy, iteration, truth value, hashing, methods,
 and laziness (ops record nodes; eval, item, tolist, numpy conversion and printing compute them)."""
 
+import kiln.core as mx
 import numpy as np
 import pytest
-
-import kiln.core as mx
 
 
 def test_attributes():

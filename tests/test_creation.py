@@ -1,10 +1,9 @@
 """Array creation: mx.array from Python values, lists and numpy with MLX's default dtypes, and the creation
 ops (zeros, ones, full, *_like, arange, linspace, eye, identity, tri) against numpy."""
 
+import kiln.core as mx
 import numpy as np
 import pytest
-
-import kiln.core as mx
 
 
 @pytest.mark.parametrize("value, dtype, shape", [

@@ -2,10 +2,9 @@
 
 import pickle
 
+import kiln.core as mx
 import numpy as np
 import pytest
-
-import kiln.core as mx
 from kiln.core import dtypes as dt
 
 ALL_DTYPES = ["bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",

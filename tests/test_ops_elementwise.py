@@ -5,11 +5,10 @@ every Python operator, comparison helpers, laziness and the ops' names."""
 import math
 import operator
 
+import kiln.core as mx
 import ml_dtypes
 import numpy as np
 import pytest
-
-import kiln.core as mx
 
 NAN, INF = float("nan"), float("inf")
 ALL_DTYPES = ["bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",

@@ -1,11 +1,10 @@
 """Reductions, arg-reductions, logsumexp/softmax and scans: values against numpy for every axis form, result
 dtypes against MLX's rules (and real MLX where installed), empty and 0-d inputs."""
 
+import kiln.core as mx
 import ml_dtypes
 import numpy as np
 import pytest
-
-import kiln.core as mx
 
 NAN, INF = float("nan"), float("inf")
 ALL_DTYPES = ["bool_", "uint8", "uint16", "uint32", "uint64", "int8", "int16", "int32", "int64",

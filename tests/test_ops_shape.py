@@ -1,9 +1,8 @@
 """Shape ops through the public API against numpy (and real MLX where installed for MLX-specific forms)."""
 
+import kiln.core as mx
 import numpy as np
 import pytest
-
-import kiln.core as mx
 
 A = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
 

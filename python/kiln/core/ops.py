@@ -1045,6 +1045,7 @@ def take_along_axis(a, indices, axis: int | None = None, stream=None) -> array:
 def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
     a, b = to_array(a, op="isclose"), to_array(b, op="isclose")
     x, y = _promote("isclose", a, b)
+    _broadcast_shapes(x.shape, y.shape, op="isclose")
     if not dt.is_floating(x.dtype):
         x, y = astype(x, dt.float32), astype(y, dt.float32)
     close = less_equal(abs(subtract(x, y)), add(atol, multiply(rtol, abs(y))))
