@@ -633,12 +633,14 @@ def test_matmul_operator():
     np.testing.assert_allclose(np.array(mx.array(a) @ mx.array(a.T)), a @ a.T)
 
 
-def test_in_place_operators_rebind_the_name():
+def test_in_place_operators_update_the_shared_array():
     x = mx.array([1, 2], mx.int32)
     alias = x
+    doubled = x * 2  # computed before the update: keeps its value, as in MLX
     x += 1
     assert x.tolist() == [2, 3]
-    assert alias.tolist() == [1, 2]  # the old array is unchanged (MLX would update it in place)
+    assert alias.tolist() == [2, 3]  # the same array object, updated in place as in MLX
+    assert doubled.tolist() == [2, 4]
     x *= 2
     x -= 1
     x //= 2

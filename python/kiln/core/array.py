@@ -229,6 +229,16 @@ class array:
 
         setitem(self, key, value)
 
+    def _snapshot(self) -> "array":
+        """A second array object holding this object's current value (before an in-place update)."""
+        s = object.__new__(array)
+        for name in ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder"):
+            setattr(s, name, getattr(self, name))
+        s._consumers = None
+        for x in s._inputs:
+            _register_consumer(x, s)
+        return s
+
     def _rebind(self, new: "array", old: "array"):
         """Make this object stand for `new` (MLX's in-place update `a[i] = v`).
 
@@ -237,11 +247,13 @@ class array:
         """
         for ref in getattr(self, "_consumers", None) or ():
             node = ref()
-            if node is not None and node is not new:
+            if node is not None:
                 node._inputs = tuple(old if x is self else x for x in node._inputs)
                 _register_consumer(old, node)
         self._consumers = None
         self._replace_with(new)
+        for x in self._inputs:
+            _register_consumer(x, self)
 
     def _replace_with(self, other: "array"):
         """Make this array object stand for `other` (MLX's functional in-place update)."""
@@ -430,6 +442,18 @@ def _true_divide_in_place(self, other):
     return ops.divide(self, other)
 
 
+def _in_place(fn):
+    """`a += b` as MLX does it: the array object itself (shared by every reference) takes the new value,
+    while arrays computed from it earlier keep what they computed."""
+
+    def method(self, other):
+        new = fn(self, other)
+        self._rebind(new, self._snapshot())
+        return self
+
+    return method
+
+
 def _install_operators():
     """Python operators and MLX's method forms, all forwarding to ops."""
     table = {
@@ -442,10 +466,8 @@ def _install_operators():
     for name, fn in table.items():
         _method(f"__{name}__", _forward(fn))
         _method(f"__r{name}__", _forward(fn, reflected=True))
-        # In-place forms return a new array that the name is rebound to: other references to the old array
-        # keep its value (MLX instead updates the shared array in place).
-        _method(f"__i{name}__", _forward(fn))
-    _method("__itruediv__", _true_divide_in_place)
+        _method(f"__i{name}__", _in_place(fn))
+    _method("__itruediv__", _in_place(_true_divide_in_place))
     for name, fn in {"eq": ops.equal, "ne": ops.not_equal, "lt": ops.less, "le": ops.less_equal,
                      "gt": ops.greater, "ge": ops.greater_equal}.items():
         _method(f"__{name}__", _forward(fn))

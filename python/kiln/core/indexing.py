@@ -342,18 +342,10 @@ def _fits(shape: tuple, target: tuple) -> bool:
         return False
 
 
-def _snapshot(a: array) -> array:
-    """A second array object for a's current value, so a can be rebound to a node that reads it."""
-    s = object.__new__(array)
-    for name in ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder"):
-        setattr(s, name, getattr(a, name))
-    return s
-
-
 def setitem(a: array, key, value) -> None:
     """`a[key] = value`: a now stands for a new array (arrays are immutable; MLX updates the same way)."""
     mask = _bool_mask(key)
-    old = _snapshot(a)
+    old = a._snapshot()
     if mask is not None:
         new = _masked_set(old, mask, value, "setitem")
     else:
