@@ -6,20 +6,24 @@ often the Python body runs) check caching: a cache hit runs no user Python.
 """
 
 import contextlib
+import gc
 import importlib
 import io
 import math
 import re
 import textwrap
+import warnings
 from functools import partial
 
+import kiln.core as mx
 import numpy as np
 import pytest
-
-import kiln.core as mx
 from kiln.core.array import PlaceholderError
 
 compile_module = importlib.import_module("kiln.core.compile")
+
+# Many tests compile a fresh closure of the same code; that warning has its own test (B4).
+pytestmark = pytest.mark.filterwarnings("ignore:.*new function object:UserWarning")
 
 
 @pytest.fixture(autouse=True)
@@ -159,14 +163,13 @@ def test_b4_fresh_lambda_recompiles_and_warns_once():
     a = mx.array(-1.5)
     runs = [0]
     tables_before = len(compile_module._tables)
-    with pytest.warns(UserWarning, match="new function object") as record:
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
         for _ in range(3 * compile_module._WARN_AFTER):
             out = mx.compile(lambda x: (runs.__setitem__(0, runs[0] + 1), mx.exp(mx.abs(x)))[1])(a)
     assert runs[0] == 3 * compile_module._WARN_AFTER
     assert len([w for w in record if "new function object" in str(w.message)]) == 1
     close(out, np.exp(1.5))
-    import gc
-
     gc.collect()
     assert len(compile_module._tables) <= tables_before + 1
 
@@ -184,7 +187,8 @@ def test_b5_gelu_matches_and_fuses():
     if engine is None or not engine.available():
         pytest.skip("the C++ engine is not built: fusion is checked once it is")
     optimized = compiled.graphs(x)["optimized"]
-    assert optimized.count(" = ") == 1, optimized
+    top_level = [line for line in optimized.splitlines() if re.match(r"^    \S+ = ", line)]
+    assert len(top_level) == 1 and "fused" in top_level[0], optimized
 
 
 def _has_engine() -> bool:

@@ -259,6 +259,7 @@ def _forget(owner_id, ref):
 
 
 def _cache_for(fun) -> _FunctionCache:
+    """The trace cache shared by every `compile` of `fun` (its own, unshared one if `fun` has no weakref)."""
     owner, tag = _owner_and_tag(fun)
     with _cache_lock:
         entry = _tables.get(id(owner))
@@ -266,21 +267,11 @@ def _cache_for(fun) -> _FunctionCache:
             try:
                 ref = weakref.ref(owner, functools.partial(_forget, id(owner)))
             except TypeError:
-                # Not weakly referenceable: keep it alive, so its id cannot be reused by another object.
-                ref = _StrongRef(owner)
+                # Without a weakref we could neither free the table with its owner nor trust its id later.
+                return _FunctionCache()
             entry = (ref, {})
             _tables[id(owner)] = entry
         return entry[1].setdefault(tag, _FunctionCache())
-
-
-class _StrongRef:
-    __slots__ = ("obj",)
-
-    def __init__(self, obj):
-        self.obj = obj
-
-    def __call__(self):
-        return self.obj
 
 
 def _count_trace(code) -> int:
@@ -416,9 +407,10 @@ class CompiledFunction:
 
     def __get__(self, obj, objtype=None):
         # As a method decorator: bind like a function would; traces are cached per instance.
-        if obj is None:
-            return self
-        return CompiledFunction(self.fun.__get__(obj, objtype), self.inputs, self.outputs, self.shapeless)
+        getter = getattr(type(self.fun), "__get__", None)
+        if obj is None or getter is None:
+            return self  # like any callable that is not a descriptor
+        return CompiledFunction(getter(self.fun, obj, objtype), self.inputs, self.outputs, self.shapeless)
 
     @property
     def _arg_names(self) -> list:
@@ -620,7 +612,7 @@ class CompiledFunction:
 
 def _snapshot(containers):
     """Contents of every list/dict reachable from containers, to restore them if a trace fails."""
-    saved, stack, seen = [], list(c for c in containers if c is not None), set()
+    saved, stack, seen = [], [c for c in containers if c is not None], set()
     while stack:
         c = stack.pop()
         if id(c) in seen:
