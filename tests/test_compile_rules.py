@@ -841,8 +841,6 @@ def test_shapeless_shape_independent_ops(fun):
     close(out, eager)
 
 
-@pytest.mark.xfail(strict=True, reason="ops.mean/var divide by a size frozen at trace time (core/ops.py); "
-                                       "MLX uses a shapeless element count")
 @pytest.mark.parametrize("op", ["mean", "var"])
 def test_shapeless_mean_and_var_follow_the_shape(op):
     x = np.arange(35.0, dtype=np.float32).reshape(5, 7)

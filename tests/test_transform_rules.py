@@ -231,6 +231,10 @@ for _name in ("left_shift", "right_shift"):
 SAMPLES["select"] = _select
 for _name in ("sum", "prod", "max", "min", "all", "any", "argmax", "argmin"):
     SAMPLES[_name] = _reduction(_name)
+SAMPLES["number_of_elements"] = lambda rng: [Case([_u(rng, (2, 3, 4))], axes=(0, 2), inverted=False,
+                                                   dtype=mx.float32, fd=False),
+                                              Case([_u(rng, (2, 3, 4))], axes=(1,), inverted=True,
+                                                   dtype=mx.float32, fd=False)]
 for _name in ("cumsum", "cumprod", "cummax", "cummin"):
     SAMPLES[_name] = _scan(_name)
 SAMPLES.update({

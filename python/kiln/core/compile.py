@@ -10,6 +10,7 @@ back on every call, which is how model and optimizer state, and `mx.random.state
 from __future__ import annotations
 
 import collections
+import contextlib
 import functools
 import inspect
 import os
@@ -22,7 +23,7 @@ import numpy as np
 
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
-from .trace import graph_from_outputs
+from .trace import graph_from_outputs, shapeless_scope
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -529,7 +530,7 @@ class CompiledFunction:
         try:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])
-            with transform_scope():
+            with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()):
                 result = self.fun(*traced_args, **traced_kwargs)
             out_leaves = []
             treedef = _TreeDef(result, out_leaves)

@@ -617,12 +617,22 @@ def _count(a, axes) -> int:
     return n
 
 
+def _divide_by_count(total, a, axes, ddof: int = 0):
+    """total / (elements over axes - ddof); under a shapeless trace the count is read at run time."""
+    from .trace import tracing_shapeless
+
+    if tracing_shapeless() and axes:
+        n = bind("number_of_elements", a, axes=axes, inverted=False, dtype=total.dtype)
+        return divide(total, maximum(subtract(n, ddof), 0) if ddof else n)
+    return divide(total, builtins.max(_count(a, axes) - ddof, 0))
+
+
 def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
     a = to_array(a, op="mean")
     axes = _axes("mean", a.ndim, axis)
     if not dt.is_floating(a.dtype):
         a = astype(a, dt.float32)
-    return divide(sum(a, axes, keepdims), _count(a, axes))
+    return _divide_by_count(sum(a, axes, keepdims), a, axes)
 
 
 def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
@@ -632,8 +642,7 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
         a = astype(a, dt.float32)
     mu = mean(a, axes, keepdims=True)
     d = subtract(a, mu)
-    n = _count(a, axes)
-    return divide(sum(multiply(d, d), axes, keepdims), builtins.max(n - ddof, 0))
+    return _divide_by_count(sum(multiply(d, d), axes, keepdims), a, axes, ddof)
 
 
 def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:

@@ -7,11 +7,31 @@ constants of the Graph (evaluated once, at trace time): MLX's "frozen constants"
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 from .array import array, evaluate, transform_scope
 from .graph import Eqn, Graph, Lit, Var
 
 # Scalar constants up to this many elements are written inline as literals.
 _LITERAL_MAX_NDIM = 0
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def shapeless_scope():
+    """While inside, ops record shape-dependent values (element counts) as nodes, not constants."""
+    _local.shapeless = getattr(_local, "shapeless", 0) + 1
+    try:
+        yield
+    finally:
+        _local.shapeless -= 1
+
+
+def tracing_shapeless() -> bool:
+    return getattr(_local, "shapeless", 0) > 0
 
 
 def placeholders_like(values, origin: str) -> list:

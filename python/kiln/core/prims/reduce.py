@@ -330,3 +330,33 @@ register(Primitive("cummax", REDUCTION, _scan_impl(_cummax), _scan_rule("cummax"
                    _cumext_jvp("cummax"), _vmap_scan("cummax")))
 register(Primitive("cummin", REDUCTION, _scan_impl(_cummin), _scan_rule("cummin"), _cumext_vjp("cummin"),
                    _cumext_jvp("cummin"), _vmap_scan("cummin")))
+
+
+# -- number_of_elements: the element count over some axes, read from the shape at run time -------------
+# Shapeless compiled graphs need it: mean/var traced at one shape must divide by the count at every shape.
+def _count_impl(x, axes, inverted, dtype):
+    n = 1
+    for a in axes:
+        n *= x.shape[a]
+    value = (1.0 / n if n else np.inf) if inverted else n
+    return np.array(value, dtype=dtype.np)
+
+
+def _count_rule(x, axes, inverted, dtype):
+    _check_axes("number_of_elements", x, axes)
+    return (), dtype
+
+
+def _count_vmap(inputs, bdims, params):
+    from ..array import bind
+
+    x = _ops().moveaxis(inputs[0], bdims[0], 0)
+    p = dict(params)
+    p["axes"] = tuple(a + 1 for a in params["axes"])
+    return bind("number_of_elements", x, **p), None  # the count is the same for every batch member
+
+
+register(Primitive("number_of_elements", REDUCTION, _count_impl, _count_rule,
+                   vjp=lambda ct, out, inputs, params: (None,),
+                   jvp=lambda tangents, out, inputs, params: _ops().zeros_like(out),
+                   vmap=_count_vmap, differentiable=False))
