@@ -290,6 +290,15 @@ SAMPLES.update({
 })
 for _name in ("scatter", "scatter_add", "scatter_multiply", "scatter_maximum", "scatter_minimum"):
     SAMPLES[_name] = _scatter(_name)
+# complex parts and bit views (prims/extra.py); complex inputs are not finite-differenced
+SAMPLES.update({
+    "real": lambda rng: [Case([_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))]), Case([_u(rng, (2, 3))])],
+    "imag": lambda rng: [Case([_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))]), Case([_u(rng, (2, 3))])],
+    "conjugate": lambda rng: [Case([_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))]), Case([_u(rng, (2, 3))])],
+    "view": lambda rng: [Case([_u(rng, (2, 4)).astype(np.float32)], dtype=mx.int16),
+                         Case([_u(rng, (2, 4)).astype(np.float32)], dtype=mx.uint32)],
+    "as_strided": lambda rng: [Case([_u(rng, (3, 4))], shape=(2, 3), strides=(2, 1), offset=1)],
+})
 
 
 # -- helpers --------------------------------------------------------------------------------------------------

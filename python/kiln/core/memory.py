@@ -1,0 +1,145 @@
+"""Memory management and back-end namespaces (MLX's get_active_memory ... and `mx.metal`, `mx.cuda`).
+
+kiln's buffers are numpy arrays freed by Python's reference counting: there is no allocator cache to clear
+and no usage counter, so the queries report 0 and the limits are remembered only to be returned.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import types
+
+__all__ = [
+    "clear_cache",
+    "cuda",
+    "device_info",
+    "get_active_memory",
+    "get_cache_memory",
+    "get_memory_limit",
+    "get_peak_memory",
+    "metal",
+    "reset_peak_memory",
+    "set_cache_limit",
+    "set_memory_limit",
+    "set_wired_limit",
+]
+
+
+def _physical_memory() -> int:
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+_limits = {"memory": _physical_memory(), "cache": _physical_memory(), "wired": 0}
+
+
+def _check_limit(op: str, limit) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"[{op}] limit must be an int, got {type(limit).__name__}.")
+    if limit < 0:
+        raise ValueError(f"[{op}] limit must be non-negative, got {limit}.")
+    return limit
+
+
+def _swap_limit(op: str, key: str, limit) -> int:
+    previous = _limits[key]
+    _limits[key] = _check_limit(op, limit)
+    return previous
+
+
+def clear_cache() -> None:
+    """Clear the memory cache (kiln keeps none: a no-op)."""
+
+
+def get_active_memory() -> int:
+    """Get the actively used memory in bytes (kiln does not track it: 0)."""
+    return 0
+
+
+def get_peak_memory() -> int:
+    """Get the peak amount of used memory in bytes (kiln does not track it: 0)."""
+    return 0
+
+
+def reset_peak_memory() -> None:
+    """Reset the peak memory to zero."""
+
+
+def get_cache_memory() -> int:
+    """Get the cache size in bytes (kiln keeps no cache: 0)."""
+    return 0
+
+
+def get_memory_limit() -> int:
+    """Get the current memory limit in bytes (by default the machine's physical memory)."""
+    return _limits["memory"]
+
+
+def set_memory_limit(limit: int) -> int:
+    """Set the memory limit (a guideline; kiln does not enforce it).
+
+    Args:
+        limit (int): Memory limit in bytes.
+
+    Returns:
+        int: The previous memory limit in bytes.
+    """
+    return _swap_limit("set_memory_limit", "memory", limit)
+
+
+def set_cache_limit(limit: int) -> int:
+    """Set the free cache limit (kiln keeps no cache, so it has no effect).
+
+    Args:
+        limit (int): The cache limit in bytes.
+
+    Returns:
+        int: The previous cache limit in bytes.
+    """
+    return _swap_limit("set_cache_limit", "cache", limit)
+
+
+def set_wired_limit(limit: int) -> int:
+    """Set the wired size limit (meaningful only for Metal on macOS; no effect here).
+
+    Args:
+        limit (int): The wired limit in bytes.
+
+    Returns:
+        int: The previous wired limit in bytes.
+    """
+    return _swap_limit("set_wired_limit", "wired", limit)
+
+
+def device_info(d=None) -> dict:
+    """Get information about a device.
+
+    Returns:
+        dict: ``architecture``, ``device_name`` and ``memory_size`` of the CPU.
+    """
+    name = platform.processor() or platform.machine()
+    return {"architecture": platform.machine(), "device_name": name, "memory_size": _physical_memory()}
+
+
+def _backend_namespace(name: str, extra: dict) -> types.ModuleType:
+    """`mx.metal` / `mx.cuda`: `is_available()` is False (kiln runs on the CPU), memory queries forward."""
+    module = types.ModuleType(f"kiln.core.{name}", f"The {name} back end (not available in kiln).")
+    module.is_available = lambda: False
+    for fn_name in ("clear_cache", "get_active_memory", "get_peak_memory", "reset_peak_memory", "get_cache_memory",
+                    "set_memory_limit", "set_cache_limit", "set_wired_limit"):
+        setattr(module, fn_name, globals()[fn_name])
+    module.device_info = dict
+    for fn_name, fn in extra.items():
+        setattr(module, fn_name, fn)
+    return module
+
+
+def _no_capture(*args, **kwargs):
+    raise RuntimeError("[metal] Capturing a GPU trace needs the Metal back end, which kiln does not have.")
+
+
+metal = _backend_namespace("metal", {"start_capture": _no_capture, "stop_capture": _no_capture})
+cuda = _backend_namespace("cuda", {})

@@ -1,0 +1,277 @@
+"""MLX's affine quantization (quantize, dequantize, quantized_matmul) and gathered/segmented matmuls.
+
+Quantized words are bit streams: element i of a row occupies bits [i*bits, (i+1)*bits) of the row's
+little-endian stream of uint32 words, so files and weights quantized by MLX load and dequantize unchanged.
+All ops are compositions of kiln ops (shifts, masks, sums), so they trace, vmap and compile.
+"""
+
+from __future__ import annotations
+
+from . import dtypes as dt
+from . import ops
+from .array import array
+
+__all__ = ["block_masked_mm", "dequantize", "gather_mm", "quantize", "quantized_matmul", "segmented_mm"]
+
+_BITS = (1, 2, 3, 4, 5, 6, 8)
+_GROUP_SIZES = (32, 64, 128)
+
+
+def _shape_text(shape) -> str:
+    return "(" + ",".join(str(s) for s in shape) + ")"
+
+
+def _check_mode(op: str, mode: str):
+    if mode != "affine":
+        raise ValueError(f"[{op}] kiln supports only mode='affine', got '{mode}'.")
+
+
+def _check_params(op: str, group_size, bits) -> tuple:
+    group_size = 64 if group_size is None else int(group_size)
+    bits = 4 if bits is None else int(bits)
+    if bits not in _BITS:
+        raise ValueError(f"[{op}] The requested number of bits {bits} is not supported. The supported bits are "
+                         "1, 2, 3, 4, 5, 6 and 8.")
+    if group_size not in _GROUP_SIZES:
+        raise ValueError(f"[{op}] The requested group size {group_size} is not supported. The supported group "
+                         "sizes are 32, 64 and 128.")
+    return group_size, bits
+
+
+# -- bit packing ----------------------------------------------------------------------------------------
+def _pack(q: array, bits: int) -> array:
+    """uint32 codes (..., K) -> uint32 words (..., K * bits / 32), lowest bits first."""
+    shifts = ops.arange(0, bits, dtype=dt.uint32)
+    stream = ops.bitwise_and(ops.right_shift(ops.expand_dims(q, -1), shifts), 1)
+    stream = ops.reshape(stream, q.shape[:-1] + (q.shape[-1] * bits // 32, 32))
+    weights = ops.left_shift(ops.ones((32,), dt.uint32), ops.arange(0, 32, dtype=dt.uint32))
+    return ops.sum(ops.multiply(stream, weights), axis=-1)
+
+
+def _unpack(words: array, bits: int) -> array:
+    """uint32 words (..., W) -> uint32 codes (..., W * 32 / bits)."""
+    shifts = ops.arange(0, 32, dtype=dt.uint32)
+    stream = ops.bitwise_and(ops.right_shift(ops.expand_dims(words, -1), shifts), 1)
+    count = words.shape[-1] * 32 // bits
+    stream = ops.reshape(stream, words.shape[:-1] + (count, bits))
+    weights = ops.left_shift(ops.ones((bits,), dt.uint32), ops.arange(0, bits, dtype=dt.uint32))
+    return ops.sum(ops.multiply(stream, weights), axis=-1)
+
+
+# -- quantize / dequantize ------------------------------------------------------------------------------
+def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode: str = "affine", *,
+             global_scale=None, stream=None) -> tuple:
+    """Quantize the array ``w`` with one scale and bias per ``group_size`` consecutive elements of a row.
+
+    Each group maps ``[min, max]`` onto ``0 .. 2**bits - 1``; with two or more bits the end with the larger
+    magnitude is represented exactly. Codes are packed into uint32 words from the lowest bits up.
+
+    Args:
+        w (array): Array to quantize, at least 2-D, the last dimension divisible by ``group_size``.
+        group_size (int, optional): Elements sharing a scale and bias: 32, 64 (default) or 128.
+        bits (int, optional): Bits per element: 1, 2, 3, 4 (default), 5, 6 or 8.
+        mode (str): Only ``"affine"``.
+
+    Returns:
+        tuple: ``(w_q, scales, biases)``.
+    """
+    _check_mode("quantize", mode)
+    group_size, bits = _check_params("quantize", group_size, bits)
+    w = ops.to_array(w, op="quantize")
+    if w.ndim < 2:
+        raise ValueError(f"[quantize] The matrix to be quantized must have at least 2 dimension but it has only "
+                         f"{w.ndim}.")
+    if w.shape[-1] % group_size != 0:
+        raise ValueError(f"[quantize] The last dimension of the matrix needs to be divisible by the quantization "
+                         f"group size {group_size}. However the provided  matrix has shape {_shape_text(w.shape)}")
+    if not dt.is_floating(w.dtype):
+        raise ValueError(f"[quantize] Only floating point types can be quantized, got {w.dtype.name}.")
+    levels = float((1 << bits) - 1)
+    groups = ops.unflatten(w, -1, (w.shape[-1] // group_size, group_size))
+    high = ops.max(groups, axis=-1, keepdims=True)
+    low = ops.min(groups, axis=-1, keepdims=True)
+    if bits == 1:
+        scales, biases = _plain_affine(high, low)
+    else:
+        scales, biases = _edge_anchored_affine(high, low, levels)
+    codes = ops.clip(ops.round(ops.divide(ops.subtract(groups, biases), scales)), 0, levels)
+    codes = ops.reshape(ops.astype(codes, dt.uint32), w.shape)
+    return _pack(codes, bits), ops.squeeze(scales, -1), ops.squeeze(biases, -1)
+
+
+def _plain_affine(high: array, low: array) -> tuple:
+    """One bit: the two codes are the group's minimum and maximum."""
+    return ops.maximum(ops.subtract(high, low), 1e-7), low
+
+
+def _edge_anchored_affine(high: array, low: array, levels: float) -> tuple:
+    """Scale and bias that represent the larger-magnitude end of the group exactly."""
+    low_is_edge = ops.greater(ops.abs(low), ops.abs(high))
+    scales = ops.maximum(ops.divide(ops.subtract(high, low), levels), 1e-7)
+    scales = ops.where(low_is_edge, scales, ops.negative(scales))
+    # anchor the bias at the larger-magnitude end and adjust the scale so that end is hit exactly
+    edge = ops.where(low_is_edge, low, high)
+    edge_code = ops.round(ops.divide(edge, scales))
+    scales = ops.where(ops.not_equal(edge_code, 0), ops.divide(edge, edge_code), scales)
+    biases = ops.where(ops.equal(edge_code, 0), ops.zeros_like(edge), edge)
+    return scales, biases
+
+
+def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: int | None = None,
+               mode: str = "affine", global_scale=None, dtype=None, *, stream=None) -> array:
+    """Dequantize ``w`` (packed uint32 words) with per-group ``scales`` and ``biases``.
+
+    Args:
+        w (array): Packed codes.
+        scales (array): One scale per group.
+        biases (array): One bias per group.
+        group_size (int, optional): The group size used to quantize (default 64).
+        bits (int, optional): Bits per element used to quantize (default 4).
+        mode (str): Only ``"affine"``.
+        dtype (Dtype, optional): Output type; the type of ``scales`` by default.
+
+    Returns:
+        array: The dequantized array.
+    """
+    _check_mode("dequantize", mode)
+    group_size, bits = _check_params("dequantize", group_size, bits)
+    w = ops.to_array(w, op="dequantize")
+    scales = ops.to_array(scales, op="dequantize")
+    if biases is None:
+        raise ValueError("[dequantize] Biases must be provided for affine quantization.")
+    biases = ops.to_array(biases, op="dequantize")
+    if w.dtype != dt.uint32:
+        raise ValueError(f"[dequantize] The matrix should be given as a uint32 but got {w.dtype.name}.")
+    if w.ndim < 2:
+        raise ValueError(f"[dequantize] The matrix to be dequantized must have at least 2 dimension but it has "
+                         f"only {w.ndim}.")
+    count = w.shape[-1] * 32 // bits
+    if tuple(scales.shape) != tuple(w.shape[:-1]) + (count // group_size,) or scales.shape != biases.shape:
+        raise ValueError(f"[dequantize] Shape of scales {_shape_text(scales.shape)} and biases "
+                         f"{_shape_text(biases.shape)} do not match the matrix {_shape_text(w.shape)} given the "
+                         f"quantization parameters (group_size={group_size}, bits={bits}).")
+    out_type = scales.dtype if dtype is None else dt.as_dtype(dtype, op="dequantize")
+    codes = ops.astype(_unpack(w, bits), out_type)
+    groups = ops.unflatten(codes, -1, (count // group_size, group_size))
+    values = ops.add(ops.multiply(groups, ops.expand_dims(ops.astype(scales, out_type), -1)),
+                     ops.expand_dims(ops.astype(biases, out_type), -1))
+    return ops.reshape(values, codes.shape)
+
+
+def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group_size: int | None = None,
+                     bits: int | None = None, mode: str = "affine", *, stream=None) -> array:
+    """Matrix product of ``x`` with the quantized matrix ``w``: ``x @ dequantize(w).T`` (or without the
+    transpose when ``transpose=False``).
+
+    Args:
+        x (array): Input array.
+        w (array): Packed quantized matrix.
+        scales (array): Per-group scales.
+        biases (array): Per-group biases.
+        transpose (bool): Multiply by the transpose of ``w`` (default ``True``).
+        group_size (int, optional): The group size used to quantize (default 64).
+        bits (int, optional): Bits per element used to quantize (default 4).
+
+    Returns:
+        array: The product.
+    """
+    x = ops.to_array(x, op="quantized_matmul")
+    weights = dequantize(w, scales, biases, group_size=group_size, bits=bits, mode=mode)
+    weights = ops.astype(weights, dt.result_type(x, weights))
+    if transpose:
+        weights = ops.swapaxes(weights, -1, -2)
+    return ops.matmul(x, weights)
+
+
+# -- gathered and masked products ------------------------------------------------------------------------
+def _gather_batch(m: array, indices) -> array:
+    """Pick matrices of `m` (batch dims flattened) by `indices`; None keeps the batch as it is."""
+    if indices is None:
+        return m
+    flat = ops.reshape(m, (-1,) + tuple(m.shape[-2:]))
+    return ops.take(flat, ops.astype(ops.to_array(indices), dt.uint32), axis=0)
+
+
+def gather_mm(a, b, /, lhs_indices=None, rhs_indices=None, *, sorted_indices: bool = False, stream=None) -> array:
+    """Matrix products of matrices gathered from the (flattened) batches of ``a`` and ``b``.
+
+    Args:
+        a (array): Left operands ``(..., M, K)``.
+        b (array): Right operands ``(..., K, N)``.
+        lhs_indices (array, optional): Which matrices of ``a`` to use.
+        rhs_indices (array, optional): Which matrices of ``b`` to use.
+        sorted_indices (bool): A performance hint; ignored.
+
+    Returns:
+        array: ``a[lhs_indices] @ b[rhs_indices]``.
+    """
+    a = ops.to_array(a, op="gather_mm")
+    b = ops.to_array(b, op="gather_mm")
+    if a.ndim < 2 or b.ndim < 2:
+        raise ValueError("[gather_mm] Inputs must have at least 2 dimensions.")
+    return ops.matmul(_gather_batch(a, lhs_indices), _gather_batch(b, rhs_indices))
+
+
+def segmented_mm(a, b, /, segments, *, stream=None) -> array:
+    """Products over segments of the inner dimension: ``out[..., s, :, :] = a[:, i:j] @ b[i:j, :]`` for
+    ``segments[..., s] = (i, j)``.
+
+    Args:
+        a (array): Left operand ``(M, K)``.
+        b (array): Right operand ``(K, N)``.
+        segments (array): Integer pairs ``(..., 2)`` of inner-dimension bounds.
+
+    Returns:
+        array: The products, of shape ``segments.shape[:-1] + (M, N)``.
+    """
+    a = ops.to_array(a, op="segmented_mm")
+    b = ops.to_array(b, op="segmented_mm")
+    segments = ops.to_array(segments, op="segmented_mm")
+    if segments.ndim < 1 or segments.shape[-1] != 2:
+        raise ValueError("[segmented_mm] segments must have shape (..., 2).")
+    k = ops.arange(0, a.shape[-1], dtype=dt.int32)
+    lo = ops.expand_dims(ops.astype(segments[..., 0], dt.int32), -1)
+    hi = ops.expand_dims(ops.astype(segments[..., 1], dt.int32), -1)
+    inside = ops.logical_and(ops.greater_equal(k, lo), ops.less(k, hi))
+    masked = ops.multiply(a, ops.expand_dims(ops.astype(inside, a.dtype), -2))
+    return ops.matmul(masked, b)
+
+
+def _expand_block_mask(mask, rows: int, cols: int, block: int, dtype) -> array:
+    """A (..., ceil(rows/block), ceil(cols/block)) block mask spread to (..., rows, cols)."""
+    mask = ops.to_array(mask)
+    full = ops.repeat(ops.repeat(mask, block, axis=-2), block, axis=-1)
+    full = full[..., :rows, :cols]
+    return ops.astype(full, dtype)
+
+
+def block_masked_mm(a, b, /, block_size: int = 64, mask_out=None, mask_lhs=None, mask_rhs=None, *,
+                    stream=None) -> array:
+    """Matrix product with ``block_size x block_size`` blocks of the operands and the output masked.
+
+    Boolean masks drop blocks; floating masks scale them.
+
+    Args:
+        a (array): Left operand ``(..., M, K)``.
+        b (array): Right operand ``(..., K, N)``.
+        block_size (int): Block size (MLX supports 32 and 64).
+        mask_out (array, optional): ``(..., ceil(M/bs), ceil(N/bs))`` mask of output blocks.
+        mask_lhs (array, optional): ``(..., ceil(M/bs), ceil(K/bs))`` mask of ``a``'s blocks.
+        mask_rhs (array, optional): ``(..., ceil(K/bs), ceil(N/bs))`` mask of ``b``'s blocks.
+
+    Returns:
+        array: The masked product.
+    """
+    x, y = ops._promote("block_masked_mm", a, b)
+    if block_size not in (32, 64):
+        raise ValueError(f"[block_masked_mm] Only block_sizes 32, 64 are supported. Got block size {block_size}.")
+    m, k = x.shape[-2:]
+    n = y.shape[-1]
+    if mask_lhs is not None:
+        x = ops.multiply(x, _expand_block_mask(mask_lhs, m, k, block_size, x.dtype))
+    if mask_rhs is not None:
+        y = ops.multiply(y, _expand_block_mask(mask_rhs, k, n, block_size, y.dtype))
+    out = ops.matmul(x, y)
+    if mask_out is not None:
+        out = ops.multiply(out, _expand_block_mask(mask_out, m, n, block_size, out.dtype))
+    return out
