@@ -312,8 +312,19 @@ def evaluate(outputs) -> None:
 
 def pending_nodes(outputs) -> list:
     """Unevaluated nodes reachable from `outputs`, in an order where inputs come first."""
+    pending = [a for a in outputs if a._data is None]
+    if not pending:
+        return []
+    return [n for n in postorder(pending, expand=lambda node: node._data is None) if n._data is None]
+
+
+def postorder(roots, expand=None) -> list:
+    """Every node reachable from `roots` once, each after its inputs.
+
+    With `expand`, a node for which expand(node) is false is listed but its inputs are not visited.
+    """
     order, seen = [], set()
-    stack = [(a, False) for a in outputs if a._data is None]
+    stack = [(node, False) for node in roots]
     while stack:
         node, expanded = stack.pop()
         if expanded:
@@ -323,9 +334,8 @@ def pending_nodes(outputs) -> list:
             continue
         seen.add(id(node))
         stack.append((node, True))
-        for x in node._inputs:
-            if x._data is None and id(x) not in seen:
-                stack.append((x, False))
+        if expand is None or expand(node):
+            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
     return order
 
 

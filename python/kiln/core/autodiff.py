@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 
 from . import dtypes as dt
-from .array import array, bind, transform_scope
+from .array import array, bind, postorder, transform_scope
 from .primitives import REGISTRY, Primitive, OTHER, register
 from ..utils import tree_flatten, tree_map
 
@@ -22,21 +22,11 @@ __all__ = ["vjp", "jvp", "grad", "value_and_grad", "custom_function", "checkpoin
 # -- graph sweeps ----------------------------------------------------------------------------------
 def _depending_nodes(outputs, targets: set) -> list:
     """Nodes between targets and outputs that depend on a target, inputs before users."""
-    order, seen, depends = [], set(), set()
-    stack = [(o, False) for o in outputs]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            if id(node) in targets or any(id(x) in depends for x in node._inputs):
-                depends.add(id(node))
-                order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if id(node) not in targets:
-            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
+    depends, order = set(), []
+    for node in postorder(outputs, expand=lambda node: id(node) not in targets):
+        if id(node) in targets or any(id(x) in depends for x in node._inputs):
+            depends.add(id(node))
+            order.append(node)
     return order
 
 

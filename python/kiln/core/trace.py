@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
-from .array import array, evaluate, transform_scope
+from .array import array, evaluate, postorder, transform_scope
 from .graph import Eqn, Graph, Lit, Var
 
 # Scalar constants up to this many elements are written inline as literals.
@@ -93,7 +93,7 @@ def _constant(graph: Graph, node):
 def _depends_on_inputs(outputs, input_ids) -> set:
     """ids of nodes that (transitively) read an input placeholder."""
     depends = set()
-    for node in _topo_order(outputs, None):
+    for node in postorder(outputs):
         if id(node) in input_ids or any(id(x) in depends for x in node._inputs):
             depends.add(id(node))
     return depends
@@ -101,37 +101,12 @@ def _depends_on_inputs(outputs, input_ids) -> set:
 
 def _reachable(outputs, depends) -> list:
     """Nodes reachable from outputs, stopping below nodes that do not depend on inputs."""
-    seen, out, stack = set(), [], list(outputs)
-    while stack:
-        n = stack.pop()
-        if id(n) in seen:
-            continue
-        seen.add(id(n))
-        out.append(n)
-        if id(n) in depends:
-            stack.extend(n._inputs)
-    return out
+    return postorder(outputs, expand=lambda node: id(node) in depends)
 
 
 def _topo_order(outputs, depends) -> list:
-    """Postorder over the node graph; with `depends`, only through nodes that depend on inputs."""
-    order, seen = [], set()
-    stack = [(o, False) for o in outputs]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        if depends is not None and id(node) not in depends:
-            continue
-        stack.append((node, True))
-        for x in node._inputs:
-            if id(x) not in seen:
-                stack.append((x, False))
-    return order
+    """The nodes that depend on inputs, each after its inputs."""
+    return [n for n in postorder(outputs, expand=lambda node: id(node) in depends) if id(n) in depends]
 
 
 def make_graph(fun, *args, origin: str = "make_graph") -> Graph:

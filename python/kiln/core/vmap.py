@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 
-from .array import array, bind, transform_scope
+from .array import array, bind, postorder, transform_scope
 from .primitives import REGISTRY
 from ..utils import tree_flatten, tree_unflatten
 
@@ -59,28 +59,11 @@ def _rebuild(args, new_leaves):
     return [walk(a) for a in args]
 
 
-def _topo(outputs, stop: set) -> list:
-    order, seen = [], set()
-    stack = [(o, False) for o in outputs]
-    while stack:
-        node, expanded = stack.pop()
-        if expanded:
-            order.append(node)
-            continue
-        if id(node) in seen:
-            continue
-        seen.add(id(node))
-        stack.append((node, True))
-        if id(node) not in stop:
-            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
-    return order
-
-
 def batch_replay(outputs, placeholders, values, bdims):
     """Recompute `outputs` with each placeholder replaced by a batched value; returns [(value, bdim)]."""
     env = {id(p): (v, b) for p, v, b in zip(placeholders, values, bdims)}
     stop = set(env)
-    for node in _topo(outputs, stop):
+    for node in postorder(outputs, expand=lambda node: id(node) not in stop):
         if id(node) in env:
             continue
         if not any(id(x) in env for x in node._inputs):
