@@ -1,0 +1,529 @@
+// bindings: the only nanobind file. Exposes the passes (optimize), the JIT (load_kernel) and the native
+// Program whose run() is the per-call dispatch loop: buffers in, kernels and numpy steps, buffers out.
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
+
+#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#include <numpy/arrayobject.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "graph.h"
+#include "jit.h"
+#include "kernel_abi.h"
+#include "prelude_embed.h"
+#include "runtime.h"
+
+namespace nb = nanobind;
+using namespace nb::literals;
+
+namespace kiln {
+
+namespace {
+
+// ---- optimize: Python's compact graph in, simplified + fused structure out --------------------------
+Graph parse_graph(nb::dict spec) {
+  Graph g;
+  for (nb::handle op : nb::cast<nb::list>(spec["ops"])) {
+    nb::tuple t = nb::cast<nb::tuple>(op);
+    g.ops.push_back(OpInfo{nb::cast<std::string>(t[0]), nb::cast<std::string>(t[1]), nb::cast<bool>(t[2]),
+                           nb::cast<bool>(t[3]), nb::cast<bool>(t[4])});
+  }
+  for (nb::handle v : nb::cast<nb::list>(spec["values"])) {
+    nb::tuple t = nb::cast<nb::tuple>(v);
+    Value val;
+    val.kind = nb::cast<int>(t[0]);
+    val.dtype = nb::cast<int>(t[1]);
+    val.shape = nb::cast<std::vector<int64_t>>(t[2]);
+    val.bits = nb::cast<uint64_t>(t[3]);
+    g.values.push_back(std::move(val));
+  }
+  int index = 0;
+  for (nb::handle n : nb::cast<nb::list>(spec["nodes"])) {
+    nb::tuple t = nb::cast<nb::tuple>(n);
+    Node node;
+    node.op = nb::cast<int>(t[0]);
+    node.params = nb::cast<std::string>(t[1]);
+    node.expr = nb::cast<std::string>(t[2]);
+    node.inputs = nb::cast<std::vector<int>>(t[3]);
+    node.out = nb::cast<int>(t[4]);
+    node.orig = index++;
+    g.values[node.out].node = node.orig;
+    g.nodes.push_back(std::move(node));
+  }
+  g.outputs = nb::cast<std::vector<int>>(spec["outputs"]);
+  g.num_inputs = nb::cast<int>(spec["num_inputs"]);
+  g.num_consts = nb::cast<int>(spec["num_consts"]);
+  g.shapeless = nb::cast<bool>(spec["shapeless"]);
+  return g;
+}
+
+nb::dict optimize(nb::dict spec) {
+  Graph g = parse_graph(spec);
+  int rewrites = simplify(g);
+  Fused fused;
+  if (nb::cast<bool>(spec["fuse"])) {
+    fused = fuse(g, nb::cast<int>(spec["max_inputs"]));
+  } else {
+    for (const Node& n : g.nodes) {
+      if (n.alive) {
+        fused.steps.push_back(Step{-1, n.orig});
+      }
+    }
+  }
+  nb::list nodes;
+  for (const Node& n : g.nodes) {
+    if (n.alive) {
+      nodes.append(nb::make_tuple(n.orig, n.inputs));
+    }
+  }
+  nb::list regions;
+  for (Region& r : fused.regions) {
+    render_cpu(g, r);
+    nb::dict d;
+    d["nodes"] = r.nodes;
+    d["inputs"] = r.inputs;
+    d["out"] = r.out;
+    d["name"] = r.name;
+    d["source"] = r.source;
+    regions.append(d);
+  }
+  nb::list steps;
+  for (const Step& s : fused.steps) {
+    steps.append(nb::make_tuple(s.region, s.node));
+  }
+  nb::dict out;
+  out["nodes"] = nodes;
+  out["regions"] = regions;
+  out["steps"] = steps;
+  out["rewrites"] = rewrites;
+  return out;
+}
+
+std::string full_source(const std::string& kernel) {
+  return std::string(kKernelAbi) + "\n" + kKernelPrelude + "\n" + kernel;
+}
+
+// ---- buffers -----------------------------------------------------------------------------------------
+void release_capsule(PyObject* capsule) {
+  void* p = PyCapsule_GetPointer(capsule, "kiln.buffer");
+  size_t bytes = reinterpret_cast<size_t>(PyCapsule_GetContext(capsule));
+  runtime::buffer_put(p, bytes);
+}
+
+// A fresh C-contiguous array; large ones come from the buffer pool (already faulted in when reused).
+PyObject* new_output(PyArray_Descr* descr, int ndim, npy_intp* dims, size_t nbytes) {
+  if (nbytes < runtime::buffer_min_bytes()) {
+    Py_INCREF(descr);
+    return PyArray_NewFromDescr(&PyArray_Type, descr, ndim, dims, nullptr, nullptr, 0, nullptr);
+  }
+  void* p = runtime::buffer_get(nbytes);
+  if (!p) {
+    PyErr_NoMemory();
+    return nullptr;
+  }
+  PyObject* capsule = PyCapsule_New(p, "kiln.buffer", release_capsule);
+  if (!capsule) {
+    runtime::buffer_put(p, nbytes);
+    return nullptr;
+  }
+  PyCapsule_SetContext(capsule, reinterpret_cast<void*>(nbytes));
+  Py_INCREF(descr);
+  PyObject* arr = PyArray_NewFromDescr(&PyArray_Type, descr, ndim, dims, nullptr, p, NPY_ARRAY_CARRAY, nullptr);
+  if (!arr) {
+    Py_DECREF(capsule);
+    return nullptr;
+  }
+  if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(arr), capsule) < 0) {
+    Py_DECREF(arr);
+    return nullptr;
+  }
+  return arr;
+}
+
+// ---- the native program ----------------------------------------------------------------------------
+struct ProgramStep {
+  bool kernel = false;
+  kiln_kernel_fn fn = nullptr;
+  std::vector<int> in;
+  int out = -1;
+  std::vector<int> in_types;                      // numpy type numbers the kernel was built for
+  std::vector<int> in_sizes;                      // item sizes
+  nb::object out_dtype;                           // numpy dtype of the output
+  std::vector<std::vector<int64_t>> shapes;       // broadcast_to targets inside the region
+  nb::object call;                                // numpy step, or the kernel's fallback
+  std::vector<int> release;                       // slots whose last use is this step
+};
+
+struct SlotGuard {
+  std::vector<PyObject*>& slots;
+  ~SlotGuard() {
+    for (PyObject*& p : slots) {
+      Py_XDECREF(p);
+      p = nullptr;
+    }
+  }
+};
+
+class Program {
+ public:
+  Program(int num_inputs, int num_slots, nb::list fixed, nb::list steps, std::vector<int> outputs,
+          std::vector<bool> copy_outputs)
+      : num_inputs_(num_inputs), num_slots_(num_slots), outputs_(std::move(outputs)),
+        copy_outputs_(std::move(copy_outputs)) {
+    for (nb::handle f : fixed) {
+      nb::tuple t = nb::cast<nb::tuple>(f);
+      fixed_.emplace_back(nb::cast<int>(t[0]), nb::borrow<nb::object>(t[1]));
+    }
+    for (nb::handle s : steps) {
+      nb::dict d = nb::cast<nb::dict>(s);
+      ProgramStep step;
+      step.kernel = nb::cast<bool>(d["kernel"]);
+      step.in = nb::cast<std::vector<int>>(d["inputs"]);
+      step.out = nb::cast<int>(d["out"]);
+      step.call = nb::borrow<nb::object>(d["call"]);
+      step.release = nb::cast<std::vector<int>>(d["release"]);
+      if (step.kernel) {
+        step.fn = reinterpret_cast<kiln_kernel_fn>(nb::cast<uintptr_t>(d["fn"]));
+        step.in_types = nb::cast<std::vector<int>>(d["in_types"]);
+        step.in_sizes = nb::cast<std::vector<int>>(d["in_sizes"]);
+        step.out_dtype = nb::borrow<nb::object>(d["out_dtype"]);
+        step.shapes = nb::cast<std::vector<std::vector<int64_t>>>(d["shapes"]);
+        if (step.in.size() > KILN_MAX_ARGS) {
+          throw std::invalid_argument("[compile] too many kernel inputs");
+        }
+      }
+      steps_.push_back(std::move(step));
+    }
+  }
+
+  nb::list run(nb::handle inputs) {
+    PyObject* seq = PySequence_Fast(inputs.ptr(), "[compile] Program.run expects a list of arrays");
+    if (!seq) {
+      throw nb::python_error();
+    }
+    nb::object seq_owner = nb::steal(seq);
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n != num_inputs_) {
+      throw std::invalid_argument("[compile] expected " + std::to_string(num_inputs_) + " inputs, got " +
+                                  std::to_string(n));
+    }
+    std::vector<PyObject*> slots(num_slots_, nullptr);
+    SlotGuard guard{slots};
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      Py_INCREF(items[i]);
+      slots[i] = items[i];
+    }
+    for (auto& [slot, value] : fixed_) {
+      Py_INCREF(value.ptr());
+      slots[slot] = value.ptr();
+    }
+    for (const ProgramStep& step : steps_) {
+      PyObject* result = step.kernel ? run_kernel(step, slots) : call_python(step, slots);
+      if (!result) {
+        throw nb::python_error();
+      }
+      Py_XDECREF(slots[step.out]);
+      slots[step.out] = result;
+      for (int r : step.release) {
+        Py_XDECREF(slots[r]);
+        slots[r] = nullptr;
+      }
+    }
+    nb::list out;
+    for (size_t i = 0; i < outputs_.size(); ++i) {
+      PyObject* v = slots[outputs_[i]];
+      if (copy_outputs_[i] || !PyArray_Check(v)) {
+        PyObject* arr = PyArray_FROM_O(v);
+        if (!arr) {
+          throw nb::python_error();
+        }
+        PyObject* copy = PyArray_NewCopy(reinterpret_cast<PyArrayObject*>(arr), NPY_CORDER);
+        Py_DECREF(arr);
+        if (!copy) {
+          throw nb::python_error();
+        }
+        out.append(nb::steal(copy));
+      } else {
+        out.append(nb::borrow(v));
+      }
+    }
+    return out;
+  }
+
+ private:
+  static PyObject* call_python(const ProgramStep& step, std::vector<PyObject*>& slots) {
+    PyObject* args[KILN_MAX_ARGS + 1];
+    std::vector<PyObject*> many;
+    PyObject** argv = args;
+    if (step.in.size() > KILN_MAX_ARGS) {
+      many.resize(step.in.size());
+      argv = many.data();
+    }
+    for (size_t i = 0; i < step.in.size(); ++i) {
+      argv[i] = slots[step.in[i]];
+    }
+    PyObject* r = PyObject_Vectorcall(step.call.ptr(), argv, step.in.size(), nullptr);
+    if (r && !PyArray_Check(r)) {
+      PyObject* arr = PyArray_FROM_O(r);
+      Py_DECREF(r);
+      r = arr;
+    }
+    return r;
+  }
+
+  static PyObject* run_kernel(const ProgramStep& step, std::vector<PyObject*>& slots) {
+    const size_t k = step.in.size();
+    PyArrayObject* arrs[KILN_MAX_ARGS];
+    std::vector<nb::object> owned;
+    for (size_t j = 0; j < k; ++j) {
+      PyObject* obj = slots[step.in[j]];
+      if (!PyArray_Check(obj)) {
+        PyObject* a = PyArray_FROM_O(obj);
+        if (!a) {
+          return nullptr;
+        }
+        owned.push_back(nb::steal(a));
+        obj = a;
+      }
+      PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
+      if (PyArray_DESCR(a)->type_num != step.in_types[j]) {
+        PyErr_Format(PyExc_TypeError, "[compile] kernel input %d has dtype %R; the kernel was built for another",
+                     (int)j, (PyObject*)PyArray_DESCR(a));
+        return nullptr;
+      }
+      if (!PyArray_ISALIGNED(a) || !PyArray_ISNOTSWAPPED(a)) {
+        return call_python(step, slots);  // unusual layouts take the interpreter's path
+      }
+      arrs[j] = a;
+    }
+    // The output shape: inputs and broadcast_to targets broadcast together (1 against 0 gives 0).
+    int ndim = 0;
+    for (size_t j = 0; j < k; ++j) {
+      ndim = std::max(ndim, PyArray_NDIM(arrs[j]));
+    }
+    for (const auto& s : step.shapes) {
+      ndim = std::max(ndim, static_cast<int>(s.size()));
+    }
+    npy_intp dims[NPY_MAXDIMS];
+    if (ndim > NPY_MAXDIMS) {
+      return call_python(step, slots);
+    }
+    for (int d = 0; d < ndim; ++d) {
+      dims[d] = 1;
+    }
+    auto merge = [&](int nd, const auto* shape) -> bool {
+      for (int i = 0; i < nd; ++i) {
+        int d = ndim - nd + i;
+        npy_intp s = static_cast<npy_intp>(shape[i]);
+        if (s == 1) {
+          continue;
+        }
+        if (dims[d] != 1 && dims[d] != s) {
+          return false;
+        }
+        dims[d] = s;
+      }
+      return true;
+    };
+    for (size_t j = 0; j < k; ++j) {
+      if (!merge(PyArray_NDIM(arrs[j]), PyArray_DIMS(arrs[j]))) {
+        PyErr_SetString(PyExc_ValueError, "[compile] inputs of a fused kernel cannot be broadcast together");
+        return nullptr;
+      }
+    }
+    for (const auto& s : step.shapes) {
+      if (!merge(static_cast<int>(s.size()), s.data())) {
+        PyErr_SetString(PyExc_ValueError, "[broadcast_to] shapes cannot be broadcast");
+        return nullptr;
+      }
+    }
+    int64_t total = 1;
+    for (int d = 0; d < ndim; ++d) {
+      total *= dims[d];
+    }
+    auto* descr = reinterpret_cast<PyArray_Descr*>(step.out_dtype.ptr());
+    const size_t out_size = static_cast<size_t>(PyDataType_ELSIZE(descr));
+    PyObject* out = new_output(descr, ndim, dims, static_cast<size_t>(total) * out_size);
+    if (!out || total == 0) {
+      return out;
+    }
+
+    // Element strides of every input in the output's index space (0 on broadcast dimensions).
+    int64_t es[KILN_MAX_ARGS][NPY_MAXDIMS];
+    bool flat = true;
+    bool is_full[KILN_MAX_ARGS];
+    for (size_t j = 0; j < k; ++j) {
+      const int nd = PyArray_NDIM(arrs[j]);
+      const npy_intp* sh = PyArray_DIMS(arrs[j]);
+      const npy_intp* st = PyArray_STRIDES(arrs[j]);
+      bool full = true;
+      bool scalar = true;
+      int64_t expect = 1;
+      for (int d = ndim - 1; d >= 0; --d) {
+        int i = d - (ndim - nd);
+        int64_t s = (i < 0 || sh[i] == 1) ? 0 : st[i] / step.in_sizes[j];
+        es[j][d] = s;
+        if (dims[d] != 1) {
+          full = full && s == expect;
+          scalar = scalar && s == 0;
+        }
+        expect *= dims[d];
+      }
+      is_full[j] = full;
+      flat = flat && (full || scalar);
+    }
+    kiln_launch L;
+    L.out = PyArray_BYTES(reinterpret_cast<PyArrayObject*>(out));
+    std::vector<char> blocks;
+    if (flat) {
+      L.variant = KILN_FLAT;
+      L.ndim = 1;
+      size_t scalars = 0;
+      for (size_t j = 0; j < k; ++j) {
+        scalars += is_full[j] ? 0 : 1;
+      }
+      blocks.resize(scalars * KILN_BLOCK * 8);
+      size_t used = 0;
+      for (size_t j = 0; j < k; ++j) {
+        const char* data = PyArray_BYTES(arrs[j]);
+        if (is_full[j]) {
+          L.in[j] = data;
+          L.step[j] = 1;
+          continue;
+        }
+        // A scalar operand is read through a block of copies, so the flat loop stays unit-stride.
+        char* block = blocks.data() + used;
+        const int size = step.in_sizes[j];
+        for (int b = 0; b < KILN_BLOCK; ++b) {
+          std::memcpy(block + b * size, data, size);
+        }
+        used += KILN_BLOCK * 8;
+        L.in[j] = block;
+        L.step[j] = 0;
+      }
+    } else {
+      // Drop size-1 dimensions, then merge neighbours that every operand walks as one.
+      int kept[NPY_MAXDIMS];
+      int nk = 0;
+      for (int d = 0; d < ndim; ++d) {
+        if (dims[d] != 1) {
+          kept[nk++] = d;
+        }
+      }
+      int64_t cshape[NPY_MAXDIMS];
+      int64_t cstr[KILN_MAX_ARGS][NPY_MAXDIMS];
+      int nc = 0;
+      for (int t = 0; t < nk; ++t) {
+        int d = kept[t];
+        bool mergeable = nc > 0;
+        for (size_t j = 0; j < k && mergeable; ++j) {
+          mergeable = cstr[j][nc - 1] == es[j][d] * dims[d];
+        }
+        if (mergeable) {
+          cshape[nc - 1] *= dims[d];
+          for (size_t j = 0; j < k; ++j) {
+            cstr[j][nc - 1] = es[j][d];
+          }
+        } else {
+          cshape[nc] = dims[d];
+          for (size_t j = 0; j < k; ++j) {
+            cstr[j][nc] = es[j][d];
+          }
+          ++nc;
+        }
+      }
+      if (nc > KILN_MAX_DIMS) {
+        Py_DECREF(out);
+        return call_python(step, slots);
+      }
+      L.variant = KILN_STRIDED;
+      L.ndim = nc;
+      for (int d = 0; d < nc; ++d) {
+        L.shape[d] = cshape[d];
+      }
+      for (size_t j = 0; j < k; ++j) {
+        L.in[j] = PyArray_BYTES(arrs[j]);
+        for (int d = 0; d < nc; ++d) {
+          L.strides[j][d] = cstr[j][d];
+        }
+      }
+    }
+    if (total >= runtime::parallel_threshold()) {
+      nb::gil_scoped_release release;
+      runtime::launch(step.fn, &L, total, true);
+    } else {
+      step.fn(&L, 0, total);
+    }
+    return out;
+  }
+
+  int num_inputs_;
+  int num_slots_;
+  std::vector<std::pair<int, nb::object>> fixed_;
+  std::vector<ProgramStep> steps_;
+  std::vector<int> outputs_;
+  std::vector<bool> copy_outputs_;
+};
+
+nb::tuple load_kernel(const std::string& name, const std::string& kernel_source) {
+  std::string source = full_source(kernel_source);
+  jit::Loaded loaded;
+  {
+    nb::gil_scoped_release release;
+    loaded = jit::load(name, source);
+  }
+  return nb::make_tuple(reinterpret_cast<uintptr_t>(loaded.fn), loaded.from_disk, loaded.compiled, loaded.warning);
+}
+
+nb::dict build_info() {
+  nb::dict d;
+  d["version"] = KILN_VERSION;
+  d["build_type"] = KILN_BUILD_TYPE;
+  d["compiler"] = KILN_BUILD_COMPILER;
+  d["cxx_standard"] = static_cast<int>(__cplusplus);
+  d["kernel_compiler"] = jit::compiler_command();
+  d["kernel_flags"] = jit::compile_flags();
+  d["num_threads"] = runtime::num_threads();
+  d["numpy_abi"] = NPY_ABI_VERSION;
+  return d;
+}
+
+}  // namespace
+
+}  // namespace kiln
+
+NB_MODULE(_engine, m) {
+  if (_import_array() < 0) {
+    throw nb::python_error();
+  }
+  m.doc() = "kiln's C++ engine: simplify, fuse, render, JIT-compile and run elementwise kernels.";
+  m.attr("__version__") = KILN_VERSION;
+  m.def("build_info", &kiln::build_info, "Version and build flags of the engine.");
+  m.def("optimize", &kiln::optimize, "spec"_a, "Simplify and fuse a compact graph; render one kernel per region.");
+  m.def("load_kernel", &kiln::load_kernel, "name"_a, "source"_a,
+        "Compile (or load from the caches) a rendered kernel; returns (address, from_disk, compiled, warning).");
+  m.def("full_source", &kiln::full_source, "kernel"_a, "The kernel source with the prelude it is compiled with.");
+  m.def("compiler_path", &kiln::jit::compiler_path);
+  m.def("compile_flags", &kiln::jit::compile_flags);
+  m.def("cache_dir", [] {
+    std::string why;
+    std::string dir = kiln::jit::cache_dir(&why);
+    return nb::make_tuple(dir, why);
+  });
+  m.def("clear_memory_cache", &kiln::jit::clear_memory_cache);
+  m.def("num_threads", &kiln::runtime::num_threads);
+  m.def("set_num_threads", &kiln::runtime::set_num_threads, "n"_a);
+  m.def("buffer_cached_bytes", &kiln::runtime::buffer_cached_bytes);
+  m.def("buffer_trim", &kiln::runtime::buffer_trim);
+  nb::class_<kiln::Program>(m, "Program")
+      .def(nb::init<int, int, nb::list, nb::list, std::vector<int>, std::vector<bool>>(), "num_inputs"_a,
+           "num_slots"_a, "fixed"_a, "steps"_a, "outputs"_a, "copy_outputs"_a)
+      .def("run", &kiln::Program::run, "inputs"_a, "Run on a list of numpy arrays; returns fresh arrays.");
+}

@@ -1,0 +1,332 @@
+"""The only importer of `kiln._engine`: converts Graphs and buffers across the Python/C++ boundary.
+
+Interface (what `core/compile.py` calls):
+
+    available() -> bool
+        The extension imports, KILN_ENGINE is not "0", and a C++ compiler ($CXX or c++) is on PATH.
+    compile_graph(graph, shapeless=False) -> Program
+        Simplify and fuse `graph` (a traced Graph), render one C++ kernel per elementwise region, JIT-compile
+        (or load from the memory and disk caches) and return a runnable Program. `shapeless=True` forbids
+        rewrites that only hold at the traced shapes (dropping a same-shape broadcast or reshape).
+    Program.run(inputs: list[np.ndarray]) -> list[np.ndarray]
+        Inputs in graph.inputs order, contiguous or not; outputs are fresh arrays the caller owns.
+    Program.graph
+        The simplified and fused Graph: each region is one Eqn with prim "fused" and params
+        {"body": Graph, "kernel": name}; `interpret.interpret` runs it, so it is the oracle.
+    Program.kernel_sources
+        dict kernel name -> C++ source (without the shared prelude; `_engine.full_source` adds it).
+
+Non-elementwise equations (reductions, matmul, shape ops, ...) run with the registry's numpy
+implementation, called from the C++ dispatch loop.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+import numpy as np
+
+from . import dtypes as dt
+from .graph import Eqn, Graph, Lit, Var
+from .interpret import run_eqn
+from .primitives import ELEMENTWISE_KINDS, REGISTRY
+
+try:
+    from kiln import _engine
+except ImportError:  # pure-Python install: everything runs on the interpreter
+    _engine = None
+
+# Order of dtype codes shared with csrc/graph.h (enum Dtype).
+_DTYPE_CODE = {d: i for i, d in enumerate(dt.ALL)}
+_VALUE_INPUT, _VALUE_CONST, _VALUE_LITERAL, _VALUE_NODE = 0, 1, 2, 3
+# Primitives whose output is their input converted to the output's type: a no-op when the types agree.
+_COERCE = ("astype", "broadcast_to", "reshape", "flatten", "squeeze")
+# Elementwise primitives reach at most this many distinct array inputs per kernel.
+MAX_KERNEL_INPUTS = 24
+_NAMED_PARAM = re.compile(r"\{([A-Za-z_]\w*)\}")
+
+_warned: set = set()
+_kernels: dict = {}  # kernel name -> address of the loaded function
+
+
+def _warn_once(message: str) -> None:
+    if message and message not in _warned:
+        _warned.add(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def available() -> bool:
+    """True when compiled graphs can run on the C++ engine."""
+    if _engine is None or os.environ.get("KILN_ENGINE") == "0":
+        return False
+    if not _engine.compiler_path():
+        _warn_once("kiln: no C++ compiler found ($CXX or c++ on PATH); compiled functions run on the "
+                   "reference interpreter, which is much slower.")
+        return False
+    return True
+
+
+def build_info() -> dict:
+    """The extension's version and build flags, or {} without the extension."""
+    return dict(_engine.build_info()) if _engine is not None else {}
+
+
+class Program:
+    """A compiled graph: `run(inputs)` executes it; `graph` and `kernel_sources` show what it runs."""
+
+    __slots__ = ("graph", "kernel_sources", "run", "_native")
+
+    def __init__(self, graph: Graph, kernel_sources: dict, native):
+        self.graph = graph
+        self.kernel_sources = kernel_sources
+        self._native = native
+        # The native bound method: a call goes straight into the C++ dispatch loop.
+        self.run = native.run
+
+
+# -- the compact form -------------------------------------------------------------------------------
+def _literal_bits(value, dtype: dt.Dtype) -> int:
+    arr = np.array(value, dtype=dtype.np)
+    return int(arr.reshape(1).view(f"u{dtype.size}")[0])
+
+
+def _param_key(params: dict) -> str:
+    """Equal text means equal params; anything we cannot spell exactly gets a key of its own."""
+    parts = []
+    for name in sorted(params):
+        parts.append(f"{name}={_param_text(params[name])}")
+    return ";".join(parts)
+
+
+def _param_text(v) -> str:
+    if v is None or isinstance(v, (bool, int, float, str, dt.Dtype)):
+        return f"{type(v).__name__}:{v!r}"
+    if isinstance(v, (tuple, list)):
+        return f"{type(v).__name__}({','.join(_param_text(x) for x in v)})"
+    return f"object:{id(v)}"
+
+
+def _c_value(value, dtype: dt.Dtype) -> str:
+    """A C++ literal for a param value (fill's value) that round-trips exactly."""
+    if dtype == dt.bool_:
+        return "true" if bool(value) else "false"
+    if dt.is_integer(dtype):
+        v = int(np.array(value).astype(dtype.np))
+        if v == -(2**63):
+            return "(-9223372036854775807ll - 1)"
+        return f"{v}ull" if v >= 2**63 else f"{v}ll"
+    v = float(np.array(value).astype(dtype.np).astype(np.float64))
+    if np.isnan(v):
+        return "(__builtin_nan(\"\"))"
+    if np.isinf(v):
+        return "(__builtin_inf())" if v > 0 else "(-__builtin_inf())"
+    return f"({v.hex()})"
+
+
+def _expr(eqn: Eqn) -> str:
+    """The registry's c_expr with named params filled in; "" if the equation cannot be fused."""
+    prim = REGISTRY[eqn.prim]
+    if eqn.prim == "broadcast_to":
+        return "{0}"
+    if prim.kind not in ELEMENTWISE_KINDS or prim.c_expr is None:
+        return ""
+    if any(isinstance(v, Lit) and v.dtype == dt.complex64 for v in eqn.inputs):
+        return ""
+    expr = prim.c_expr
+    for name, value in eqn.params.items():
+        key = "{" + name + "}"
+        if key not in expr:
+            continue
+        if isinstance(value, dt.Dtype):
+            text = f"kiln_{value.short}"
+        elif name == "value":
+            text = _c_value(value, eqn.out.dtype)
+        else:
+            return ""
+        expr = expr.replace(key, text)
+    return "" if _NAMED_PARAM.search(expr) else expr
+
+
+class _Values:
+    """Numbers every Var and (interned) literal; `objs[i]` is the Var or Lit behind value i."""
+
+    def __init__(self):
+        self.objs = []
+        self.specs = []
+        self.ids = {}
+        self.literals = {}
+
+    def add_var(self, var: Var, kind: int) -> int:
+        index = len(self.objs)
+        self.ids[id(var)] = index
+        self.objs.append(var)
+        self.specs.append((kind, _DTYPE_CODE[var.dtype], tuple(var.shape), 0))
+        return index
+
+    def of(self, v) -> int:
+        if not isinstance(v, Lit):
+            return self.ids[id(v)]
+        bits = _literal_bits(v.value, v.dtype)
+        key = (v.dtype.name, bits)
+        if key not in self.literals:
+            self.literals[key] = len(self.objs)
+            self.objs.append(v)
+            self.specs.append((_VALUE_LITERAL, _DTYPE_CODE[v.dtype], (), bits))
+        return self.literals[key]
+
+
+def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
+    values = _Values()
+    for var in graph.inputs:
+        values.add_var(var, _VALUE_INPUT)
+    for var in graph.consts:
+        values.add_var(var, _VALUE_CONST)
+    op_index, ops, nodes = {}, [], []
+    for eqn in graph.eqns:
+        if eqn.prim not in op_index:
+            prim = REGISTRY[eqn.prim]
+            fusible = (prim.kind in ELEMENTWISE_KINDS and prim.c_expr is not None) or eqn.prim == "broadcast_to"
+            op_index[eqn.prim] = len(ops)
+            identity = prim.kind == "unary" and prim.c_expr == "{0}"
+            ops.append((eqn.prim, prim.kind, identity, eqn.prim in _COERCE, fusible))
+        ins = [values.of(v) for v in eqn.inputs]
+        out = values.add_var(eqn.out, _VALUE_NODE)
+        nodes.append((op_index[eqn.prim], _param_key(eqn.params), _expr(eqn), ins, out))
+    outputs = [values.of(v) for v in graph.outputs]
+    spec = {
+        "ops": ops, "values": values.specs, "nodes": nodes, "outputs": outputs,
+        "num_inputs": len(graph.inputs), "num_consts": len(graph.consts), "shapeless": shapeless,
+        "max_inputs": MAX_KERNEL_INPUTS, "fuse": fuse,
+    }
+    return spec, values
+
+
+# -- compile ------------------------------------------------------------------------------------------
+def _load(name: str, source: str) -> int:
+    address = _kernels.get(name)
+    if address is None:
+        address, _from_disk, _compiled, warning = _engine.load_kernel(name, source)
+        _warn_once(f"kiln: {warning}" if warning else "")
+        _kernels[name] = address
+    return address
+
+
+def _fused_graph(graph: Graph, result: dict, values: _Values) -> tuple:
+    """Rebuild a Python Graph from the engine's answer; returns (graph, steps) with steps in run order."""
+    objs = values.objs
+    new_inputs = {orig: [objs[v] for v in ins] for orig, ins in result["nodes"]}
+    eqns, steps = [], []
+    for region_index, node_index in result["steps"]:
+        if region_index < 0:
+            old = graph.eqns[node_index]
+            eqn = Eqn(old.prim, tuple(new_inputs[node_index]), old.params, old.out)
+            eqns.append(eqn)
+            steps.append(("node", eqn, None))
+            continue
+        region = result["regions"][region_index]
+        body_eqns = []
+        for orig in region["nodes"]:
+            old = graph.eqns[orig]
+            body_eqns.append(Eqn(old.prim, tuple(new_inputs[orig]), old.params, old.out))
+        ins = [objs[v] for v in region["inputs"]]
+        out = objs[region["out"]]
+        body = Graph(inputs=list(ins), eqns=body_eqns, outputs=[out])
+        eqn = Eqn("fused", tuple(ins), {"body": body, "kernel": region["name"]}, out)
+        eqns.append(eqn)
+        steps.append(("kernel", eqn, region))
+    fused = Graph(inputs=list(graph.inputs), eqns=eqns, outputs=list(graph.outputs),
+                  consts=list(graph.consts), const_values=list(graph.const_values))
+    return fused, steps
+
+
+def _python_step(eqn: Eqn):
+    def call(*args):
+        return run_eqn(eqn, list(args))
+
+    return call
+
+
+def _native_program(graph: Graph, steps: list, values: _Values):
+    index = {id(obj): i for i, obj in enumerate(values.objs)}
+
+    def slot(v) -> int:
+        return values.of(v) if isinstance(v, Lit) else index[id(v)]
+
+    n_in = len(graph.inputs)
+    output_slots = [slot(v) for v in graph.outputs]
+    last_use = {}
+    for i, (_, eqn, _) in enumerate(steps):
+        for v in eqn.inputs:
+            last_use[slot(v)] = i
+    # Which values may share memory with an input or constant (numpy views): outputs of those are copied.
+    may_alias = set(range(n_in + len(graph.consts)))
+    may_alias.update(i for i, o in enumerate(values.objs) if isinstance(o, Lit))
+    native_steps, sources, used_literals = [], {}, set()
+    for i, (kind, eqn, region) in enumerate(steps):
+        ins = [slot(v) for v in eqn.inputs]
+        out = slot(eqn.out)
+        release = sorted(s for s in set(ins) if last_use.get(s) == i and s not in output_slots)
+        step = {"kernel": kind == "kernel", "inputs": ins, "out": out, "release": release,
+                "call": _python_step(eqn)}
+        if kind == "kernel":
+            sources[region["name"]] = region["source"]
+            step["fn"] = _load(region["name"], region["source"])
+            step["in_types"] = [v.dtype.np.num for v in eqn.inputs]
+            step["in_sizes"] = [v.dtype.size for v in eqn.inputs]
+            step["out_dtype"] = eqn.out.dtype.np
+            body = eqn.params["body"]
+            step["shapes"] = [list(e.out.shape) for e in body.eqns if e.prim == "broadcast_to"]
+        else:
+            used_literals.update(s for s, v in zip(ins, eqn.inputs) if isinstance(v, Lit))
+            if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction") and any(s in may_alias for s in ins):
+                may_alias.add(out)
+        native_steps.append(step)
+    fixed = [(n_in + i, value) for i, value in enumerate(graph.const_values)]
+    for s, v in zip(output_slots, graph.outputs):
+        if isinstance(v, Lit):
+            used_literals.add(s)
+    for s in sorted(used_literals):
+        lit = values.objs[s]
+        fixed.append((s, np.array(lit.value, dtype=lit.dtype.np)))
+    copies, seen = [], set()
+    for s in output_slots:
+        copies.append(s in may_alias or s in seen)
+        seen.add(s)
+    native = _engine.Program(n_in, len(values.objs), fixed, native_steps, output_slots, copies)
+    return native, sources
+
+
+def simplify_graph(graph: Graph, shapeless: bool = False) -> Graph:
+    """The graph after the engine's simplification alone (no fusion): for tests and KILN_DEBUG."""
+    if _engine is None:
+        raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
+    spec, values = _compact(graph, shapeless, fuse=False)
+    simplified, _ = _fused_graph(graph, _engine.optimize(spec), values)
+    return simplified
+
+
+def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
+    """Simplify, fuse, render and JIT-compile `graph`.
+
+    Args:
+        graph (Graph): a traced graph (`kiln.core.trace.make_graph`).
+        shapeless (bool): keep the program valid at other input shapes. Default: ``False``.
+
+    Returns:
+        Program: with ``run(inputs)``, ``graph`` (the fused Graph) and ``kernel_sources``.
+    """
+    if _engine is None:
+        raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
+    spec, values = _compact(graph, shapeless)
+    result = _engine.optimize(spec)
+    fused, steps = _fused_graph(graph, result, values)
+    native, sources = _native_program(fused, steps, values)
+    debug = int(os.environ.get("KILN_DEBUG", "0") or 0)
+    if debug >= 2:
+        print(f"kiln: graph after simplify and fuse ({result['rewrites']} rewrites):\n{fused}")
+    if debug >= 3:
+        for name, source in sources.items():
+            print(f"kiln: kernel {name}:\n{source}")
+    return Program(fused, sources, native)

@@ -1,0 +1,72 @@
+"""The engine's vectorised float32 math against float64 references over dense sweeps (specials included).
+
+The bounds are the ones documented in csrc/kernel_prelude.h.
+"""
+
+import numpy as np
+import pytest
+import scipy.special as sp
+
+import kiln.core as mx
+from kiln.core import engine
+from kiln.core.trace import make_graph
+
+pytestmark = pytest.mark.skipif(not engine.available(), reason="C++ engine not available")
+
+SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1.17549435e-38, 3.4028235e38, -3.4028235e38],
+                    dtype=np.float32)
+
+
+def sweep(hi, n=400_000, lo=1e-30):
+    pos = np.geomspace(lo, hi, n // 2)
+    x = np.concatenate([pos, -pos, np.linspace(-hi, hi, n // 2), SPECIALS])
+    return x.astype(np.float32)
+
+
+def ulp_error(got, ref):
+    """|got - ref| in units of the float32 spacing at ref (subnormal spacing below the normal range)."""
+    with np.errstate(all="ignore"):
+        ref32 = ref.astype(np.float32)
+        spacing = np.maximum(np.spacing(np.abs(ref32)).astype(np.float64), 2.0**-149)
+        err = np.abs(got.astype(np.float64) - ref) / spacing
+    both_nan = np.isnan(got) & np.isnan(ref)
+    same_inf = np.isinf(got) & ((got == ref) | (np.isinf(ref32) & (np.sign(got) == np.sign(ref))))
+    err[both_nan | same_inf] = 0.0
+    err[np.isnan(err)] = np.inf  # a NaN where the reference has none is a failure
+    return err
+
+
+CASES = [
+    ("exp", mx.exp, np.exp, sweep(104.0), 1),
+    ("expm1", mx.expm1, np.expm1, sweep(89.0), 2),
+    ("log", mx.log, np.log, sweep(3e38, lo=1e-45), 1),
+    ("log1p", mx.log1p, np.log1p, np.concatenate([sweep(3e38), np.linspace(-1, 0, 50_000, dtype=np.float32)]), 3),
+    ("erf", mx.erf, sp.erf, sweep(10.0), 3),
+    ("erfinv", mx.erfinv, sp.erfinv,
+     np.concatenate([sweep(1.0), 1 - np.geomspace(6e-8, 0.5, 50_000), np.array([1.5, -2.0])]).astype(np.float32), 4),
+    ("tanh", mx.tanh, np.tanh, sweep(20.0), 3),
+    ("sigmoid", mx.sigmoid, sp.expit, sweep(120.0), 3),
+    ("sin", mx.sin, np.sin, np.concatenate([sweep(2.0**20), SPECIALS[:5]]), 1),
+    ("cos", mx.cos, np.cos, np.concatenate([sweep(2.0**20), SPECIALS[:5]]), 1),
+]
+
+
+@pytest.mark.parametrize("name,op,ref,x,bound", CASES, ids=[c[0] for c in CASES])
+def test_ulp_bound(name, op, ref, x, bound):
+    if name in ("sin", "cos"):
+        x = x[~(np.abs(x) > 2.0**20) | ~np.isfinite(x)]
+    program = engine.compile_graph(make_graph(op, x))
+    (got,) = program.run([x])
+    with np.errstate(all="ignore"):
+        want = ref(x.astype(np.float64))
+    err = ulp_error(got, want)
+    worst = int(np.argmax(err))
+    assert err[worst] <= bound, f"{name}({x[worst]!r}) = {got[worst]!r}, want {want[worst]!r}: {err[worst]:.2f} ULP"
+
+
+def test_signed_zero_and_specials():
+    x = np.array([-0.0, 0.0, np.inf, -np.inf, np.nan], dtype=np.float32)
+    for op in (mx.sin, mx.tanh, mx.erf, mx.expm1, mx.log1p, mx.erfinv):
+        (got,) = engine.compile_graph(make_graph(op, x)).run([x])
+        assert np.signbit(got[0]) and not np.signbit(got[1]), op.__name__
+        assert np.isnan(got[4]), op.__name__
