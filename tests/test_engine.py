@@ -371,7 +371,11 @@ def test_disk_cache_dir_is_private_and_entries_verified(tmp_path, monkeypatch):
             data = bytearray(b"\x7fELF garbage" * 10)
         else:
             data[len(data) // 2] ^= 0x40
-        lib.write_bytes(bytes(data))
+        # Damage a copy and rename it over the entry: rewriting the file in place would also change
+        # the pages this process still has mapped from its earlier dlopen (SIGBUS at exit).
+        damaged = lib.with_suffix(".damaged")
+        damaged.write_bytes(bytes(data))
+        os.replace(damaged, lib)
         engine._engine.clear_memory_cache()
         addr, from_disk, compiled, _ = engine._engine.load_kernel(name, src)
         assert addr and compiled and not from_disk, damage

@@ -290,6 +290,8 @@ def _register_consumer(x: array, node: array) -> None:
 def evaluate(outputs) -> None:
     """Compute every pending node that `outputs` depend on, inputs first."""
     order = pending_nodes(outputs)
+    if not order:
+        return
     keep_graph = transform_depth() > 0
     for node in order:
         if node._placeholder is not None:

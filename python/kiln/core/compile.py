@@ -42,8 +42,22 @@ def enable_compile() -> None:
     _state["enabled"] = True
 
 
+def _env_flag(name: str):
+    """A cheap `name in os.environ` for the per-call hot path (os.environ encodes the key on every lookup)."""
+    data = getattr(os.environ, "_data", None)
+    encode = getattr(os.environ, "encodekey", None)
+    if isinstance(data, dict) and encode is not None:
+        key = encode(name)
+        return lambda: key in data
+    return lambda: name in os.environ
+
+
+_disable_env_set = _env_flag("MLX_DISABLE_COMPILE")
+_verify_env_set = _env_flag("KILN_VERIFY")
+
+
 def _compile_disabled() -> bool:
-    return not _state["enabled"] or "MLX_DISABLE_COMPILE" in os.environ
+    return not _state["enabled"] or _disable_env_set()
 
 
 def _debug_level() -> int:
@@ -176,8 +190,9 @@ class _TreeDef:
                          f"got {type(tree).__name__}.")
 
     def build(self, values: list):
-        it = iter(values)
-        return self._build(self.spec, it)
+        if self.spec[0] == "A":  # a single array, the common case
+            return values[0]
+        return self._build(self.spec, iter(values))
 
     def _build(self, spec, it):
         tag = spec[0]
@@ -391,6 +406,18 @@ def _most_changing(keys, names) -> tuple:
     return label, len(seen[label])
 
 
+_NONE_ID = id(None)
+
+
+def _distinct_arrays(args) -> bool:
+    """All positional arguments are arrays, no object twice (so no aliasing to record in the key)."""
+    for a in args:
+        if type(a) is not array:
+            return False
+    n = len(args)
+    return n < 2 or (n == 2 and args[0] is not args[1]) or len({id(a) for a in args}) == n
+
+
 class CompiledFunction:
     """The callable returned by `compile`."""
 
@@ -429,6 +456,11 @@ class CompiledFunction:
         return names
 
     def _key(self, args, kwargs):
+        if not kwargs and self.inputs is None and _distinct_arrays(args):
+            # The common call, f(x, y) with arrays: the same key as the general path below, built directly.
+            sl = self.shapeless
+            arg_key = (tuple(("a", a._dtype.name, len(a._shape) if sl else a._shape) for a in args), ())
+            return (_NONE_ID, id(self.outputs), sl, arg_key, ()), list(args), len(args), []
         leaves, seen = [], {}
         try:
             arg_key = (tuple(_tree_key(a, self.shapeless, leaves, seen) for a in args),
@@ -477,13 +509,13 @@ class CompiledFunction:
 
     # -- the hot path ---------------------------------------------------------------------------------
     def _run(self, entry, leaves):
-        buffers = [x._numpy() for x in leaves]
+        buffers = [x._data if x._data is not None else x._numpy() for x in leaves]
         if self.shapeless:
             self._check_shapes(entry, leaves)
         outs = entry.program.run(buffers)
         graph_outs = entry.graph.outputs
         result = [array._from_numpy(o, v.dtype) for o, v in zip(outs, graph_outs)]
-        if os.environ.get("KILN_VERIFY"):
+        if _verify_env_set():
             from .verify import verify_program
 
             verify_program(entry.graph, buffers, outs)
