@@ -72,8 +72,8 @@ def forward(outputs: list, targets: list, tangents: list) -> list:
             continue
         prim = REGISTRY[node._prim]
         ins = [tan.get(id(x)) for x in node._inputs]
-        if not prim.differentiable:
-            continue
+        if not prim.differentiable or all(t is None for t in ins):
+            continue  # e.g. downstream of a non-differentiable node: a zero tangent
         if prim.jvp is None:
             raise ValueError(f"[jvp] Primitive {node._prim} has no jvp rule.")
         t = prim.jvp(ins, node, node._inputs, node._params)

@@ -242,10 +242,20 @@ def _fused_graph(graph: Graph, result: dict, values: _Values) -> tuple:
 
 
 def _python_step(eqn: Eqn):
-    def call(*args):
-        return run_eqn(eqn, list(args))
+    """A non-fused equation as a call on numpy buffers (the registry's implementation)."""
+    prim = REGISTRY.get(eqn.prim)
+    if prim is None or prim.kind in ("unary", "binary", "ternary"):  # "fused" regions, elementwise ops
+        def call(*args):  # numerics that may warn: run_eqn silences numpy's floating-point warnings
+            return run_eqn(eqn, list(args))
 
-    return call
+        return call
+    impl, params, out_dtype = prim.impl, eqn.params, eqn.out.dtype.np
+
+    def fast_call(*args):  # shape ops, reductions, matmul...: call the implementation directly
+        out = np.asarray(impl(*args, **params))
+        return out if out.dtype == out_dtype else out.astype(out_dtype)
+
+    return fast_call
 
 
 def _native_program(graph: Graph, steps: list, values: _Values):

@@ -106,15 +106,25 @@ def elementwise_vmap(name):
     return rule
 
 
+def _scale(ct, d):
+    """ct * d, without a node when the derivative is the constant 1 or -1 (keeps backward graphs small)."""
+    if isinstance(d, int) and not isinstance(d, bool):
+        if d == 1:
+            return ct
+        if d == -1:
+            return -ct
+    return ct * d
+
+
 def unary(name, fn, deriv=None, c_expr=None, float_only=True, differentiable=True, rule=None):
     """deriv(x, out) -> d out / d x, built from ops."""
     impl = _in_float32(fn) if float_only else fn
 
     def vjp(ct, out, inputs, params):
-        return (ct * deriv(inputs[0], out),)
+        return (_scale(ct, deriv(inputs[0], out)),)
 
     def jvp(tangents, out, inputs, params):
-        return tangents[0] * deriv(inputs[0], out)
+        return _scale(tangents[0], deriv(inputs[0], out))
 
     has_rule = deriv is not None
     return register(Primitive(
@@ -132,14 +142,14 @@ def binary(name, fn, partials=None, c_expr=None, rule=None, half=True, different
         x, y = inputs
         dx, dy = partials(x, y, out)
         return (
-            None if dx is None else unbroadcast(ct * dx, x.shape),
-            None if dy is None else unbroadcast(ct * dy, y.shape),
+            None if dx is None else unbroadcast(_scale(ct, dx), x.shape),
+            None if dy is None else unbroadcast(_scale(ct, dy), y.shape),
         )
 
     def jvp(tangents, out, inputs, params):
         x, y = inputs
         dx, dy = partials(x, y, out)
-        parts = [t * d for t, d in zip(tangents, (dx, dy)) if t is not None and d is not None]
+        parts = [_scale(t, d) for t, d in zip(tangents, (dx, dy)) if t is not None and d is not None]
         ops = _ops()
         if not parts:
             return ops.zeros_like(out)
@@ -174,7 +184,7 @@ def _erfinv(x):
 
 
 unary("abs", np.abs, lambda x, y: _o().sign(x), "kiln_abs({0})", float_only=False)
-unary("negative", np.negative, lambda x, y: _o().full_like(x, -1), "(-{0})", float_only=False)
+unary("negative", np.negative, lambda x, y: -1, "(-{0})", float_only=False)
 unary("sign", _sign, lambda x, y: _o().zeros_like(x), "kiln_sign({0})", float_only=False)
 unary("exp", np.exp, lambda x, y: y, "kiln_exp({0})")
 unary("expm1", np.expm1, lambda x, y: y + 1, "kiln_expm1({0})")
@@ -211,7 +221,7 @@ unary("isfinite", np.isfinite, None, "kiln_isfinite({0})", float_only=False, dif
 unary("logical_not", np.logical_not, None, "(!{0})", float_only=False, differentiable=False,
       rule=_bool_rule("logical_not"))
 unary("bitwise_invert", np.invert, None, "(~{0})", float_only=False, differentiable=False)
-unary("copy", lambda x: x, lambda x, y: _o().ones_like(x), "{0}", float_only=False)
+unary("copy", lambda x: x, lambda x, y: 1, "{0}", float_only=False)
 
 
 def _stop_gradient_rules():
