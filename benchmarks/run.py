@@ -39,7 +39,7 @@ def implementations(x: np.ndarray) -> dict:
     from kiln.core import engine
 
     if engine.available():
-        from kiln.core.trace import make_graph
+        from kiln.core.tracing import make_graph
 
         def engine_setup():
             program = engine.compile_graph(make_graph(gelu_kiln, x))

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import kiln.core as mx
 from kiln.core import engine
 from kiln.core.interpret import interpret
-from kiln.core.trace import make_graph
+from kiln.core.tracing import make_graph
 
 needs_engine = pytest.mark.skipif(not engine.available(), reason="C++ engine not available")
 

@@ -9,7 +9,7 @@ import scipy.special as sp
 
 import kiln.core as mx
 from kiln.core import engine
-from kiln.core.trace import make_graph
+from kiln.core.tracing import make_graph
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="C++ engine not available")
 

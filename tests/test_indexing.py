@@ -559,7 +559,7 @@ def test_vmap_of_indexing():
 
 
 def test_traced_graph_uses_index_primitives():
-    from kiln.core.trace import make_graph
+    from kiln.core.tracing import make_graph
 
     text = str(make_graph(lambda x, i: x[1:, ::-1][i], mx.zeros((3, 4)), mx.array([0, 1])))
     assert "slice[start=(1, 3) stop=(3, -1) strides=(1, -1)]" in text

@@ -39,6 +39,3 @@ for _sub in ("random", "linalg", "fast"):
         if _e.name != f"{__name__}.{_sub}":
             raise
 del _m, _sub
-
-# Importing the internal module core/trace.py binds `kiln.core.trace` to it; the public name is MLX's op.
-from .ops_linalg import trace  # noqa: E402,F811

@@ -23,7 +23,7 @@ import numpy as np
 
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
-from .trace import graph_from_outputs, shapeless_scope
+from .tracing import graph_from_outputs, shapeless_scope
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 

@@ -321,7 +321,7 @@ def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
     """Simplify, fuse, render and JIT-compile `graph`.
 
     Args:
-        graph (Graph): a traced graph (`kiln.core.trace.make_graph`).
+        graph (Graph): a traced graph (`kiln.core.tracing.make_graph`).
         shapeless (bool): keep the program valid at other input shapes. Default: ``False``.
 
     Returns:

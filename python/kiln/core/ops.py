@@ -619,7 +619,7 @@ def _count(a, axes) -> int:
 
 def _divide_by_count(total, a, axes, ddof: int = 0):
     """total / (elements over axes - ddof); under a shapeless trace the count is read at run time."""
-    from .trace import tracing_shapeless
+    from .tracing import tracing_shapeless
 
     if tracing_shapeless() and axes:
         n = bind("number_of_elements", a, axes=axes, inverted=False, dtype=total.dtype)
