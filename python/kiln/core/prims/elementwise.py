@@ -9,7 +9,6 @@ inputs through zero strides. float16/bfloat16 compute in float32 and round once,
 from __future__ import annotations
 
 import numpy as np
-import scipy.special as sp
 
 from .. import dtypes as dt
 from ..primitives import BINARY, TERNARY, UNARY, Primitive, register
@@ -179,8 +178,15 @@ def _round_half_even(x):
     return np.round(x) if np.issubdtype(x.dtype, np.floating) or x.dtype in _HALF else x
 
 
+def _special():
+    """scipy.special, imported on first use: it costs a third of a second, more than all of kiln."""
+    import scipy.special
+
+    return scipy.special
+
+
 def _erfinv(x):
-    return sp.erfinv(x)
+    return _special().erfinv(x)
 
 
 unary("abs", np.abs, lambda x, y: _o().sign(x), "kiln_abs({0})", float_only=False)
@@ -208,8 +214,8 @@ unary("tanh", np.tanh, lambda x, y: 1 - y * y, "kiln_tanh({0})")
 unary("arcsinh", np.arcsinh, lambda x, y: _o().rsqrt(x * x + 1), "kiln_arcsinh({0})")
 unary("arccosh", np.arccosh, lambda x, y: _o().rsqrt(x * x - 1), "kiln_arccosh({0})")
 unary("arctanh", np.arctanh, lambda x, y: _o().reciprocal(1 - x * x), "kiln_arctanh({0})")
-unary("sigmoid", lambda x: sp.expit(x), lambda x, y: y * (1 - y), "kiln_sigmoid({0})")
-unary("erf", sp.erf, lambda x, y: float(2 / np.sqrt(np.pi)) * _o().exp(-(x * x)), "kiln_erf({0})")
+unary("sigmoid", lambda x: _special().expit(x), lambda x, y: y * (1 - y), "kiln_sigmoid({0})")
+unary("erf", lambda x: _special().erf(x), lambda x, y: float(2 / np.sqrt(np.pi)) * _o().exp(-(x * x)), "kiln_erf({0})")
 unary("erfinv", _erfinv, lambda x, y: float(np.sqrt(np.pi) / 2) * _o().exp(y * y), "kiln_erfinv({0})")
 unary("floor", np.floor, lambda x, y: _o().zeros_like(x), "kiln_floor({0})", float_only=False)
 unary("ceil", np.ceil, lambda x, y: _o().zeros_like(x), "kiln_ceil({0})", float_only=False)
