@@ -21,6 +21,7 @@ import weakref
 
 import numpy as np
 
+from . import engine  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
 from .tracing import graph_from_outputs, shapeless_scope
@@ -236,13 +237,8 @@ class _Interpreted:
 
 
 def _make_program(graph):
-    if os.environ.get("KILN_ENGINE", "1") != "0":
-        try:
-            from . import engine
-        except ImportError:
-            engine = None
-        if engine is not None and engine.available():
-            return engine.compile_graph(graph)
+    if os.environ.get("KILN_ENGINE", "1") != "0" and engine.available():
+        return engine.compile_graph(graph)
     return _Interpreted(graph)
 
 
@@ -726,8 +722,4 @@ def engine_status() -> str:
     """Which backend runs compiled graphs, in words (for the tour and benchmarks)."""
     if os.environ.get("KILN_ENGINE", "1") == "0":
         return "KILN_ENGINE=0: reference interpreter"
-    try:
-        from . import engine
-    except ImportError:
-        return "no C++ engine: reference interpreter"
     return "C++ engine" if engine.available() else "C++ engine unavailable: reference interpreter"
