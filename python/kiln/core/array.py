@@ -293,23 +293,25 @@ def evaluate(outputs) -> None:
     if not order:
         return
     keep_graph = transform_depth() > 0
-    for node in order:
-        if node._placeholder is not None:
-            raise PlaceholderError(placeholder_message(node._placeholder))
-        prim = REGISTRY[node._prim]
-        args = [x._data for x in node._inputs]
-        with np.errstate(all="ignore"):
-            out = prim.impl(*args, **node._params)
-        out = np.asarray(out)
-        if out.dtype != node._dtype.np:
-            out = out.astype(node._dtype.np)
-        if out.shape != node._shape:
-            raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
-        node._set_data(out, node._dtype)
-        if not keep_graph:
-            node._prim = None
-            node._inputs = ()
-            node._params = None
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the answer, not a warning
+        for node in order:
+            _evaluate_node(node, keep_graph)
+
+
+def _evaluate_node(node: "array", keep_graph: bool) -> None:
+    if node._placeholder is not None:
+        raise PlaceholderError(placeholder_message(node._placeholder))
+    prim = REGISTRY[node._prim]
+    out = np.asarray(prim.impl(*[x._data for x in node._inputs], **node._params))
+    if out.dtype != node._dtype.np:
+        out = out.astype(node._dtype.np)
+    if out.shape != node._shape:
+        raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
+    node._set_data(out, node._dtype)
+    if not keep_graph:
+        node._prim = None
+        node._inputs = ()
+        node._params = None
 
 
 def pending_nodes(outputs) -> list:
