@@ -17,6 +17,7 @@
 #include "jit.h"
 #include "kernel_abi.h"
 #include "prelude_embed.h"
+#include "render.h"
 #include "runtime.h"
 
 namespace nb = nanobind;
@@ -63,7 +64,20 @@ Graph parse_graph(nb::dict spec) {
   return g;
 }
 
+// spec["language"] (optional): "cpu" (default) or "metal", the language the regions are rendered in.
+const LanguageOptions& language(nb::dict spec) {
+  if (!spec.contains("language")) {
+    return kCpu;
+  }
+  const std::string name = nb::cast<std::string>(spec["language"]);
+  if (name != "cpu" && name != "metal") {
+    throw std::invalid_argument("[compile] unknown kernel language " + name);
+  }
+  return name == "metal" ? kMetal : kCpu;
+}
+
 nb::dict optimize(nb::dict spec) {
+  const LanguageOptions& lang = language(spec);
   Graph g = parse_graph(spec);
   int rewrites = simplify(g);
   Fused fused;
@@ -84,7 +98,7 @@ nb::dict optimize(nb::dict spec) {
   }
   nb::list regions;
   for (Region& r : fused.regions) {
-    render_cpu(g, r);
+    render(g, r, lang);
     nb::dict d;
     d["nodes"] = r.nodes;
     d["inputs"] = r.inputs;
@@ -482,6 +496,17 @@ nb::tuple load_kernel(const std::string& name, const std::string& kernel_source)
   return nb::make_tuple(reinterpret_cast<uintptr_t>(loaded.fn), loaded.from_disk, loaded.compiled, loaded.warning);
 }
 
+// Test aid: a Metal kernel compiled as C++ through metal/metal_shim.h, with the CPU kernel's signature.
+nb::tuple load_metal_shim(const std::string& name, const std::string& kernel_source) {
+  std::string source = metal_shim_source(name, kernel_source);
+  jit::Loaded loaded;
+  {
+    nb::gil_scoped_release release;
+    loaded = jit::load(name + "_shim", source);
+  }
+  return nb::make_tuple(reinterpret_cast<uintptr_t>(loaded.fn), loaded.from_disk, loaded.compiled, loaded.warning);
+}
+
 nb::dict build_info() {
   nb::dict d;
   d["version"] = KILN_VERSION;
@@ -510,6 +535,12 @@ NB_MODULE(_engine, m) {
   m.def("load_kernel", &kiln::load_kernel, "name"_a, "source"_a,
         "Compile (or load from the caches) a rendered kernel; returns (address, from_disk, compiled, warning).");
   m.def("full_source", &kiln::full_source, "kernel"_a, "The kernel source with the prelude it is compiled with.");
+  m.def("metal_full_source", &kiln::metal_full_source, "kernel"_a,
+        "A rendered Metal kernel with the Metal preamble it is built with.");
+  m.def("metal_shim_source", &kiln::metal_shim_source, "name"_a, "kernel"_a,
+        "A rendered Metal kernel as C++ for the host compiler (through metal/metal_shim.h).");
+  m.def("load_metal_shim", &kiln::load_metal_shim, "name"_a, "source"_a,
+        "Compile a rendered Metal kernel as C++ through the shim; returns (address, from_disk, compiled, warning).");
   m.def("compiler_path", &kiln::jit::compiler_path);
   m.def("compile_flags", &kiln::jit::compile_flags);
   m.def("cache_dir", [] {

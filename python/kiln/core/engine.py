@@ -15,6 +15,9 @@ Interface (what `core/compile.py` calls):
         {"body": Graph, "kernel": name}; `interpret.interpret` runs it, so it is the oracle.
     Program.kernel_sources
         dict kernel name -> C++ source (without the shared prelude; `_engine.full_source` adds it).
+    render_metal(graph, shapeless=False) -> dict[str, str]
+        The same regions rendered as Metal Shading Language (kernel name -> source without the Metal
+        preamble; `metal_full_source` adds it). Golden-tested; on Linux `compile_graph_metal_shim` runs them.
 
 Non-elementwise equations (reductions, matmul, shape ops, ...) run with the registry's numpy
 implementation, called from the C++ dispatch loop.
@@ -258,7 +261,17 @@ def _python_step(eqn: Eqn):
     return fast_call
 
 
-def _native_program(graph: Graph, steps: list, values: _Values):
+def _load_metal_shim(name: str, source: str) -> int:
+    key = name + "_shim"
+    address = _kernels.get(key)
+    if address is None:
+        address, _from_disk, _compiled, warning = _engine.load_metal_shim(name, source)
+        _warn_once(f"kiln: {warning}" if warning else "")
+        _kernels[key] = address
+    return address
+
+
+def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
     index = {id(obj): i for i, obj in enumerate(values.objs)}
 
     def slot(v) -> int:
@@ -282,7 +295,7 @@ def _native_program(graph: Graph, steps: list, values: _Values):
                 "call": _python_step(eqn)}
         if kind == "kernel":
             sources[region["name"]] = region["source"]
-            step["fn"] = _load(region["name"], region["source"])
+            step["fn"] = load(region["name"], region["source"])
             step["in_types"] = [v.dtype.np.num for v in eqn.inputs]
             step["in_sizes"] = [v.dtype.size for v in eqn.inputs]
             step["out_dtype"] = eqn.out.dtype.np
@@ -339,4 +352,57 @@ def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
     if debug >= 3:
         for name, source in sources.items():
             print(f"kiln: kernel {name}:\n{source}")
+    return Program(fused, sources, native)
+
+
+def render_metal(graph: Graph, shapeless: bool = False) -> dict:
+    """Render every fused region of ``graph`` as a Metal Shading Language kernel.
+
+    The regions are the ones ``compile_graph`` finds; only the language differs. Real Metal dispatch
+    belongs to the macOS backend (see the TODO in csrc/render_metal.cpp); on Linux the sources run
+    through metal/metal_shim.h (``compile_graph_metal_shim``).
+
+    Args:
+        graph (Graph): a traced graph (`kiln.core.tracing.make_graph`).
+        shapeless (bool): keep the kernels valid at other input shapes. Default: ``False``.
+
+    Returns:
+        dict: kernel name -> Metal source, without the Metal preamble (``metal_full_source`` adds it).
+    """
+    if _engine is None:
+        raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
+    spec, _ = _compact(graph, shapeless)
+    spec["language"] = "metal"
+    result = _engine.optimize(spec)
+    return {region["name"]: region["source"] for region in result["regions"]}
+
+
+def metal_full_source(kernel: str) -> str:
+    """A rendered Metal kernel with the Metal preamble (metal/kiln_metal.h) it is built with."""
+    if _engine is None:
+        raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
+    return _engine.metal_full_source(kernel)
+
+
+def compile_graph_metal_shim(graph: Graph, shapeless: bool = False) -> Program:
+    """Like ``compile_graph``, but every region runs its Metal kernel, compiled as C++ through the shim.
+
+    A test aid for Linux: the Metal source is what a Mac would build, the shim (metal/metal_shim.h) maps
+    Metal's qualifiers, types and math to C++ and runs the grid as a loop, and the runtime's variant
+    choice (flat or strided) reaches the kernel through the same launch arguments.
+
+    Args:
+        graph (Graph): a traced graph (`kiln.core.tracing.make_graph`).
+        shapeless (bool): keep the program valid at other input shapes. Default: ``False``.
+
+    Returns:
+        Program: ``kernel_sources`` holds the Metal sources.
+    """
+    if _engine is None:
+        raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
+    spec, values = _compact(graph, shapeless)
+    spec["language"] = "metal"
+    result = _engine.optimize(spec)
+    fused, steps = _fused_graph(graph, result, values)
+    native, sources = _native_program(fused, steps, values, load=_load_metal_shim)
     return Program(fused, sources, native)
