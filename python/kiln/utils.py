@@ -65,6 +65,8 @@ def tree_unflatten(tree):
     """Rebuild nested lists/dicts from (dotted path, value) pairs; integer keys make lists."""
     if isinstance(tree, dict):
         tree = list(tree.items())
+    if not tree:
+        return []
     if len(tree) == 1 and tree[0][0] == "":
         return tree[0][1]
     try:
@@ -77,8 +79,9 @@ def tree_unflatten(tree):
         head, _, rest = key.partition(".")
         children[head].append((rest, value))
     if is_list:
-        keys = sorted(children, key=int)
-        return [tree_unflatten(children[k]) for k in keys]
+        # Missing indices are empty slots (a layer without parameters in a Sequential), as in MLX.
+        n = max(int(k) for k in children) + 1
+        return [tree_unflatten(children[str(i)]) if str(i) in children else {} for i in range(n)]
     return {k: tree_unflatten(v) for k, v in children.items()}
 
 

@@ -23,13 +23,31 @@ def transform_depth() -> int:
 
 
 class transform_scope:
-    """While inside, evaluated nodes keep their graph edges (transforms walk them afterwards)."""
+    """While inside, evaluated nodes keep their graph edges (transforms walk them afterwards).
+
+    When the outermost scope closes, those nodes are detached, as eval outside a transform would have
+    done, so a value evaluated inside a loss (a logged metric) does not keep a forward pass alive.
+    """
 
     def __enter__(self):
+        if transform_depth() == 0:
+            _local.kept = []
         _local.transform_depth = transform_depth() + 1
 
     def __exit__(self, *exc):
         _local.transform_depth = transform_depth() - 1
+        if _local.transform_depth == 0:
+            kept, _local.kept = _local.kept, []
+            for ref in kept:
+                node = ref()
+                if node is not None and node._data is not None:
+                    _detach(node)
+
+
+def _detach(node) -> None:
+    node._prim = None
+    node._inputs = ()
+    node._params = None
 
 
 class PlaceholderError(RuntimeError):
@@ -55,6 +73,15 @@ class array:
     __array_priority__ = 100
 
     def __init__(self, val, dtype=None):
+        self._consumers = None
+        source = _lazy_source(val, dtype)
+        if source is not None:
+            # array(x) of arrays stays in the graph, so grad, vmap and compile see through it (as MLX).
+            node = bind("copy", source)
+            self._replace_with(node)
+            for x in self._inputs:
+                _register_consumer(x, self)
+            return
         data, d = _to_numpy(val, dt.as_dtype(dtype) if dtype is not None else None)
         self._set_data(data, d)
         self._prim = None
@@ -201,7 +228,7 @@ class array:
     __hash__ = object.__hash__  # MLX hashes arrays by identity
 
     def __copy__(self):
-        return self
+        return self._snapshot()  # a second object: a later in-place update of self leaves it alone
 
     def __deepcopy__(self, memo):
         return array._from_numpy(self._numpy().copy(), self._dtype)
@@ -293,9 +320,14 @@ def evaluate(outputs) -> None:
     if not order:
         return
     keep_graph = transform_depth() > 0
-    with np.errstate(all="ignore"):  # IEEE results (inf, nan) are the answer, not a warning
+    # One evaluation at a time: another thread may be computing (and detaching) the same nodes.
+    with _eval_lock, np.errstate(all="ignore"):  # IEEE results (inf, nan) are the answer, not a warning
         for node in order:
-            _evaluate_node(node, keep_graph)
+            if node._data is None:
+                _evaluate_node(node, keep_graph)
+
+
+_eval_lock = threading.RLock()
 
 
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
@@ -308,10 +340,10 @@ def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if out.shape != node._shape:
         raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
     node._set_data(out, node._dtype)
-    if not keep_graph:
-        node._prim = None
-        node._inputs = ()
-        node._params = None
+    if keep_graph:
+        _local.kept.append(weakref.ref(node))
+    else:
+        _detach(node)
 
 
 def pending_nodes(outputs) -> list:
@@ -374,6 +406,18 @@ def _flatten_list(val, out):
             out.append(v.item() if v.ndim == 0 else 0.0 if dt.is_floating(v.dtype) else 0)
         else:
             out.append(v)
+
+
+def _lazy_source(val, dtype):
+    """For array(x) where x is an array or a list/tuple of arrays: the lazy array to copy, else None."""
+    if isinstance(val, array):
+        return val if dtype is None else ops.astype(val, dtype)
+    if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
+        if len({v.shape for v in val}) > 1:
+            raise ValueError("[array] Initialization encountered non-uniform length.")
+        d = dt.as_dtype(dtype) if dtype is not None else dt.result_type(*val)
+        return ops.stack([ops.astype(v, d) for v in val])
+    return None
 
 
 def _to_numpy(val, dtype):

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import dtypes as dt
 from .array import array, bind
+from .array import evaluate as _evaluate
 from .prims.elementwise import broadcast_shapes as _broadcast_shapes
 
 Scalar = (bool, int, float, complex, np.number, np.bool_)
@@ -1083,14 +1084,22 @@ def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
 
 def eval(*trees) -> None:  # noqa: A001
     """Evaluate every array in the given trees (lists, tuples, dicts, modules)."""
-    from .array import evaluate
+    leaves = []
+    for t in trees:
+        _array_leaves(t, leaves)
+    _evaluate(leaves)
 
-    if builtins.all(type(t) is array for t in trees):  # the common case, kept cheap for small compiled calls
-        evaluate(trees)
-        return
-    from ..utils import tree_flatten
 
-    evaluate([leaf for t in trees for _, leaf in tree_flatten(t) if isinstance(leaf, array)])
+def _array_leaves(tree, out: list) -> None:
+    """Append the arrays in a tree of lists, tuples and dicts to `out` (no paths: eval runs every step)."""
+    if isinstance(tree, array):
+        out.append(tree)
+    elif isinstance(tree, (list, tuple)):
+        for child in tree:
+            _array_leaves(child, out)
+    elif isinstance(tree, dict):
+        for child in tree.values():
+            _array_leaves(child, out)
 
 
 def async_eval(*trees) -> None:
