@@ -445,3 +445,18 @@ def test_hessian_vector_product_matches_mlx():
         return mod.jvp(mod.grad(f), [mod.array(x)], [mod.array(v)])[1][0]
 
     close(hvp(mx), np.array(hvp(real)), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["abs", "abs_of_square", "real_of_square", "x_times_conj"])
+def test_complex_gradients_match_mlx(name):
+    real = pytest.importorskip("mlx.core")
+    funcs = {
+        "abs": lambda m, x: m.abs(x).sum(),
+        "abs_of_square": lambda m, x: m.abs(x * x).sum(),
+        "real_of_square": lambda m, x: m.real(x * x).sum(),
+        "x_times_conj": lambda m, x: m.real(x * m.conj(x)).sum(),
+    }
+    z = [1 + 1j, 2 - 0.5j]
+    ours = mx.grad(lambda x: funcs[name](mx, x))(mx.array(z))
+    theirs = real.grad(lambda x: funcs[name](real, x))(real.array(z))
+    np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=1e-5, atol=1e-6)

@@ -105,6 +105,15 @@ def elementwise_vmap(name):
     return rule
 
 
+def _conj(d):
+    """Cotangents of complex values flow through the conjugate derivative (as MLX's rules do)."""
+    if hasattr(d, "dtype") and d.dtype == dt.complex64:
+        from ..ops_extra import conjugate
+
+        return conjugate(d)
+    return d
+
+
 def _scale(ct, d):
     """ct * d, without a node when the derivative is the constant 1 or -1 (keeps backward graphs small)."""
     if isinstance(d, int) and not isinstance(d, bool):
@@ -120,7 +129,7 @@ def unary(name, fn, deriv=None, c_expr=None, float_only=True, differentiable=Tru
     impl = _in_float32(fn) if float_only else fn
 
     def vjp(ct, out, inputs, params):
-        return (_scale(ct, deriv(inputs[0], out)),)
+        return (_scale(ct, _conj(deriv(inputs[0], out))),)
 
     def jvp(tangents, out, inputs, params):
         return _scale(tangents[0], deriv(inputs[0], out))
@@ -141,8 +150,8 @@ def binary(name, fn, partials=None, c_expr=None, rule=None, half=True, different
         x, y = inputs
         dx, dy = partials(x, y, out)
         return (
-            None if dx is None else unbroadcast(_scale(ct, dx), x.shape),
-            None if dy is None else unbroadcast(_scale(ct, dy), y.shape),
+            None if dx is None else unbroadcast(_scale(ct, _conj(dx)), x.shape),
+            None if dy is None else unbroadcast(_scale(ct, _conj(dy)), y.shape),
         )
 
     def jvp(tangents, out, inputs, params):
@@ -189,7 +198,9 @@ def _erfinv(x):
     return _special().erfinv(x)
 
 
-unary("abs", np.abs, lambda x, y: _o().sign(x), "kiln_abs({0})", float_only=False)
+# |z| is not holomorphic: its cotangent is ct * z/|z| (MLX's convention), so the rule's "derivative" is
+# written pre-conjugated to cancel the conjugation every vjp applies.
+unary("abs", np.abs, lambda x, y: _conj(_o().sign(x)), "kiln_abs({0})", float_only=False)
 unary("negative", np.negative, lambda x, y: -1, "(-{0})", float_only=False)
 unary("sign", _sign, lambda x, y: _o().zeros_like(x), "kiln_sign({0})", float_only=False)
 unary("exp", np.exp, lambda x, y: y, "kiln_exp({0})")
