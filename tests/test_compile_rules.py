@@ -302,7 +302,7 @@ def test_failed_trace_inside_function_body_then_success():
 
 def test_failed_first_run_restores_captured_containers(monkeypatch):
     class Broken:
-        def __init__(self, graph):
+        def __init__(self, graph, shapeless=False):
             self.graph = graph
             self.kernel_sources = {}
 

@@ -43,18 +43,25 @@ def enable_compile() -> None:
     _state["enabled"] = True
 
 
-def _env_flag(name: str):
-    """A cheap `name in os.environ` for the per-call hot path (os.environ encodes the key on every lookup)."""
+def _env_flag(name: str, value_matters: bool = False):
+    """A cheap check of an environment variable for the per-call hot path (os.environ encodes the key
+    on every lookup). Presence alone counts (MLX's rule), or, with value_matters, a value other than
+    empty or "0"."""
     data = getattr(os.environ, "_data", None)
     encode = getattr(os.environ, "encodekey", None)
-    if isinstance(data, dict) and encode is not None:
-        key = encode(name)
-        return lambda: key in data
-    return lambda: name in os.environ
+    if not (isinstance(data, dict) and encode is not None):
+        if value_matters:
+            return lambda: os.environ.get(name, "0") not in ("", "0")
+        return lambda: name in os.environ
+    key = encode(name)
+    if value_matters:
+        off = (None, encode(""), encode("0"))
+        return lambda: data.get(key) not in off
+    return lambda: key in data
 
 
 _disable_env_set = _env_flag("MLX_DISABLE_COMPILE")
-_verify_env_set = _env_flag("KILN_VERIFY")
+_verify_env_set = _env_flag("KILN_VERIFY", value_matters=True)
 
 
 def _compile_disabled() -> bool:
@@ -236,9 +243,10 @@ class _Interpreted:
         return interpret(self.graph, inputs)
 
 
-def _make_program(graph):
+def _make_program(graph, shapeless: bool):
     if os.environ.get("KILN_ENGINE", "1") != "0" and engine.available():
-        return engine.compile_graph(graph)
+        # shapeless: the engine keeps reshapes and broadcasts that are no-ops only at the traced shape
+        return engine.compile_graph(graph, shapeless=shapeless)
     return _Interpreted(graph)
 
 
@@ -598,7 +606,7 @@ class CompiledFunction:
                 pass
         if _debug_level() >= 2:
             print(f"[kiln] traced graph of '{name}':\n{graph}", file=sys.stderr)
-        program = _make_program(graph)
+        program = _make_program(graph, self.shapeless)
         if _debug_level() >= 2 and program.graph is not graph:
             print(f"[kiln] optimized graph of '{name}':\n{program.graph}", file=sys.stderr)
         if _debug_level() >= 3:

@@ -718,7 +718,10 @@ def reshape(a, shape, stream=None) -> array:
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     from .prims.shape import resolve_reshape
 
-    if resolve_reshape(a.shape, shape) == a.shape:
+    from .tracing import tracing_shapeless
+
+    # A reshape to the same shape is a no-op, except in a shapeless trace, where it must replay later.
+    if resolve_reshape(a.shape, shape) == a.shape and not tracing_shapeless():
         return a
     return bind("reshape", a, shape=shape)
 
