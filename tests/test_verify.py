@@ -304,3 +304,17 @@ def test_assert_compiled_matches_checks_the_tree_and_constants():
 
     with pytest.raises(CompiledMismatch, match="tree with leaves"):
         assert_compiled_matches(shape_changes, mx.array(X))
+
+
+def test_assert_compiled_matches_with_captured_state_leaves_it_alone():
+    from functools import partial
+
+    state = [mx.array(1.0)]
+
+    @partial(mx.compile, inputs=state, outputs=state)
+    def step(x):
+        state[0] = state[0] + x
+        return state[0] * 2
+
+    assert_compiled_matches(step, mx.array(1.0))  # eager and compiled both start from state 1.0
+    assert state[0].item() == 1.0  # and the check does not advance the state

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .core.array import array
-from .core.compile import CompiledFunction, compile as _compile
+from .core.compile import CompiledFunction, _restore, _snapshot, compile as _compile
 from .core.verify import CompiledMismatch, describe_difference, first_divergence, values_match
 from .utils import tree_flatten
 
@@ -33,8 +33,14 @@ def assert_compiled_matches(fn, *args, rtol: float = 1e-5, atol: float = 1e-6, *
     """
     plain = fn.fun if isinstance(fn, CompiledFunction) else fn
     compiled = fn if isinstance(fn, CompiledFunction) else _compile(fn)
-    expected = tree_flatten(plain(*args, **kwargs))
-    actual = tree_flatten(compiled(*args, **kwargs))
+    # Both runs start from the same captured state (inputs=/outputs=), and the check leaves it as it was.
+    saved = _snapshot([compiled.inputs, compiled.outputs])
+    try:
+        expected = tree_flatten(plain(*args, **kwargs))
+        _restore(saved)
+        actual = tree_flatten(compiled(*args, **kwargs))
+    finally:
+        _restore(saved)
     expected_paths = [path for path, _ in expected]
     actual_paths = [path for path, _ in actual]
     if expected_paths != actual_paths:
