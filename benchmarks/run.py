@@ -1,7 +1,8 @@
 """kiln benchmarks: gelu `x * (1 + erf(x / sqrt(2))) / 2` in float32 at three sizes.
 
-Rows: the engine's compiled Program (Program.run), numpy + scipy.special.erf, and np.copyto of the same
-bytes (the memory-bandwidth floor). Each implementation's first call is timed on its own; then each gets a
+Rows: kiln's mx.compile (the whole call, cache lookup included), the engine's Program.run alone, kiln eager
+(the reference interpreter), real MLX compiled and eager when installed, numpy + scipy.special.erf, and
+np.copyto of the same bytes (the memory-bandwidth floor). Each implementation's first call is timed on its own; then each gets a
 calibrated number of calls per trial (about --trial seconds), trials interleaved round-robin, median of 3.
 
     python benchmarks/run.py [--sizes small,medium,large] [--json out.json]
@@ -34,10 +35,44 @@ def gelu_numpy(x):
     return x * (1 + sp.erf(x / np.float32(math.sqrt(2)))) / 2
 
 
-def implementations(x: np.ndarray) -> dict:
+def _array_api(module_name: str, x: np.ndarray, compiled: bool):
+    """gelu through an MLX-style API (kiln or real MLX): a setup returning one evaluated call."""
+    import importlib
+
+    def setup():
+        mx = importlib.import_module(module_name)
+        xa = mx.array(x)
+        mx.eval(xa)
+
+        def gelu(v):
+            return v * (1 + mx.erf(v / math.sqrt(2))) / 2
+
+        fn = mx.compile(gelu) if compiled else gelu
+
+        def call():
+            y = fn(xa)
+            mx.eval(y)
+            return np.array(y)[:16] if y.size else np.array(y)
+
+        call()
+        return lambda: mx.eval(fn(xa))
+
+    return setup
+
+
+def _has(module_name: str) -> bool:
+    try:
+        __import__(module_name)
+    except ImportError:
+        return False
+    return True
+
+
+def implementations(x: np.ndarray, large: bool) -> dict:
     impls = {}
     from kiln.core import engine
 
+    impls["kiln mx.compile"] = _array_api("kiln.core", x, compiled=True)
     if engine.available():
         from kiln.core.tracing import make_graph
 
@@ -46,6 +81,10 @@ def implementations(x: np.ndarray) -> dict:
             return lambda: program.run([x])
 
         impls["kiln engine Program.run"] = engine_setup
+    impls["kiln eager (interpreter)"] = _array_api("kiln.core", x, compiled=False)
+    if _has("mlx.core"):
+        impls["mlx mx.compile"] = _array_api("mlx.core", x, compiled=True)
+        impls["mlx eager"] = _array_api("mlx.core", x, compiled=False)
     impls["numpy + scipy erf"] = lambda: (lambda: gelu_numpy(x))
     out = np.empty_like(x)
     impls["np.copyto (bandwidth floor)"] = lambda: (lambda: np.copyto(out, x))
@@ -64,7 +103,7 @@ def bench_size(name: str, shape: tuple, trial_s: float, trials: int) -> dict:
     ref = gelu_numpy(x.astype(np.float64))
     rows = {}
     calls = {}
-    for label, setup in implementations(x).items():
+    for label, setup in implementations(x, large=x.size > 1e7).items():
         start = time.perf_counter()
         fn = setup()
         result = fn()
