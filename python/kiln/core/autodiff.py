@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 
-from . import dtypes as dt
 from .array import array, bind, postorder, transform_scope
-from .primitives import REGISTRY, Primitive, OTHER, register
-from ..utils import tree_flatten, tree_map
+from ..utils import tree_map
+from .primitives import OTHER, REGISTRY, Primitive, register
 
 __all__ = ["vjp", "jvp", "grad", "value_and_grad", "custom_function", "checkpoint"]
 
@@ -38,11 +37,11 @@ def backward(outputs: list, cotangents: list, targets: list) -> list:
     """Cotangents of `targets` given cotangents of `outputs` (None where there is no dependence)."""
     target_ids = {id(t) for t in targets}
     order = _depending_nodes(outputs, target_ids)
+    depends = {id(n) for n in order}
     ct = {}
     for o, c in zip(outputs, cotangents):
-        if id(o) in {id(n) for n in order}:
+        if id(o) in depends:
             ct[id(o)] = _add(ct.get(id(o)), c)
-    depends = {id(n) for n in order}
     for node in reversed(order):
         if id(node) in target_ids or id(node) not in ct:
             continue
@@ -375,5 +374,3 @@ def checkpoint(fun):
 
     return wrapped
 
-
-del dt, tree_flatten

@@ -24,7 +24,7 @@ import numpy as np
 from . import engine  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
-from .tracing import graph_from_outputs, shapeless_scope
+from .tracing import graph_from_outputs, replace_arrays, shapeless_scope
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -148,32 +148,6 @@ def _set_path(root, path, value):
     if isinstance(node, tuple):
         raise ValueError("[compile] Captured state must be held in lists or dicts, not tuples.")
     node[path[-1]] = value
-
-
-# -- rebuilding argument trees with placeholders ------------------------------------------------------
-def _rebuild(tree, replace):
-    """A copy of the tree structure with arrays mapped through `replace` (types are preserved)."""
-    if isinstance(tree, array):
-        return replace(tree)
-    if isinstance(tree, tuple):
-        items = [_rebuild(c, replace) for c in tree]
-        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
-    if isinstance(tree, list):
-        return [_rebuild(c, replace) for c in tree]
-    if isinstance(tree, dict):
-        if type(tree) is dict:
-            return {k: _rebuild(v, replace) for k, v in tree.items()}
-        new = _shallow_copy(tree)
-        for k, v in tree.items():
-            dict.__setitem__(new, k, _rebuild(v, replace))
-        return new
-    return tree
-
-
-def _shallow_copy(obj):
-    import copy
-
-    return copy.copy(obj)
 
 
 class _TreeDef:
@@ -572,8 +546,8 @@ class CompiledFunction:
         # The function sees copies of the placeholders, so an in-place update of an argument
         # (x[0] = 1) rebinds the copy and leaves the graph's inputs intact. The tracer elides copies.
         by_id = {id(x): bind("copy", p) for x, p in zip(leaves, placeholders)}
-        traced_args = _rebuild(list(args), lambda x: by_id[id(x)])
-        traced_kwargs = _rebuild(dict(kwargs), lambda x: by_id[id(x)])
+        traced_args = replace_arrays(list(args), lambda x: by_id[id(x)])
+        traced_kwargs = replace_arrays(dict(kwargs), lambda x: by_id[id(x)])
         try:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])

@@ -44,6 +44,9 @@ class Primitive:
     vmap: Optional[Callable] = None
     c_expr: Optional[str] = None
     differentiable: bool = True
+    # Params normalised against the traced input shape (slice bounds): shapeless replay at another
+    # input shape must be refused, as the rule would answer for the old shape.
+    fixed_at_trace: bool = False
     doc: str = field(default="", compare=False)
 
 

@@ -7,12 +7,6 @@ from .graph import Lit
 from .primitives import REGISTRY
 
 
-# Primitives whose params were normalised against the traced input shape (slice bounds): their rules
-# accept a new shape but answer for the old one, so a changed input shape must be refused, as MLX does.
-# (A registry flag would be the better home for this fact.)
-_FIXED_AT_TRACE = ("slice", "slice_update")
-
-
 class _Aval:
     __slots__ = ("shape", "dtype")
 
@@ -38,11 +32,12 @@ def check_graph_shapes(graph, input_shapes) -> list:
             (out,) = check_graph_shapes(eqn.params["body"], [a.shape for a in ins])
             env[id(eqn.out)] = _Aval(out, eqn.out.dtype)
             continue
-        if eqn.prim in _FIXED_AT_TRACE and ins and tuple(ins[0].shape) != tuple(eqn.inputs[0].shape):
+        prim = REGISTRY[eqn.prim]
+        if prim.fixed_at_trace and ins and tuple(ins[0].shape) != tuple(eqn.inputs[0].shape):
             raise ValueError(
                 f"[{eqn.prim}] Cannot infer the output shape under shapeless compilation: its bounds were fixed "
                 f"when tracing with input shape {tuple(eqn.inputs[0].shape)}, and the input now has shape "
                 f"{tuple(ins[0].shape)}. Compile without shapeless=True for this function.")
-        shape, dtype = REGISTRY[eqn.prim].shape_rule(*ins, **eqn.params)
+        shape, dtype = prim.shape_rule(*ins, **eqn.params)
         env[id(eqn.out)] = _Aval(shape, dtype)
     return [read(v).shape for v in graph.outputs]

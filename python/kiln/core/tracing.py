@@ -8,12 +8,13 @@ constants of the Graph (evaluated once, at trace time): MLX's "frozen constants"
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 
 from .array import array, evaluate, postorder, transform_scope
 from .graph import Eqn, Graph, Lit, Var
 
-# Scalar constants up to this many elements are written inline as literals.
+# Constants with at most this many dimensions are written inline as literals (0: scalars only).
 _LITERAL_MAX_NDIM = 0
 
 
@@ -107,6 +108,26 @@ def _reachable(outputs, depends) -> list:
 def _topo_order(outputs, depends) -> list:
     """The nodes that depend on inputs, each after its inputs."""
     return [n for n in postorder(outputs, expand=lambda node: id(node) in depends) if id(n) in depends]
+
+
+def replace_arrays(tree, replace):
+    """A copy of a tree (lists, tuples, NamedTuples, dicts, dict subclasses such as nn.Module) with each
+    array mapped through `replace`, in order; container types are kept."""
+    if isinstance(tree, array):
+        return replace(tree)
+    if isinstance(tree, tuple):
+        items = [replace_arrays(c, replace) for c in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    if isinstance(tree, list):
+        return [replace_arrays(c, replace) for c in tree]
+    if isinstance(tree, dict):
+        if type(tree) is dict:
+            return {k: replace_arrays(v, replace) for k, v in tree.items()}
+        new = copy.copy(tree)  # a Module keeps its class and attributes
+        for k, v in tree.items():
+            dict.__setitem__(new, k, replace_arrays(v, replace))
+        return new
+    return tree
 
 
 def make_graph(fun, *args, origin: str = "make_graph") -> Graph:

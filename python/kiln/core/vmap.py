@@ -7,8 +7,9 @@ from __future__ import annotations
 import functools
 
 from .array import array, bind, postorder, transform_scope
+from .tracing import replace_arrays
 from .primitives import REGISTRY
-from ..utils import tree_flatten, tree_unflatten
+from ..utils import tree_flatten
 
 __all__ = ["vmap"]
 
@@ -41,22 +42,6 @@ def _flatten_with_axes(args, in_axes):
 
     walk(list(args), list(in_axes) if isinstance(in_axes, (list, tuple)) else in_axes)
     return leaves, axes
-
-
-def _rebuild(args, new_leaves):
-    it = iter(new_leaves)
-
-    def walk(tree):
-        if isinstance(tree, array):
-            return next(it)
-        if isinstance(tree, (list, tuple)):
-            items = [walk(t) for t in tree]
-            return type(tree)(items) if isinstance(tree, tuple) else items
-        if isinstance(tree, dict):
-            return {k: walk(t) for k, t in tree.items()}
-        return tree
-
-    return [walk(a) for a in args]
 
 
 def batch_replay(outputs, placeholders, values, bdims):
@@ -130,8 +115,8 @@ def vmap(fun, in_axes=0, out_axes=0):
             raise ValueError("[vmap] At least one input must be mapped (in_axes all None).")
         with transform_scope():
             # The function gets copies: an in-place update (x[0] = 1) must not rebind a placeholder.
-            out = fun(*_rebuild(args, [bind("copy", e) if ax is not None else e
-                                       for e, ax in zip(examples, norm_axes)]))
+            views = iter([bind("copy", e) if ax is not None else e for e, ax in zip(examples, norm_axes)])
+            out = fun(*replace_arrays(list(args), lambda _: next(views)))
             out_leaves = [leaf for _, leaf in tree_flatten(out)]
             if not all(isinstance(o, array) for o in out_leaves):
                 raise ValueError("[vmap] The function must return arrays or trees of arrays.")
@@ -146,29 +131,8 @@ def vmap(fun, in_axes=0, out_axes=0):
         if len(flat_oa) != len(out_leaves):
             raise ValueError("[vmap] out_axes does not match the structure of the outputs.")
         moved = [_move_out(v, b, a, size) for (v, b), a in zip(results, flat_oa)]
-        pairs = [(p, m) for (p, _), m in zip(tree_flatten(out), moved)]
-        if isinstance(out, array):
-            return moved[0]
-        return _restore(out, pairs)
+        moved_leaves = iter(moved)
+        return replace_arrays(out, lambda _: next(moved_leaves))
 
     return wrapped
 
-
-def _restore(out, pairs):
-    """Put the moved leaves back into the output's structure (keeping tuples as tuples)."""
-    it = iter(m for _, m in pairs)
-
-    def walk(tree):
-        if isinstance(tree, array):
-            return next(it)
-        if isinstance(tree, (list, tuple)):
-            items = [walk(t) for t in tree]
-            return type(tree)(items) if isinstance(tree, tuple) else items
-        if isinstance(tree, dict):
-            return {k: walk(t) for k, t in tree.items()}
-        return tree
-
-    return walk(out)
-
-
-del tree_unflatten

@@ -228,6 +228,7 @@ def _slice_vmap(inputs, bdims, params):
 register(Primitive(
     "slice", SHAPE, impl=_slice_impl, shape_rule=_slice_rule, vjp=_slice_vjp,
     jvp=lambda t, out, inputs, params: _bind("slice", t[0], **params), vmap=_slice_vmap,
+    fixed_at_trace=True,
 ))
 
 
@@ -285,6 +286,7 @@ def _slice_update_vmap(inputs, bdims, params):
 register(Primitive(
     "slice_update", SHAPE, impl=_slice_update_impl, shape_rule=_slice_update_rule, vjp=_slice_update_vjp,
     jvp=_slice_update_jvp, vmap=_slice_update_vmap,
+    fixed_at_trace=True,
 ))
 
 
