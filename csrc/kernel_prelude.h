@@ -78,11 +78,10 @@ KILN_INLINE To kiln_bits(From x) {
   return __builtin_bit_cast(To, x);
 }
 
+// Double fma for sin/cos (float fma is kiln_math.h's kf::fma).
 #if defined(__FMA__) || defined(__aarch64__)
-#define KILN_FMAF(a, b, c) __builtin_fmaf(a, b, c)
 #define KILN_FMA(a, b, c) __builtin_fma(a, b, c)
 #else
-#define KILN_FMAF(a, b, c) ((a) * (b) + (c))
 #define KILN_FMA(a, b, c) ((a) * (b) + (c))
 #endif
 
@@ -321,184 +320,24 @@ KILN_INLINE T kiln_shr(T x, T y) {
 }
 
 // ---- vectorisable float32 math -------------------------------------------------------------------
-// Max error, ULP of the float32 result against a float64 reference (tests/test_engine_math.py sweeps
-// dense grids with special values):
-//   exp 1, expm1 2, log 1, log1p 3, erf 3, erfinv 4, tanh 3, sigmoid 3, sin 1, cos 1
-// (measured maxima: 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.52, 0.50, 0.50; erf's over every float,
-// the others over the tests' sweeps).
-// sin/cos reduce in double: that bound holds for |x| < 2^20; beyond it the error grows with |x|.
+// expm1, log1p, erf, erfinv, sigmoid, logaddexp and the exp, log and tanh polynomials live in kiln_math.h,
+// which Metal kernels share (one source of truth, the same bits on both; bounds documented there).
+// The double overloads below use libm; float16 and bfloat16 compute in float32.
+#include "kiln_math.h"
 
-KILN_INLINE float kiln_ldexp_pow2(int n) {
-  // 2^n for n in [-126, 127] by building the exponent field.
-  return kiln_bits<float>((uint32_t)(n + 127) << 23);
-}
-
-KILN_INLINE float kiln_exp(float x) {
-  const float xc0 = x < -104.0f ? -104.0f : x;
-  const float xc = xc0 > 88.8f ? 88.8f : xc0;
-  const float n = km::rint(xc * 1.44269504088896341f);
-  float r = KILN_FMAF(-n, 0.693145751953125f, xc);
-  r = KILN_FMAF(-n, 1.42860682030941723212e-6f, r);
-  float p = 1.98412698412698413e-4f;
-  p = KILN_FMAF(p, r, 1.38888888888888889e-3f);
-  p = KILN_FMAF(p, r, 8.33333333333333333e-3f);
-  p = KILN_FMAF(p, r, 4.16666666666666667e-2f);
-  p = KILN_FMAF(p, r, 1.66666666666666667e-1f);
-  p = KILN_FMAF(p, r, 0.5f);
-  p = KILN_FMAF(p, r, 1.0f);
-  p = KILN_FMAF(p, r, 1.0f);
-  const int ni = (int)n;
-  const int n1 = ni / 2;
-  const float result = p * kiln_ldexp_pow2(n1) * kiln_ldexp_pow2(ni - n1);
-  return x != x ? x : result;
-}
+KILN_INLINE float kiln_exp(float x) { return kiln_poly_exp(x); }
 KILN_INLINE double kiln_exp(double x) { return km::exp(x); }
-
-KILN_INLINE float kiln_expm1(float x) {
-  const float xc0 = x < -18.0f ? -18.0f : x;
-  const float xc = xc0 > 88.8f ? 88.8f : xc0;
-  const float n = km::rint(xc * 1.44269504088896341f);
-  float r = KILN_FMAF(-n, 0.693145751953125f, xc);
-  r = KILN_FMAF(-n, 1.42860682030941723212e-6f, r);
-  // expm1(r) = r + r^2 (1/2 + r/6 + ...), |r| <= ln2/2.
-  float p = 2.48015873015873016e-5f;
-  p = KILN_FMAF(p, r, 1.98412698412698413e-4f);
-  p = KILN_FMAF(p, r, 1.38888888888888889e-3f);
-  p = KILN_FMAF(p, r, 8.33333333333333333e-3f);
-  p = KILN_FMAF(p, r, 4.16666666666666667e-2f);
-  p = KILN_FMAF(p, r, 1.66666666666666667e-1f);
-  p = KILN_FMAF(p, r, 0.5f);
-  p = KILN_FMAF(p * r, r, r);
-  const int ni = (int)n;
-  const int nc = ni > 127 ? 127 : ni;
-  const float s = kiln_ldexp_pow2(nc);
-  const float scale = ni > 127 ? 2.0f : 1.0f;
-  const float result = KILN_FMAF(s, p, s - 1.0f) * scale;
-  return (x != x || x == 0.0f) ? x : result;
-}
 KILN_INLINE double kiln_expm1(double x) { return km::expm1(x); }
-
-KILN_INLINE float kiln_log(float x) {
-  const bool sub = x < 1.17549435e-38f;
-  const float xs = sub ? x * 8388608.0f : x;
-  const uint32_t ix = kiln_bits<uint32_t>(xs);
-  int e = (int)((ix >> 23) & 0xffu) - 127 - (sub ? 23 : 0);
-  float m = kiln_bits<float>((ix & 0x7fffffu) | 0x3f800000u);
-  const bool big = m > 1.41421356f;
-  m = big ? m * 0.5f : m;
-  e = big ? e + 1 : e;
-  const float f = m - 1.0f;
-  const float s = f / (2.0f + f);
-  const float z = s * s;
-  float R = 0.181818181818181818f;
-  R = KILN_FMAF(R, z, 0.222222222222222222f);
-  R = KILN_FMAF(R, z, 0.285714285714285714f);
-  R = KILN_FMAF(R, z, 0.4f);
-  R = KILN_FMAF(R, z, 0.666666666666666667f);
-  R = R * z;
-  const float hfsq = 0.5f * f * f;
-  const float log1pf = f - (hfsq - s * (hfsq + R));
-  const float fe = (float)e;
-  const float result = KILN_FMAF(fe, 0.693145751953125f, KILN_FMAF(fe, 1.42860682030941723212e-6f, log1pf));
-  const float special = x == 0.0f ? -KILN_INF : (x < 0.0f ? KILN_NAN : x);  // 0, negatives, +inf, NaN
-  const bool is_special = !(x > 0.0f) || x == KILN_INF;
-  return is_special ? special : result;
-}
+KILN_INLINE float kiln_log(float x) { return kiln_poly_log(x); }
 KILN_INLINE double kiln_log(double x) { return km::log(x); }
-
-KILN_INLINE float kiln_log1p(float x) {
-  // log1p(x) = log(u) * x / (u - 1) with u = 1 + x rounded: the ratio corrects u's rounding error.
-  const float u = 1.0f + x;
-  const float d = u - 1.0f;
-  const float ratio = x / (d == 0.0f ? 1.0f : d);
-  const float result = kiln_log(u) * ratio;
-  return (d == 0.0f || x == KILN_INF) ? x : result;
-}
 KILN_INLINE double kiln_log1p(double x) { return km::log1p(x); }
-
-KILN_INLINE float kiln_sigmoid(float x) {
-  const float e = kiln_exp(-km::fabs(x));
-  const float inv = 1.0f / (1.0f + e);
-  return x >= 0.0f ? inv : e * inv;
-}
 KILN_INLINE double kiln_sigmoid(double x) {
   const double e = km::exp(-km::fabs(x));
   return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
 }
-
-KILN_INLINE float kiln_tanh(float x) {
-  const float a0 = km::fabs(x);
-  const float a = a0 > 10.0f ? 10.0f : a0;  // NaN passes through
-  const float t = kiln_expm1(2.0f * a);
-  const float r = t / (t + 2.0f);
-  return km::copysign(r, x);
-}
+KILN_INLINE float kiln_tanh(float x) { return kiln_poly_tanh(x); }
 KILN_INLINE double kiln_tanh(double x) { return km::tanh(x); }
-
-KILN_INLINE float kiln_erf(float x) {
-  // Two branches, both cheap (about 23 vector operations), blended with one select:
-  //   |x| < 1.3:  erf(x) = a + a h(a^2), h ~ erf(a)/a - 1 (the final fma keeps h's rounding error small);
-  //   |x| >= 1.3: erf(x) = 1 - g(a)^8, g ~ erfc(a)^(1/8), smooth and slowly varying on [1.3, 4], so a
-  //               degree-6 polynomial fits it; three squarings (the last one fused) replace an exp.
-  //               The fit weighs large |x| more (gelu multiplies erf's error by x/2): <= 0.6 ULP beyond 2.
-  // a is clamped to 4 in the second branch: erfc(4) < 2^-25, so 1 - g^8 rounds to 1 from there on.
-  // NaN takes the first branch (a >= 1.3 is false) and stays NaN; the sign goes back on by copysign.
-  // Coefficients: weighted least-squares minimax fits, checked in float32 arithmetic over every float.
-  const float a = km::fabs(x);
-  const float t = a * a;
-  float h = 0x1.ed7caep-15f;
-  h = KILN_FMAF(h, t, -0x1.7dbb4cp-11f);
-  h = KILN_FMAF(h, t, 0x1.4d46a6p-8f);
-  h = KILN_FMAF(h, t, -0x1.b6dbb4p-6f);
-  h = KILN_FMAF(h, t, 0x1.ce175cp-4f);
-  h = KILN_FMAF(h, t, -0x1.8126a2p-2f);
-  h = KILN_FMAF(h, t, 0x1.06eba2p-3f);
-  const float small = KILN_FMAF(a, h, a);
-  const float s = a < 4.0f ? a : 4.0f;
-  float g = 0x1.755cbcp-13f;
-  g = KILN_FMAF(g, s, -0x1.6d0a8ap-9f);
-  g = KILN_FMAF(g, s, 0x1.d6d8dap-7f);
-  g = KILN_FMAF(g, s, -0x1.e623a6p-7f);
-  g = KILN_FMAF(g, s, -0x1.d18fccp-5f);
-  g = KILN_FMAF(g, s, -0x1.2fa460p-3f);
-  g = KILN_FMAF(g, s, 0x1.0072c0p+0f);
-  const float g2 = g * g;
-  const float g4 = g2 * g2;
-  const float large = KILN_FMAF(-g4, g4, 1.0f);
-  const float r = a >= 0x1.4cccccp+0f ? large : small;
-  return km::copysign(r, x);
-}
 KILN_INLINE double kiln_erf(double x) { return km::erf(x); }
-
-KILN_INLINE float kiln_erfinv(float x) {
-  // M. Giles, "Approximating the erfinv function" (GPU Computing Gems, 2011), single precision.
-  // (1-x)(1+x) keeps the digits that 1-x*x loses near |x| = 1.
-  const float w0 = -kiln_log((1.0f - x) * (1.0f + x));
-  float w = w0 - 2.5f;
-  float p = 2.81022636e-08f;
-  p = KILN_FMAF(p, w, 3.43273939e-07f);
-  p = KILN_FMAF(p, w, -3.5233877e-06f);
-  p = KILN_FMAF(p, w, -4.39150654e-06f);
-  p = KILN_FMAF(p, w, 0.00021858087f);
-  p = KILN_FMAF(p, w, -0.00125372503f);
-  p = KILN_FMAF(p, w, -0.00417768164f);
-  p = KILN_FMAF(p, w, 0.246640727f);
-  p = KILN_FMAF(p, w, 1.50140941f);
-  const float wt = km::sqrt(w0 > 5.0f ? w0 : 5.0f) - 3.0f;
-  float q = -0.000200214257f;
-  q = KILN_FMAF(q, wt, 0.000100950558f);
-  q = KILN_FMAF(q, wt, 0.00134934322f);
-  q = KILN_FMAF(q, wt, -0.00367342844f);
-  q = KILN_FMAF(q, wt, 0.00573950773f);
-  q = KILN_FMAF(q, wt, -0.0076224613f);
-  q = KILN_FMAF(q, wt, 0.00943887047f);
-  q = KILN_FMAF(q, wt, 1.00167406f);
-  q = KILN_FMAF(q, wt, 2.83297682f);
-  const float r = (w0 < 5.0f ? p : q) * x;
-  const float a = km::fabs(x);
-  const float edge = a == 1.0f ? km::copysign(KILN_INF, x) : KILN_NAN;
-  return a < 1.0f ? r : (x != x ? x : edge);
-}
 KILN_INLINE double kiln_erfinv(double y) {
   // Newton steps from the float estimate converge to double precision.
   double x = (double)kiln_erfinv((float)y);
@@ -510,7 +349,9 @@ KILN_INLINE double kiln_erfinv(double y) {
   return km::fabs(y) < 1.0 ? x : (y == 1.0 ? KILN_INF : (y == -1.0 ? -KILN_INF : KILN_NAN));
 }
 
-// sin and cos share one reduction: x = q pi/2 + r, |r| <= pi/4, done in double.
+// sin and cos share one reduction: x = q pi/2 + r, |r| <= pi/4, done in double (so Metal, which has no
+// double, calls metal::precise instead). Max error 1 ULP (measured 0.50) for |x| < 2^20; beyond it the
+// error grows with |x|.
 KILN_INLINE void kiln_sincos_reduce(float x, double& r, int& q) {
   const double xd = (double)x;
   const double qd = km::rint(xd * 0.63661977236758134308);
@@ -578,12 +419,12 @@ KILN_LIBM1(kiln_arccosh, acosh)
 KILN_LIBM1(kiln_arctanh, atanh)
 template <class T>
 KILN_INLINE T kiln_arctan2(T y, T x) { return km::atan2(y, x); }
-template <class T>
-KILN_INLINE T kiln_logaddexp(T x, T y) {
+// (float32 logaddexp is kiln_math.h's, shared with Metal.)
+KILN_INLINE double kiln_logaddexp(double x, double y) {
   if (x == y) {
-    return x + (T)0.693147180559945309417232121458176568;
+    return x + 0.693147180559945309417232121458176568;
   }
-  const T d = x - y;
+  const double d = x - y;
   if (d > 0) {
     return x + km::log1p(km::exp(-d));
   }

@@ -1,6 +1,6 @@
 // kiln's Metal preamble: the text every generated Metal kernel starts with. It defines the launch
 // arguments, the index helpers, and the scalar functions the registry's expressions call (kiln_exp,
-// kiln_cast, ...) under the same names and with the same results as csrc/kernel_prelude.h, written in
+// kiln_cast, ...) under the same names as csrc/kernel_prelude.h (results: see Accuracy below), written in
 // the part of C++14 that the Metal Shading Language accepts: no `if constexpr`, no double, no long long,
 // overloads instead of type traits. On Linux, metal/metal_shim.h makes this file compile as C++.
 //
@@ -10,10 +10,11 @@
 // - exp, log, log2, log10, sin, cos, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 call
 //   `metal::precise::` (IEEE special values; error bounds as listed in the Metal Shading Language
 //   specification's table of single-precision accuracy). Through the Linux shim they are libm's.
-// - Metal has no expm1, log1p, erf, erfinv or sigmoid: those are the branch-free polynomial forms of
-//   csrc/kernel_prelude.h (same coefficients) built on the functions above. Their maximum error through
-//   the shim (ULP against float64, dense sweeps, tests/test_metal.py): expm1 2, log1p 3, erf 3, erfinv 4,
-//   sigmoid 3 (measured 1.33, 2.29, 2.20, 3.32, 2.13). On a GPU add the error of precise::exp / log.
+// - Metal has no expm1, log1p, erf, erfinv, sigmoid or logaddexp: those come from csrc/kiln_math.h, the
+//   one header the CPU prelude includes too, so they compute the CPU kernels' bits (tests/test_metal.py
+//   checks that through the shim; kiln_math.h says what a GPU must honour for it and lists the bounds:
+//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3 ULP). They use kiln_math.h's own exp and log
+//   polynomials, not precise::exp and log, so they do not depend on the GPU's libraries.
 // Kernels must be compiled with fast math off (MTLCompileOptions.mathMode = MTLMathModeSafe): NaN, Inf
 // and signed zeros follow IEEE rules in kiln, as they do in the interpreter.
 #if defined(__METAL_VERSION__)
@@ -283,113 +284,5 @@ inline float kiln_arccosh(float x) { return metal::precise::acosh(x); }
 inline float kiln_arctanh(float x) { return metal::precise::atanh(x); }
 inline float kiln_arctan2(float y, float x) { return metal::precise::atan2(y, x); }
 
-inline float kiln_pow2i(int n) {
-  // 2^n for n in [-126, 127] by building the exponent field.
-  return as_type<float>((uint)(n + 127) << 23);
-}
-
-inline float kiln_expm1(float x) {
-  const float xc0 = x < -18.0f ? -18.0f : x;
-  const float xc = xc0 > 88.8f ? 88.8f : xc0;
-  const float n = metal::rint(xc * 1.44269504088896341f);
-  float r = metal::fma(-n, 0.693145751953125f, xc);
-  r = metal::fma(-n, 1.42860682030941723212e-6f, r);
-  // expm1(r) = r + r^2 (1/2 + r/6 + ...), |r| <= ln2/2.
-  float p = 2.48015873015873016e-5f;
-  p = metal::fma(p, r, 1.98412698412698413e-4f);
-  p = metal::fma(p, r, 1.38888888888888889e-3f);
-  p = metal::fma(p, r, 8.33333333333333333e-3f);
-  p = metal::fma(p, r, 4.16666666666666667e-2f);
-  p = metal::fma(p, r, 1.66666666666666667e-1f);
-  p = metal::fma(p, r, 0.5f);
-  p = metal::fma(p * r, r, r);
-  const int ni = (int)n;
-  const int nc = ni > 127 ? 127 : ni;
-  const float s = kiln_pow2i(nc);
-  const float scale = ni > 127 ? 2.0f : 1.0f;
-  const float result = metal::fma(s, p, s - 1.0f) * scale;
-  return (metal::isnan(x) || x == 0.0f) ? x : result;
-}
-
-inline float kiln_log1p(float x) {
-  // log1p(x) = log(u) * x / (u - 1) with u = 1 + x rounded: the ratio corrects u's rounding error.
-  const float u = 1.0f + x;
-  const float d = u - 1.0f;
-  const float ratio = x / (d == 0.0f ? 1.0f : d);
-  const float result = kiln_log(u) * ratio;
-  return (d == 0.0f || x == INFINITY) ? x : result;
-}
-
-inline float kiln_sigmoid(float x) {
-  const float e = kiln_exp(-metal::fabs(x));
-  const float inv = 1.0f / (1.0f + e);
-  return x >= 0.0f ? inv : e * inv;
-}
-
-inline float kiln_erf(float x) {
-  const float a = metal::fabs(x);
-  // |x| < 0.9: erf(x) = x P(x^2)
-  const float t = a * a;
-  float p = 8.508397149853408e-05f;
-  p = metal::fma(p, t, -0.0008174485410563648f);
-  p = metal::fma(p, t, 0.005203752778470516f);
-  p = metal::fma(p, t, -0.026860462501645088f);
-  p = metal::fma(p, t, 0.11283714324235916f);
-  p = metal::fma(p, t, -0.37612634897232056f);
-  p = metal::fma(p, t, 1.128379225730896f);
-  const float small = a * p;
-  // 0.9 <= |x| < 3.93: erf(x) = 1 - exp(Q(x) - x^2), Q fits log(erfc(x)) + x^2
-  const float s = (a > 3.93f ? 3.93f : a) - 2.4f;
-  float q = -6.171982391833808e-08f;
-  q = metal::fma(q, s, -7.445527749894154e-09f);
-  q = metal::fma(q, s, 1.985125209102989e-06f);
-  q = metal::fma(q, s, -1.4542904864356387e-05f);
-  q = metal::fma(q, s, 8.637834980618209e-05f);
-  q = metal::fma(q, s, -0.0004696018004324287f);
-  q = metal::fma(q, s, 0.0023879993241280317f);
-  q = metal::fma(q, s, -0.011768080294132233f);
-  q = metal::fma(q, s, 0.05949793756008148f);
-  q = metal::fma(q, s, -0.36423659324645996f);
-  q = metal::fma(q, s, -1.520975112915039f);
-  const float large = 1.0f - kiln_exp(q - t);
-  const float r = a < 0.9f ? small : (a < 3.93f ? large : 1.0f);
-  return metal::isnan(x) ? x : metal::copysign(r, x);
-}
-
-inline float kiln_erfinv(float x) {
-  // M. Giles, "Approximating the erfinv function" (GPU Computing Gems, 2011), single precision.
-  // (1-x)(1+x) keeps the digits that 1-x*x loses near |x| = 1.
-  const float w0 = -kiln_log((1.0f - x) * (1.0f + x));
-  const float w = w0 - 2.5f;
-  float p = 2.81022636e-08f;
-  p = metal::fma(p, w, 3.43273939e-07f);
-  p = metal::fma(p, w, -3.5233877e-06f);
-  p = metal::fma(p, w, -4.39150654e-06f);
-  p = metal::fma(p, w, 0.00021858087f);
-  p = metal::fma(p, w, -0.00125372503f);
-  p = metal::fma(p, w, -0.00417768164f);
-  p = metal::fma(p, w, 0.246640727f);
-  p = metal::fma(p, w, 1.50140941f);
-  const float wt = metal::precise::sqrt(w0 > 5.0f ? w0 : 5.0f) - 3.0f;
-  float q = -0.000200214257f;
-  q = metal::fma(q, wt, 0.000100950558f);
-  q = metal::fma(q, wt, 0.00134934322f);
-  q = metal::fma(q, wt, -0.00367342844f);
-  q = metal::fma(q, wt, 0.00573950773f);
-  q = metal::fma(q, wt, -0.0076224613f);
-  q = metal::fma(q, wt, 0.00943887047f);
-  q = metal::fma(q, wt, 1.00167406f);
-  q = metal::fma(q, wt, 2.83297682f);
-  const float r = (w0 < 5.0f ? p : q) * x;
-  const float a = metal::fabs(x);
-  const float edge = a == 1.0f ? metal::copysign(INFINITY, x) : NAN;
-  return a < 1.0f ? r : (metal::isnan(x) ? x : edge);
-}
-
-inline float kiln_logaddexp(float x, float y) {
-  const float d = x - y;
-  const float larger = d > 0 ? x : y;
-  const float tail = kiln_log1p(kiln_exp(-metal::fabs(d)));
-  // Equal infinities give d = NaN: the sum is that infinity (log 2 more for equal finite values).
-  return x == y ? x + 0.693147180559945309f : (metal::isnan(d) ? d : larger + tail);
-}
+// expm1, log1p, erf, erfinv, sigmoid and logaddexp: the CPU kernels' own float32 code, shared (bounds there).
+#include "../csrc/kiln_math.h"

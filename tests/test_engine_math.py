@@ -1,6 +1,7 @@
 """The engine's vectorised float32 math against float64 references over dense sweeps (specials included).
 
-The bounds are the ones documented in csrc/kernel_prelude.h.
+The bounds are the ones documented in csrc/kiln_math.h (the float32 math CPU and Metal kernels share) and, for
+sin and cos, csrc/kernel_prelude.h.
 """
 
 import numpy as np
@@ -83,3 +84,23 @@ def test_signed_zero_and_specials():
         (got,) = engine.compile_graph(make_graph(op, x)).run([x])
         assert np.signbit(got[0]) and not np.signbit(got[1]), op.__name__
         assert np.isnan(got[4]), op.__name__
+
+
+def test_logaddexp_close_to_float64():
+    """float32 logaddexp = larger + log1p(exp(-|x - y|)), from kiln_math.h's exp and log1p.
+
+    Near x = -y the result cancels, so the error is measured on the scale of the inputs (3.4 ULP of it).
+    """
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.standard_normal(200_000) * 30, sweep(1e4, n=20_000),
+                        [np.inf, -np.inf, np.inf, np.nan, 0.0, 3e38]]).astype(np.float32)
+    y = np.concatenate([rng.standard_normal(200_000) * 30, np.roll(sweep(1e4, n=20_000), 17),
+                        [np.inf, -np.inf, -np.inf, 1.0, 0.0, 3e38]]).astype(np.float32)
+    (got,) = engine.compile_graph(make_graph(mx.logaddexp, x, y)).run([x, y])
+    with np.errstate(all="ignore"):
+        want = np.logaddexp(x.astype(np.float64), y.astype(np.float64))
+        scale = np.maximum(np.abs(x), np.abs(y)).astype(np.float64) + 1
+        close = np.abs(got - want) <= 4e-7 * scale
+    ok = close | (got == want) | (np.isnan(got) & np.isnan(want))
+    worst = int(np.argmin(ok))
+    assert ok.all(), f"logaddexp({x[worst]!r}, {y[worst]!r}) = {got[worst]!r}, want {want[worst]!r}"

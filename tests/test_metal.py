@@ -394,7 +394,7 @@ def test_random_elementwise_graphs(dtype, shapes, program, seed, flip):
     assert bits_equal(got, want), (str(graph), got, want)
 
 
-# -- accuracy through the shim (bounds documented in metal/kiln_metal.h) ------------------------------------
+# -- accuracy through the shim (bounds documented in csrc/kiln_math.h) -------------------------------------
 SPECIALS = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, -1e-45, 1.17549435e-38, 3.4028235e38, -3.4028235e38],
                     dtype=np.float32)
 
@@ -456,3 +456,121 @@ def test_signed_zero_and_specials():
         (got,) = engine.compile_graph_metal_shim(make_graph(op, x)).run([x])
         assert np.signbit(got[0]) and not np.signbit(got[1]), op.__name__
         assert np.isnan(got[4]), op.__name__
+
+
+# -- one source of truth: csrc/kiln_math.h gives CPU and Metal kernels the same bits ---------------------------
+REPO = METAL_DIR.parent
+SHARED_FUNCTIONS = ("kiln_expm1", "kiln_log1p", "kiln_erf", "kiln_erfinv", "kiln_sigmoid", "kiln_logaddexp")
+
+
+def test_one_copy_of_the_shared_math():
+    """kiln_math.h is pasted whole into both embedded headers, and neither header defines its functions again."""
+    text = (REPO / "csrc" / "kiln_math.h").read_text()
+    assert text in engine._engine.full_source("")
+    assert text in engine.metal_full_source("")
+    shared = set(re.findall(r"^KILN_MATH float (kiln_\w+)\(", text, re.MULTILINE))
+    assert set(SHARED_FUNCTIONS) <= shared
+    for path in (REPO / "csrc" / "kernel_prelude.h", METAL_DIR / "kiln_metal.h"):
+        own = set(re.findall(r"\bfloat (kiln_\w+)\(float", path.read_text()))
+        assert not own & shared, f"{path.name} redefines {sorted(own & shared)}"
+
+
+def host_has_fma() -> bool:
+    """Whether kernels compiled with the JIT's flags have FMA (without it the CPU rounds a*b+c twice)."""
+    cmd = [engine._engine.compiler_path(), *engine._engine.compile_flags().split(), "-dM", "-E", "-x", "c++",
+           os.devnull]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True)
+    return "__FMA__" in done.stdout or "__aarch64__" in done.stdout
+
+
+def every_kth_float(k=4099):
+    """Every k-th float32 bit pattern (about 2000 per binade, both signs, subnormals, infinities, NaNs), then a
+    fine grid over [-6, 6], where the branches and clamps of the polynomials sit."""
+    bits = np.arange(0, 2**32, k, dtype=np.uint64).astype(np.uint32)
+    return np.concatenate([bits.view(np.float32), np.linspace(-6, 6, 600_001, dtype=np.float32), SPECIALS])
+
+
+def every_16_bit(dtype):
+    return np.arange(2**16, dtype=np.uint16).view(dtype)
+
+
+def cpu_and_shim(fun, *arrays):
+    graph = make_graph(fun, *arrays)
+    cpu = engine.compile_graph(graph).run(list(arrays))
+    shim = engine.compile_graph_metal_shim(graph).run(list(arrays))
+    return cpu, shim
+
+
+def assert_same_bits(cpu, shim, x):
+    """Bit for bit, NaN payloads aside: the compiler may swap the operands of a commutative op, and x86 keeps
+    the first operand's NaN."""
+    width = {2: np.uint16, 4: np.uint32}[cpu.dtype.itemsize]
+    with np.errstate(invalid="ignore"):
+        both_nan = np.isnan(cpu.astype(np.float32)) & np.isnan(shim.astype(np.float32))
+    differ = np.flatnonzero((cpu.view(width) != shim.view(width)) & ~both_nan)
+    shown = [(x[i], cpu[i], shim[i]) for i in differ[:5]]
+    assert differ.size == 0, f"{differ.size} differ (x, cpu, metal): {shown}"
+
+
+SHARED_GRAPHS = [
+    ("expm1", mx.expm1), ("log1p", mx.log1p), ("erf", mx.erf), ("erfinv", mx.erfinv), ("sigmoid", mx.sigmoid),
+    ("gelu", gelu),
+    ("mixed", lambda x: mx.erf(mx.log1p(mx.abs(x))) * mx.sigmoid(x) - mx.expm1(-mx.abs(x)) + mx.erfinv(x / 8)),
+]
+needs_fma = pytest.mark.skipif(engine.available() and not host_has_fma(),
+                               reason="no FMA: the CPU kernels round a*b+c twice (csrc/kiln_math.h)")
+
+
+@needs_fma
+@pytest.mark.parametrize("name,fun", SHARED_GRAPHS, ids=[g[0] for g in SHARED_GRAPHS])
+def test_shared_math_same_bits_on_cpu_and_metal(name, fun):
+    x = every_kth_float()
+    (cpu,), (shim,) = cpu_and_shim(fun, x)
+    assert_same_bits(cpu, shim, x)
+
+
+@needs_fma
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=["float16", "bfloat16"])
+def test_shared_math_same_bits_every_16_bit_value(dtype):
+    x = every_16_bit(dtype)
+    for _, fun in SHARED_GRAPHS:
+        (cpu,), (shim,) = cpu_and_shim(fun, x)
+        assert_same_bits(cpu, shim, x)
+
+
+@needs_fma
+def test_logaddexp_same_bits_on_cpu_and_metal():
+    x = every_kth_float()
+    rng = np.random.default_rng(6)
+    with np.errstate(over="ignore", invalid="ignore"):
+        near = x * (1 + rng.standard_normal(x.size).astype(np.float32) * 1e-3)  # close pairs: tail near log 2
+    for y in (np.roll(x, 7919), near, x):
+        (cpu,), (shim,) = cpu_and_shim(mx.logaddexp, x, y)
+        assert_same_bits(cpu, shim, x)
+
+
+# Functions whose results legitimately differ between the two backends: the CPU kernels use kiln_math.h's
+# polynomials (exp, log, tanh) or a double-precision reduction (sin, cos: csrc/kernel_prelude.h), Metal
+# kernels call metal::precise, whose bounds are the Metal Shading Language specification's (fast math off).
+# Through the shim metal::precise is the host's libm (glibc measured: exp 0.50, log 0.64, tanh 2.03, sin and
+# cos 0.56 ULP). log2, log10, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 are libm on the
+# CPU and metal::precise on Metal: equal through the shim, within the specification's bounds on a GPU.
+# (name, op, float64 reference, inputs, CPU bound, shim bound), in ULP.
+DIFFERENT = [
+    ("exp", mx.exp, np.exp, sweep(104.0), 1, 1),
+    ("log", mx.log, np.log, sweep(3e38, lo=1e-45), 1, 1),
+    ("tanh", mx.tanh, np.tanh, sweep(20.0), 3, 3),
+    ("sin", mx.sin, np.sin, sweep(2.0**20)[:-2], 1, 1),  # the CPU bound holds for |x| < 2^20: no +-3.4e38
+    ("cos", mx.cos, np.cos, sweep(2.0**20)[:-2], 1, 1),
+]
+
+
+@pytest.mark.parametrize("name,op,ref,x,cpu_bound,shim_bound", DIFFERENT, ids=[c[0] for c in DIFFERENT])
+def test_backend_specific_functions_within_their_bounds(name, op, ref, x, cpu_bound, shim_bound):
+    (cpu,), (shim,) = cpu_and_shim(op, x)
+    with np.errstate(all="ignore"):
+        want = ref(x.astype(np.float64))
+    for backend, got, bound in (("cpu", cpu, cpu_bound), ("metal shim", shim, shim_bound)):
+        err = ulp_error(got, want)
+        worst = int(np.argmax(err))
+        assert err[worst] <= bound, f"{backend} {name}({x[worst]!r}) = {got[worst]!r}: {err[worst]:.2f} ULP"
