@@ -14,12 +14,18 @@ def tree_map(fn, tree, *rest, is_leaf=None):
     if is_leaf is not None and is_leaf(tree):
         return fn(tree, *rest)
     if isinstance(tree, (list, tuple)):
-        items = [tree_map(fn, child, *(r[i] for r in rest), is_leaf=is_leaf) for i, child in enumerate(tree)]
+        if rest:
+            items = [tree_map(fn, child, *[r[i] for r in rest], is_leaf=is_leaf) for i, child in enumerate(tree)]
+        else:
+            items = [tree_map(fn, child, is_leaf=is_leaf) for child in tree]
         if _is_namedtuple(tree):
             return type(tree)(*items)
         return type(tree)(items) if isinstance(tree, tuple) else items
     if isinstance(tree, dict):
-        return {k: tree_map(fn, child, *(r[k] for r in rest), is_leaf=is_leaf) for k, child in tree.items()}
+        # Optimizers map over every parameter each step: the one-tree case skips building argument lists.
+        if rest:
+            return {k: tree_map(fn, child, *[r[k] for r in rest], is_leaf=is_leaf) for k, child in tree.items()}
+        return {k: tree_map(fn, child, is_leaf=is_leaf) for k, child in tree.items()}
     return fn(tree, *rest)
 
 

@@ -9,17 +9,26 @@ from __future__ import annotations
 
 import threading
 import weakref
+from operator import attrgetter
 
 import numpy as np
 
 from . import dtypes as dt
 from .primitives import REGISTRY
 
-_local = threading.local()
+
+class _ThreadState(threading.local):
+    # Class-level defaults: each thread reads 0 until it sets its own (getattr with a default on a
+    # missing thread-local attribute is slow, and evaluate asks on every call).
+    transform_depth = 0
+    kept = None
+
+
+_local = _ThreadState()
 
 
 def transform_depth() -> int:
-    return getattr(_local, "transform_depth", 0)
+    return _local.transform_depth
 
 
 class transform_scope:
@@ -100,6 +109,7 @@ class array:
         a._shape = shape
         a._dtype = dtype
         a._placeholder = None
+        a._consumers = None
         return a
 
     @classmethod
@@ -113,6 +123,21 @@ class array:
         a._inputs = ()
         a._params = None
         a._placeholder = None
+        a._consumers = None
+        return a
+
+    @classmethod
+    def _constant(cls, data: np.ndarray, dtype: dt.Dtype) -> "array":
+        """A fresh array object over `data`, a read-only buffer already of `dtype` (cached scalar constants)."""
+        a = object.__new__(cls)
+        a._data = data
+        a._shape = data.shape
+        a._dtype = dtype
+        a._prim = None
+        a._inputs = ()
+        a._params = None
+        a._placeholder = None
+        a._consumers = None
         return a
 
     @classmethod
@@ -129,13 +154,9 @@ class array:
         self._dtype = d
 
     # -- properties --------------------------------------------------------------------------
-    @property
-    def shape(self) -> tuple:
-        return self._shape
-
-    @property
-    def dtype(self) -> dt.Dtype:
-        return self._dtype
+    # Read by every shape rule: a property over a C getter costs no Python frame.
+    shape = property(attrgetter("_shape"), doc="The array's shape, a tuple of ints.")
+    dtype = property(attrgetter("_dtype"), doc="The array's Dtype.")
 
     @property
     def ndim(self) -> int:
@@ -295,22 +316,40 @@ class array:
 
 def bind(name: str, *inputs: array, **params) -> array:
     """Record one primitive application as a lazy node (shape and dtype from the registry's rule)."""
-    prim = REGISTRY[name]
-    shape, dtype = prim.shape_rule(*inputs, **params)
-    node = array._lazy(name, inputs, params, tuple(shape), dtype)
-    for x in inputs:
-        _register_consumer(x, node)
+    shape, dtype = REGISTRY[name].shape_rule(*inputs, **params)
+    # array._lazy, inlined: bind runs once per op, and every attribute store here is a slot store.
+    node = object.__new__(array)
+    node._data = None
+    node._prim = name
+    node._inputs = inputs
+    node._params = params
+    node._shape = shape if type(shape) is tuple else tuple(shape)
+    node._dtype = dtype
+    node._placeholder = None
+    node._consumers = None
+    if inputs:
+        ref = weakref.ref(node)
+        for x in inputs:
+            _add_consumer_ref(x, ref)
     return node
 
 
 def _register_consumer(x: array, node: array) -> None:
     """Remember (weakly) that `node` reads `x`, so an in-place update of x can leave node's input alone."""
-    refs = getattr(x, "_consumers", None)
+    _add_consumer_ref(x, weakref.ref(node))
+
+
+def _add_consumer_ref(x: array, ref) -> None:
+    try:
+        refs = x._consumers
+    except AttributeError:  # an array object built without the slot set
+        refs = None
     if refs is None:
-        x._consumers = [weakref.ref(node)]
+        x._consumers = [ref]
         return
-    refs.append(weakref.ref(node))
-    if len(refs) >= 64 and len(refs) & (len(refs) - 1) == 0:  # prune dead references now and then
+    refs.append(ref)
+    n = len(refs)
+    if n >= 64 and n & (n - 1) == 0:  # prune dead references now and then
         refs[:] = [r for r in refs if r() is not None]
 
 
@@ -319,9 +358,9 @@ def evaluate(outputs) -> None:
     order = pending_nodes(outputs)
     if not order:
         return
-    keep_graph = transform_depth() > 0
+    keep_graph = _local.transform_depth > 0
     # One evaluation at a time: another thread may be computing (and detaching) the same nodes.
-    with _eval_lock, np.errstate(all="ignore"):  # IEEE results (inf, nan) are the answer, not a warning
+    with _eval_lock, _ignore_fp_errors():  # IEEE results (inf, nan) are the answer, not a warning
         for node in order:
             if node._data is None:
                 _evaluate_node(node, keep_graph)
@@ -330,20 +369,69 @@ def evaluate(outputs) -> None:
 _eval_lock = threading.RLock()
 
 
+def _errstate_factory():
+    """A context manager equal to np.errstate(all="ignore"), built cheaply.
+
+    np.errstate costs about 2 us to enter and leave, more than evaluating a small node. numpy 2 keeps the
+    floating-point error state in a context variable; setting it to a cached "ignore everything" state
+    (rebuilt whenever the surrounding state differs, so buffer size and callbacks carry over) does the
+    same thing for a tenth of that. Any other numpy falls back to np.errstate.
+    """
+    try:
+        from numpy._core._ufunc_config import _make_extobj
+        from numpy._core.umath import _extobj_contextvar
+
+        _extobj_contextvar.get()
+        probe = _extobj_contextvar.set(_make_extobj(all="ignore"))
+        _extobj_contextvar.reset(probe)
+    except (ImportError, AttributeError, TypeError, ValueError, LookupError):
+        return lambda: np.errstate(all="ignore")
+
+    cache = [None, None]  # [surrounding state, its "ignore" version]
+
+    class _Ignore:
+        __slots__ = ("token",)
+
+        def __enter__(self):
+            outer = _extobj_contextvar.get()
+            if cache[0] is not outer:
+                with np.errstate(all="ignore"):
+                    quiet = _extobj_contextvar.get()
+                cache[0], cache[1] = outer, quiet
+            self.token = _extobj_contextvar.set(cache[1])
+
+        def __exit__(self, *exc):
+            _extobj_contextvar.reset(self.token)
+
+    return _Ignore
+
+
+_ignore_fp_errors = _errstate_factory()
+
+
+_data_of = attrgetter("_data")  # C-level, where a list comprehension is a Python frame per node
+
+
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if node._placeholder is not None:
         raise PlaceholderError(placeholder_message(node._placeholder))
-    prim = REGISTRY[node._prim]
-    out = np.asarray(prim.impl(*[x._data for x in node._inputs], **node._params))
-    if out.dtype != node._dtype.np:
-        out = out.astype(node._dtype.np)
+    out = REGISTRY[node._prim].impl(*map(_data_of, node._inputs), **node._params)
+    if type(out) is not np.ndarray:
+        out = np.asarray(out)
+    want = node._dtype.np
+    if out.dtype is not want and out.dtype != want:
+        out = out.astype(want)
     if out.shape != node._shape:
         raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
-    node._set_data(out, node._dtype)
+    out.setflags(write=False)  # buffers are shared between arrays: never mutate them
+    node._data = out
+    node._shape = out.shape  # equal, but plain ints even where a rule computed numpy integers
     if keep_graph:
         _local.kept.append(weakref.ref(node))
     else:
-        _detach(node)
+        node._prim = None
+        node._inputs = ()
+        node._params = None
 
 
 def pending_nodes(outputs) -> list:
@@ -351,7 +439,30 @@ def pending_nodes(outputs) -> list:
     pending = [a for a in outputs if a._data is None]
     if not pending:
         return []
-    return [n for n in postorder(pending, expand=lambda node: node._data is None) if n._data is None]
+    if len(pending) == 1:
+        node = pending[0]
+        for x in node._inputs:
+            if x._data is None:
+                break
+        else:
+            return pending  # one node over evaluated inputs: the usual eager case
+    # postorder(pending, expand=pending), except that evaluated nodes are never stacked: the same order.
+    order, seen = [], set()
+    stack = [(node, False) for node in pending]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        key = id(node)
+        if key in seen:
+            continue
+        seen.add(key)
+        stack.append((node, True))
+        for x in node._inputs:
+            if x._data is None and id(x) not in seen:
+                stack.append((x, False))
+    return order
 
 
 def postorder(roots, expand=None) -> list:
@@ -361,17 +472,21 @@ def postorder(roots, expand=None) -> list:
     """
     order, seen = [], set()
     stack = [(node, False) for node in roots]
+    push, pop, mark = stack.append, stack.pop, seen.add
     while stack:
-        node, expanded = stack.pop()
+        node, expanded = pop()
         if expanded:
             order.append(node)
             continue
-        if id(node) in seen:
+        key = id(node)
+        if key in seen:
             continue
-        seen.add(id(node))
-        stack.append((node, True))
+        mark(key)
+        push((node, True))
         if expand is None or expand(node):
-            stack.extend((x, False) for x in node._inputs if id(x) not in seen)
+            for x in node._inputs:
+                if id(x) not in seen:
+                    push((x, False))
     return order
 
 

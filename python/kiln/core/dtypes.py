@@ -26,12 +26,22 @@ class DtypeCategory(enum.Enum):
     __str__ = __repr__
 
 
+_BY_NAME: dict = {}
+
+
 class Dtype:
-    """An array element type. Compare with `==`; `size` is bytes per element."""
+    """An array element type. Compare with `==`; `size` is bytes per element.
+
+    There is one object per dtype (pickling and copying return it), so equality and hashing are
+    identity's, which C does without a Python call: dtype comparisons sit on every op's hot path.
+    """
 
     __slots__ = ("name", "np", "size", "category", "short")
 
     def __init__(self, name: str, np_dtype, category: DtypeCategory, short: str):
+        if name in _BY_NAME:
+            raise ValueError(f"dtype {name!r} exists already: use kiln.core.{name}")
+        _BY_NAME[name] = self
         self.name = name
         self.np = np.dtype(np_dtype)
         self.size = self.np.itemsize
@@ -42,12 +52,6 @@ class Dtype:
         return f"kiln.core.{self.name}"
 
     __str__ = __repr__
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Dtype) and other.name == self.name
 
     def __reduce__(self):
         return (from_name, (self.name,))
@@ -71,7 +75,6 @@ complex64 = Dtype("complex64", np.complex64, _C.complexfloating, "c64")
 
 ALL = (bool_, uint8, uint16, uint32, uint64, int8, int16, int32, int64,
        float16, bfloat16, float32, float64, complex64)
-_BY_NAME = {d.name: d for d in ALL}
 _BY_NP = {d.np: d for d in ALL}
 
 complexfloating = _C.complexfloating
@@ -167,8 +170,7 @@ def promote_types(a: Dtype, b: Dtype) -> Dtype:
 
 def result_type(*items) -> Dtype:
     """Promote arrays (strong) and Python scalars (weak), as MLX does."""
-    from .array import array
-
+    array = _array_type()
     strong = [x.dtype for x in items if isinstance(x, array)]
     strong += [x for x in items if isinstance(x, Dtype)]
     weak = [x for x in items if isinstance(x, (bool, int, float, complex)) and not isinstance(x, Dtype)]
@@ -185,6 +187,18 @@ def result_type(*items) -> Dtype:
     return out
 
 
+_ARRAY_TYPE = []
+
+
+def _array_type():
+    # array.py imports this module, so the array type is looked up on first use (once, not per call).
+    if not _ARRAY_TYPE:
+        from .array import array
+
+        _ARRAY_TYPE.append(array)
+    return _ARRAY_TYPE[0]
+
+
 def _promote_weak(d: Dtype, scalar) -> Dtype:
     """The dtype of `d` combined with a weakly typed Python scalar: the array's dtype wins within a kind."""
     if isinstance(scalar, complex):
@@ -194,6 +208,15 @@ def _promote_weak(d: Dtype, scalar) -> Dtype:
     if isinstance(scalar, int):
         return int32 if d == bool_ else d
     return d if is_floating(d) else float32
+
+
+# _promote_weak depends on the scalar's type only, never its value: one table lookup for the op fast paths.
+_WEAK_RESULT = {(d, t): _promote_weak(d, t(0)) for d in ALL for t in (bool, int, float, complex)}
+
+
+def weak_result(d: Dtype, scalar_type: type) -> Dtype:
+    """`result_type(array of d, scalar)` for a scalar of exactly `scalar_type` (bool, int, float, complex)."""
+    return _WEAK_RESULT[d, scalar_type]
 
 
 def scalar_dtype(value) -> Dtype:

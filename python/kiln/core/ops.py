@@ -15,6 +15,8 @@ from . import dtypes as dt
 from .array import array, bind
 from .array import evaluate as _evaluate
 from .prims.elementwise import broadcast_shapes as _broadcast_shapes
+from .prims.shape import resolve_reshape as _resolve_reshape
+from .tracing import tracing_shapeless as _tracing_shapeless
 
 Scalar = (bool, int, float, complex, np.number, np.bool_)
 
@@ -49,18 +51,71 @@ def to_array(x, dtype: dt.Dtype | None = None, op: str | None = None) -> array:
 def _scalar_array(x, dtype: dt.Dtype, op: str = "array") -> array:
     """A 0-d array of `dtype` holding scalar x; an integer that does not fit raises, as in MLX."""
     x = _py_scalar(x)
+    key = _scalar_key(x, dtype)
+    data = _SCALAR_BUFFERS.get(key) if key is not None else None
+    if data is None:
+        data = _scalar_buffer(x, dtype, op)
+        if key is not None:
+            if len(_SCALAR_BUFFERS) >= _SCALAR_BUFFERS_MAX:
+                _SCALAR_BUFFERS.clear()
+            _SCALAR_BUFFERS[key] = data
+    # A fresh array object per call (an in-place update rebinds the object), sharing the read-only buffer.
+    return array._constant(data, dtype)
+
+
+# Scalar constants (`x + 1.0`, `2 * x`) repeat endlessly in eager code: their 0-d buffers are made once.
+_SCALAR_BUFFERS: dict = {}
+_SCALAR_BUFFERS_MAX = 1024
+
+
+def _scalar_key(x, dtype: dt.Dtype):
+    """A cache key naming x exactly (-0.0 apart from 0.0, 1 apart from 1.0 and True); None: don't cache."""
+    kind = type(x)
+    if kind is float:
+        if math.isnan(x):
+            return None  # NaNs differ in payload bits that equality cannot see
+        return (kind, x, math.copysign(1.0, x), dtype) if x == 0.0 else (kind, x, dtype)
+    if kind is int or kind is bool:
+        return (kind, x, dtype)
+    return None
+
+
+def _scalar_buffer(x, dtype: dt.Dtype, op: str) -> np.ndarray:
+    """The read-only 0-d numpy buffer of `dtype` holding x (MLX's overflow check for integers)."""
     if dt.is_integer(dtype) and isinstance(x, int) and not isinstance(x, bool):
         info = np.iinfo(dtype.np)
         if not info.min <= x <= info.max:
             raise ValueError(f"[{op}] Converting {x} to {dtype.name} would result in overflow.")
     with np.errstate(all="ignore"):
         if dt.is_integer(dtype) and isinstance(x, float):
-            return array._from_numpy(np.array(x).astype(dtype.np), dtype)
-        return array._from_numpy(np.array(x, dtype=dtype.np), dtype)
+            data = np.array(x).astype(dtype.np)
+        else:
+            data = np.array(x, dtype=dtype.np)
+        if data.dtype != dtype.np:
+            data = data.astype(dtype.np)
+    data.flags.writeable = False
+    return data
+
+
+_WEAK_TYPES = (bool, int, float)
 
 
 def _promote(op: str, *xs) -> list:
     """Arrays of one promoted dtype (Python scalars are weakly typed)."""
+    if len(xs) == 2:
+        # Fast paths for the usual binary cases; the general code below gives the same answers.
+        a, b = xs
+        kind_a, kind_b = type(a), type(b)
+        if kind_a is array:
+            if kind_b is array:
+                if a._dtype is b._dtype:
+                    return [a, b]
+            elif kind_b in _WEAK_TYPES:
+                d = dt.weak_result(a._dtype, kind_b)
+                return [a if d is a._dtype else astype(a, d), _scalar_array(b, d, op)]
+        elif kind_b is array and kind_a in _WEAK_TYPES:
+            d = dt.weak_result(b._dtype, kind_a)
+            return [_scalar_array(a, d, op), b if d is b._dtype else astype(b, d)]
     items = []
     for x in xs:
         if isinstance(x, array) or _is_scalar(x):
@@ -110,6 +165,8 @@ def astype(a, dtype, stream=None) -> array:
     Returns:
         array: `a` if it already has `dtype`, else the cast array.
     """
+    if type(a) is array and a._dtype is dtype:
+        return a  # already that dtype: the common case in promotion and optimizers
     if dtype is None:
         raise TypeError("[astype] dtype must be a Dtype, got None.")
     d = dt.as_dtype(dtype)
@@ -120,7 +177,12 @@ def astype(a, dtype, stream=None) -> array:
 
 
 # -- elementwise -----------------------------------------------------------------------------------
+_FLOATING = frozenset(d for d in dt.ALL if dt.is_floating(d))
+
+
 def _float_input(op: str, a) -> array:
+    if type(a) is array and a._dtype in _FLOATING:
+        return a  # unary float ops on float arrays: no conversion, no cast
     a = to_array(a, op=op)
     if not dt.is_floating(a.dtype):
         a = astype(a, dt.float32)
@@ -245,8 +307,7 @@ def _binary(name, float_result=False, check=None):
             x, y = check(name, a, b, x, y)
         if float_result and not dt.is_floating(x.dtype):
             x, y = astype(x, dt.float32), astype(y, dt.float32)
-        _broadcast_shapes(x.shape, y.shape, op=name)
-        return bind(name, x, y)
+        return bind(name, x, y)  # the primitive's shape rule checks broadcasting, with the same `[name]` error
 
     return _named(fn, name, f"""Element-wise {name} with numpy-style broadcasting and MLX's type promotion.
 
@@ -318,23 +379,20 @@ def bitwise_xor_any(a, b, stream=None) -> array:
 def logical_and(a, b, stream=None) -> array:
     """Element-wise logical and: both inputs are cast to bool (nonzero is True), then broadcast."""
     x, y = astype(to_array(a, op="logical_and"), dt.bool_), astype(to_array(b, op="logical_and"), dt.bool_)
-    _broadcast_shapes(x.shape, y.shape, op="logical_and")
-    return bind("logical_and", x, y)
+    return bind("logical_and", x, y)  # the shape rule checks broadcasting
 
 
 def logical_or(a, b, stream=None) -> array:
     """Element-wise logical or: both inputs are cast to bool (nonzero is True), then broadcast."""
     x, y = astype(to_array(a, op="logical_or"), dt.bool_), astype(to_array(b, op="logical_or"), dt.bool_)
-    _broadcast_shapes(x.shape, y.shape, op="logical_or")
-    return bind("logical_or", x, y)
+    return bind("logical_or", x, y)  # the shape rule checks broadcasting
 
 
 def where(condition, x, y, stream=None) -> array:
     """Select from x where condition is true, else from y (broadcasting all three)."""
     c = astype(to_array(condition, op="where"), dt.bool_)
     xa, ya = _promote("where", x, y)
-    _broadcast_shapes(c.shape, xa.shape, ya.shape, op="where")
-    return bind("select", c, xa, ya)
+    return bind("select", c, xa, ya)  # the shape rule checks broadcasting, as `[where]`
 
 
 def clip(a, a_min, a_max, stream=None) -> array:
@@ -392,6 +450,12 @@ def radians(a, stream=None):
 
 # -- creation ----------------------------------------------------------------------------------------
 def _shape_arg(op, shape) -> tuple:
+    if type(shape) is tuple:
+        for s in shape:
+            if type(s) is not int or s < 0:
+                break
+        else:
+            return shape  # already a tuple of non-negative ints
     if isinstance(shape, (int, np.integer)):
         shape = (int(shape),)
     if isinstance(shape, (str, bytes)):
@@ -620,9 +684,7 @@ def _count(a, axes) -> int:
 
 def _divide_by_count(total, a, axes, ddof: int = 0):
     """total / (elements over axes - ddof); under a shapeless trace the count is read at run time."""
-    from .tracing import tracing_shapeless
-
-    if tracing_shapeless() and axes:
+    if axes and _tracing_shapeless():
         n = bind("number_of_elements", a, axes=axes, inverted=False, dtype=total.dtype)
         return divide(total, maximum(subtract(n, ddof), 0) if ddof else n)
     return divide(total, builtins.max(_count(a, axes) - ddof, 0))
@@ -716,12 +778,11 @@ def cummin(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=N
 def reshape(a, shape, stream=None) -> array:
     a = to_array(a, op="reshape")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
-    from .prims.shape import resolve_reshape
-
-    from .tracing import tracing_shapeless
-
     # A reshape to the same shape is a no-op, except in a shapeless trace, where it must replay later.
-    if resolve_reshape(a.shape, shape) == a.shape and not tracing_shapeless():
+    # Without a -1 the target is `shape` itself (an invalid one fails in the primitive's rule, which
+    # resolves it with the same function and errors).
+    target = _resolve_reshape(a.shape, shape) if -1 in shape else shape
+    if target == a.shape and not _tracing_shapeless():
         return a
     return bind("reshape", a, shape=shape)
 
@@ -770,7 +831,11 @@ def expand_dims(a, axis, stream=None) -> array:
 def transpose(a, axes=None, stream=None) -> array:
     a = to_array(a, op="transpose")
     if axes is None:
-        axes = tuple(range(a.ndim))[::-1]
+        # The reversed axes (`a.T`) are valid by construction; only the identity permutation skips the node.
+        ndim = len(a._shape)
+        if ndim < 2:
+            return a
+        return bind("transpose", a, axes=tuple(range(ndim - 1, -1, -1)))
     axes = tuple(int(x) for x in axes)
     if len(axes) != a.ndim:
         raise ValueError(f"[transpose] Received {len(axes)} axes for array with {a.ndim} dimensions.")

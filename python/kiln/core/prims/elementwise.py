@@ -17,6 +17,23 @@ _HALF = (dt.float16.np, dt.bfloat16.np)
 
 
 def broadcast_shapes(*shapes, op="broadcast_shapes") -> tuple:
+    # The common cases (equal shapes, or a shape against a scalar's) need no per-dimension work.
+    if len(shapes) == 2:
+        a, b = shapes
+        if a == b or not len(b):
+            return tuple(a)
+        if not len(a):
+            return tuple(b)
+    else:
+        first = ()
+        for s in shapes:
+            if len(s):
+                if not first:
+                    first = s
+                elif s != first:
+                    break
+        else:
+            return tuple(first)  # every shape is `first` or a scalar's ()
     ndim = max((len(s) for s in shapes), default=0)
     out = []
     for i in range(ndim):
@@ -32,8 +49,8 @@ def _in_float32(fn):
     """Run fn in float32 for half-precision inputs and round the result back."""
 
     def impl(*xs, **params):
-        if xs[0].dtype in _HALF:
-            d = xs[0].dtype
+        d = xs[0].dtype
+        if d.itemsize == 2 and d in _HALF:  # the size test first: a float32 input skips two dtype compares
             return np.asarray(fn(*(x.astype(np.float32) for x in xs), **params)).astype(d)
         return fn(*xs, **params)
 
@@ -43,11 +60,19 @@ def _in_float32(fn):
 # -- shape rules -------------------------------------------------------------------------------
 def _same_rule(name):
     def rule(*xs, **params):
-        d = xs[0].dtype
+        first = xs[0]
+        d = first.dtype
+        if len(xs) == 1:
+            return tuple(first.shape), d
+        if len(xs) == 2:  # binary ops: the same checks as below, unrolled (this runs once per op)
+            second = xs[1]
+            if second.dtype != d:
+                raise ValueError(f"[{name}] internal: operands must share a dtype, got {d} and {second.dtype}")
+            return broadcast_shapes(first.shape, second.shape, op=name), d
         for x in xs[1:]:
             if x.dtype != d:
                 raise ValueError(f"[{name}] internal: operands must share a dtype, got {d} and {x.dtype}")
-        return broadcast_shapes(*(x.shape for x in xs), op=name), d
+        return broadcast_shapes(*[x.shape for x in xs], op=name), d
 
     return rule
 
@@ -62,10 +87,16 @@ def _bool_rule(name):
 
 
 # -- generic transform rules ---------------------------------------------------------------------
-def _ops():
-    from .. import ops
+_OPS = []
 
-    return ops
+
+def _ops():
+    # ops imports this module, so it is looked up on first use; then kept (rules call this per node).
+    if not _OPS:
+        from .. import ops
+
+        _OPS.append(ops)
+    return _OPS[0]
 
 
 def unbroadcast(ct, shape):
