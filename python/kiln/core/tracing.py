@@ -18,13 +18,17 @@ from .graph import Eqn, Graph, Lit, Var
 _LITERAL_MAX_NDIM = 0
 
 
-_local = threading.local()
+class _TraceState(threading.local):
+    shapeless = 0  # depth of shapeless traces on this thread (a class default: reading it is cheap)
+
+
+_local = _TraceState()
 
 
 @contextlib.contextmanager
 def shapeless_scope():
     """While inside, ops record shape-dependent values (element counts) as nodes, not constants."""
-    _local.shapeless = getattr(_local, "shapeless", 0) + 1
+    _local.shapeless += 1
     try:
         yield
     finally:
@@ -32,7 +36,7 @@ def shapeless_scope():
 
 
 def tracing_shapeless() -> bool:
-    return getattr(_local, "shapeless", 0) > 0
+    return _local.shapeless > 0
 
 
 def placeholders_like(values, origin: str) -> list:

@@ -42,16 +42,20 @@ def resolve_reshape(in_shape, shape):
             if s < 0:
                 raise ValueError(f"[reshape] Invalid dimension {s} in shape {tuple(shape)}.")
             known *= s
-    shape_text = "(" + ", ".join(str(s) for s in shape) + ")"
     if unknown:
         if known == 0 or size % known != 0:
-            raise ValueError(f"[reshape] Cannot infer the shape of an array of size {size} into shape {shape_text}.")
+            raise ValueError(f"[reshape] Cannot infer the shape of an array of size {size} into shape "
+                             f"{_shape_text(shape)}.")
         out = list(shape)
         out[unknown[0]] = size // known
         return tuple(out)
     if known != size:
-        raise ValueError(f"[reshape] Cannot reshape array of size {size} into shape {shape_text}.")
+        raise ValueError(f"[reshape] Cannot reshape array of size {size} into shape {_shape_text(shape)}.")
     return tuple(shape)
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ")"  # MLX's spelling: (3) for a 1-d shape
 
 
 def _reshape_vmap(inputs, bdims, params):
