@@ -24,6 +24,8 @@ struct OpInfo {
   bool identity;       // the output is the input (c_expr "{0}"): copy, stop_gradient
   bool coerce;         // the output is the input converted to the output's type (astype, broadcast_to)
   bool fusible;        // may join an elementwise region (elementwise kinds with a c_expr, broadcast_to)
+  bool permutes;       // a transpose: Node::ints holds its permutation
+  bool reshapes;       // the same elements in C order under a new shape (reshape, flatten, squeeze, expand_dims)
 };
 
 enum ValueKind : int { kInput, kConst, kLiteral, kNode };
@@ -40,6 +42,7 @@ struct Node {
   int op = 0;               // index into the op table
   std::string params;       // canonical text of the params: equal text means equal params
   std::string expr;         // c_expr with params substituted; operands are {0}, {1}, ...
+  std::vector<int64_t> ints;  // a transpose's permutation (empty for other ops)
   std::vector<int> inputs;  // value ids
   int out = -1;             // value id
   int orig = -1;            // index of the equation in the Python Graph

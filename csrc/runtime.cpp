@@ -1,13 +1,19 @@
 // runtime: thread pool and buffer pool.
-// The pool's workers spin briefly for new work, then sleep; the calling thread always works too, so a
-// late wake-up costs nothing but that worker's share. Chunks are claimed with a CAS on (generation, index)
-// so a worker that wakes late can never take a chunk of the wrong launch.
+// The calling thread always works too, so a late wake-up costs nothing but that worker's share. Work is
+// claimed in shrinking pieces (a quarter of what is left with two threads, between kMinClaim and a cap),
+// so the caller never waits long for a worker's last piece. Pieces are claimed with a CAS on
+// (generation, position), so a worker that wakes late can never take a piece of the wrong launch.
+// A worker descheduled while it holds a piece (another process busy on its core) stalls the caller until
+// it runs again; when the caller has waited longer than its own share took, the pool runs launches on
+// the calling thread alone for a while (doubling on repeated stalls), then tries again.
 #include "runtime.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <list>
@@ -26,12 +32,27 @@ namespace kiln::runtime {
 
 namespace {
 
+using Clock = std::chrono::steady_clock;
+
+// Work is handed out in units of this many elements (a multiple of the kernels' block).
+constexpr int64_t kUnit = KILN_BLOCK;
+// The smallest piece claimed at once: 64 units, 16K elements, a few microseconds of work.
+constexpr uint32_t kMinClaim = 64;
+// The largest: 4096 units, 1M elements, a fraction of a millisecond.
+constexpr uint32_t kMaxClaim = 4096;
+// How long an idle worker spins for the next launch before it sleeps (a hot loop relaunches within this).
+constexpr std::chrono::microseconds kSpin{250};
+// A wait for workers longer than this, and longer than the caller's own work, counts as a stall.
+constexpr std::chrono::microseconds kStallFloor{50};
+// After a stall, launches run on the calling thread alone for this long, doubling up to kSoloMax.
+constexpr std::chrono::milliseconds kSoloMin{10};
+constexpr std::chrono::milliseconds kSoloMax{1000};
+
 struct Job {
   kiln_kernel_fn fn = nullptr;
   const kiln_launch* L = nullptr;
   int64_t n = 0;
-  int64_t chunk = 0;
-  std::atomic<uint32_t> num_chunks{0};
+  std::atomic<uint32_t> units{0};
 };
 
 class Pool {
@@ -45,26 +66,25 @@ class Pool {
     std::lock_guard<std::mutex> guard(launch_mutex_);
     stop();
     start(threads);
+    solo_until_ = Clock::time_point{};
+    solo_for_ = kSoloMin;
   }
 
   void run(kiln_kernel_fn fn, const kiln_launch* L, int64_t n) {
     std::lock_guard<std::mutex> guard(launch_mutex_);
-    if (threads_ <= 1) {
+    const int64_t units = (n + kUnit - 1) / kUnit;
+    const Clock::time_point begin = Clock::now();
+    if (threads_ <= 1 || units >= 0xffffffffll || begin < solo_until_) {
       fn(L, 0, n);
       return;
     }
-    // A few chunks per thread balance uneven progress; each chunk is a multiple of the block size.
-    int64_t chunks = static_cast<int64_t>(threads_) * 4;
-    int64_t chunk = (n + chunks - 1) / chunks;
-    chunk = (chunk + KILN_BLOCK - 1) / KILN_BLOCK * KILN_BLOCK;
     // Retire the previous launch's ticket before touching the job, so a late worker cannot claim from it.
     uint32_t gen = generation_.load(std::memory_order_relaxed) + 1;
     ticket_.store((static_cast<uint64_t>(gen) << 32) | 0xffffffffu, std::memory_order_seq_cst);
     job_.fn = fn;
     job_.L = L;
     job_.n = n;
-    job_.chunk = chunk;
-    job_.num_chunks.store(static_cast<uint32_t>((n + chunk - 1) / chunk), std::memory_order_relaxed);
+    job_.units.store(static_cast<uint32_t>(units), std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
     ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
     generation_.store(gen, std::memory_order_seq_cst);
@@ -73,12 +93,29 @@ class Pool {
       wake_.notify_all();
     }
     work(gen);
-    while (done_.load(std::memory_order_acquire) < job_.num_chunks.load(std::memory_order_relaxed)) {
+    const Clock::time_point worked = Clock::now();
+    while (done_.load(std::memory_order_acquire) < static_cast<uint32_t>(units)) {
       KILN_PAUSE();
     }
+    note_wait(worked - begin, Clock::now() - worked);
+  }
+
+  // Test aid: whether launches currently run on the calling thread alone after a stall.
+  bool solo() {
+    std::lock_guard<std::mutex> guard(launch_mutex_);
+    return Clock::now() < solo_until_;
   }
 
  private:
+  void note_wait(Clock::duration own, Clock::duration waited) {
+    if (waited < kStallFloor || waited < own) {
+      solo_for_ = kSoloMin;
+      return;
+    }
+    solo_until_ = Clock::now() + solo_for_;
+    solo_for_ = std::min<Clock::duration>(solo_for_ * 2, kSoloMax);
+  }
+
   void start(int threads) {
     threads_ = threads < 1 ? 1 : threads;
     quit_.store(false);
@@ -100,29 +137,45 @@ class Pool {
     workers_.clear();
   }
 
-  // Claim and run chunks of launch `gen` until none are left.
+  // Claim and run pieces of launch `gen` until none are left: a quarter (with two threads) of what is
+  // left each time, so pieces shrink towards the end and everyone finishes together.
   void work(uint32_t gen) {
+    const uint32_t share = static_cast<uint32_t>(threads_) * 2;
+    // No piece holds more than an eighth of a thread's share, nor more than kMaxClaim: a worker
+    // descheduled while it holds one keeps the caller waiting for no more than that piece.
+    const uint32_t max_claim =
+        std::max(kMinClaim, std::min(kMaxClaim, job_.units.load(std::memory_order_relaxed) / (share * 4)));
     for (;;) {
       uint64_t t = ticket_.load(std::memory_order_acquire);
-      if ((t >> 32) != gen || (t & 0xffffffffu) >= job_.num_chunks.load(std::memory_order_relaxed)) {
+      const uint32_t units = job_.units.load(std::memory_order_relaxed);
+      const uint32_t pos = static_cast<uint32_t>(t & 0xffffffffu);
+      if ((t >> 32) != gen || pos >= units) {
         return;
       }
-      if (!ticket_.compare_exchange_weak(t, t + 1, std::memory_order_acq_rel)) {
+      const uint32_t left = units - pos;
+      const uint32_t take = std::min(std::max(left / share, kMinClaim), std::min(max_claim, left));
+      if (!ticket_.compare_exchange_weak(t, t + take, std::memory_order_acq_rel)) {
         continue;
       }
-      int64_t begin = static_cast<int64_t>(t & 0xffffffffu) * job_.chunk;
-      int64_t end = begin + job_.chunk < job_.n ? begin + job_.chunk : job_.n;
+      const int64_t begin = static_cast<int64_t>(pos) * kUnit;
+      const int64_t end = std::min<int64_t>(static_cast<int64_t>(pos + take) * kUnit, job_.n);
       job_.fn(job_.L, begin, end);
-      done_.fetch_add(1, std::memory_order_release);
+      done_.fetch_add(take, std::memory_order_release);
     }
   }
 
   void loop() {
     uint32_t seen = generation_.load();
     while (!quit_.load()) {
-      // Spin a little (a hand-off within microseconds is common in a hot loop), then sleep.
-      for (int i = 0; i < 20000 && generation_.load(std::memory_order_acquire) == seen; ++i) {
-        KILN_PAUSE();
+      // Spin a little (a hot loop relaunches within microseconds), then sleep.
+      const Clock::time_point until = Clock::now() + kSpin;
+      while (generation_.load(std::memory_order_acquire) == seen) {
+        for (int i = 0; i < 64; ++i) {
+          KILN_PAUSE();
+        }
+        if (Clock::now() > until) {
+          break;
+        }
       }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lock(sleep_mutex_);
@@ -148,6 +201,8 @@ class Pool {
   std::atomic<uint32_t> done_{0};
   std::atomic<int> sleepers_{0};
   std::atomic<bool> quit_{false};
+  Clock::time_point solo_until_{};                    // guarded by launch_mutex_
+  Clock::duration solo_for_ = kSoloMin;               // guarded by launch_mutex_
   Job job_;
 };
 
@@ -215,6 +270,8 @@ int64_t parallel_threshold() { return 1 << 15; }
 int num_threads() { return pool().threads(); }
 
 void set_num_threads(int n) { pool().resize(n); }
+
+bool solo() { return pool().solo(); }
 
 size_t buffer_min_bytes() { return 1 << 20; }
 

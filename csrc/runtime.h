@@ -14,6 +14,8 @@ void launch(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, bool parallel);
 int64_t parallel_threshold();
 int num_threads();
 void set_num_threads(int n);
+// Whether launches currently run on the calling thread alone (after a worker stalled one).
+bool solo();
 
 // Large buffers come from here and go back here, so a big output does not pay page faults on every call.
 void* buffer_get(size_t bytes);

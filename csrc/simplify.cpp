@@ -1,4 +1,5 @@
-// simplify: drop no-ops, merge common subexpressions, remove dead code, repeated to a fixed point.
+// simplify: drop no-ops (and shape chains that undo themselves), merge common subexpressions, remove dead
+// code, repeated to a fixed point.
 // Equal scalar literals are already one value (engine.py interns them by dtype and bits).
 // A graph output is never replaced by another value, so outputs stay distinct, fresh buffers.
 #include <map>
@@ -34,6 +35,50 @@ bool is_noop(const Graph& g, const Node& n) {
   }
   // A same-shape broadcast or reshape is only a no-op at the traced shapes; astype is one at any shape.
   return !g.shapeless || op.kind == "unary";
+}
+
+// The value a shape node reduces to, or -1: a transpose of a transpose that undoes it, or a chain of
+// reshapes (reshape, flatten, squeeze, expand_dims) that ends at its start's shape. Both are exact (the
+// same elements in the same order); the chain only at the traced shapes, so not in shapeless graphs.
+int shape_source(const Graph& g, const Node& n) {
+  const OpInfo& op = g.ops[n.op];
+  if (n.inputs.size() != 1) {
+    return -1;
+  }
+  const Value& in = g.values[n.inputs[0]];
+  if (op.permutes) {
+    if (in.kind != kNode || !g.nodes[in.node].alive || !g.ops[g.nodes[in.node].op].permutes) {
+      return -1;
+    }
+    const Node& inner = g.nodes[in.node];
+    if (inner.ints.size() != n.ints.size()) {
+      return -1;
+    }
+    for (size_t i = 0; i < n.ints.size(); ++i) {
+      // out axis i reads the inner output's axis n.ints[i], which reads the source's inner.ints[n.ints[i]]
+      const int64_t a = n.ints[i];
+      if (a < 0 || a >= static_cast<int64_t>(inner.ints.size()) || inner.ints[a] != static_cast<int64_t>(i)) {
+        return -1;
+      }
+    }
+    return inner.inputs[0];
+  }
+  if (!op.reshapes || g.shapeless) {
+    return -1;
+  }
+  const Value& out = g.values[n.out];
+  int source = n.inputs[0];
+  while (g.values[source].kind == kNode) {
+    const Node& producer = g.nodes[g.values[source].node];
+    if (!producer.alive || !g.ops[producer.op].reshapes || producer.inputs.size() != 1) {
+      break;
+    }
+    source = producer.inputs[0];
+    if (g.values[source].shape == out.shape && g.values[source].dtype == out.dtype) {
+      return source;
+    }
+  }
+  return -1;
 }
 
 // CSE must not merge draws from a random generator or anything with effects we cannot see.
@@ -87,6 +132,13 @@ int simplify(Graph& g) {
       bool is_output = outputs.count(n.out) > 0;
       if (!is_output && is_noop(g, n)) {
         repl[n.out] = n.inputs[0];
+        n.alive = false;
+        ++changed;
+        continue;
+      }
+      const int source = is_output ? -1 : shape_source(g, n);
+      if (source >= 0) {
+        repl[n.out] = source;
         n.alive = false;
         ++changed;
         continue;

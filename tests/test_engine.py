@@ -114,6 +114,36 @@ def test_simplify_shapeless_keeps_broadcast():
     assert "broadcast_to" in str(engine.simplify_graph(graph, shapeless=True))
 
 
+@needs_engine
+def test_simplify_drops_shape_chains_that_undo_themselves():
+    def f(x):
+        back = mx.transpose(mx.transpose(x))                         # undone: x
+        turned = mx.transpose(mx.transpose(x, (1, 2, 0)), (1, 2, 0))  # not undone: kept
+        same = mx.reshape(mx.flatten(mx.expand_dims(x, 0)), (2, 3, 4))  # back to x's shape: x
+        return back * 2, turned + 1, same - 1
+
+    graph = make_graph(f, np.zeros((2, 3, 4), np.float32))
+    assert masked(engine.simplify_graph(graph)) == (
+        "{ lambda ; a:f32[2,3,4]. let\n"
+        "    b:f32[2,3,4] = subtract a 1.0:f32[]\n"
+        "    c:f32[3,4,2] = transpose[axes=(1, 2, 0)] a\n"
+        "    d:f32[4,2,3] = transpose[axes=(1, 2, 0)] c\n"
+        "    e:f32[4,2,3] = add d 1.0:f32[]\n"
+        "    f:f32[2,3,4] = multiply a 2.0:f32[]\n"
+        "  in (f, e, b) }"
+    )
+    x = np.random.default_rng(8).standard_normal((2, 3, 4)).astype(np.float32)
+    program = engine.compile_graph(graph)
+    for got, want in zip(program.run([x]), interpret(graph, [x])):
+        assert bits_equal(got, want)
+    # a reshape chain is only undone at the traced shapes: a shapeless graph keeps it
+    assert "reshape" in str(engine.simplify_graph(graph, shapeless=True))
+    assert "reshape" not in str(engine.simplify_graph(graph))
+    # a graph output is never replaced by another value
+    kept = make_graph(lambda x: mx.transpose(mx.transpose(x)), np.zeros((2, 3), np.float32))
+    assert str(engine.simplify_graph(kept)).count("transpose") == 2
+
+
 # -- fuse (golden text) ----------------------------------------------------------------------------
 @needs_engine
 def test_gelu_is_one_kernel():
@@ -400,3 +430,176 @@ def test_unsafe_cache_dir_is_not_trusted(tmp_path, monkeypatch):
     engine._engine.clear_memory_cache()
     addr, _, compiled, warning = engine._engine.load_kernel(name, SIMPLE % name)
     assert addr and compiled and warning
+
+
+# -- native steps: shape views, reductions and matmul without a Python callback ---------------------
+def _no_python_calls(monkeypatch):
+    """Make every step's Python fallback record its calls; returns the list it appends to."""
+    calls = []
+    make = engine._python_step
+
+    def recording(eqn):
+        call = make(eqn)
+
+        def wrapped(*args):
+            calls.append(eqn.prim)
+            return call(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(engine, "_python_step", recording)
+    return calls
+
+
+def _layouts(a):
+    """The same values as C-order, Fortran-order, negative-stride and sliced-from-larger arrays."""
+    big = np.zeros(tuple(2 * s for s in a.shape), a.dtype)
+    big[tuple(slice(None, None, 2) for _ in a.shape)] = a
+    return [a, np.asfortranarray(a), np.flip(np.flip(a).copy()), big[tuple(slice(None, None, 2) for _ in a.shape)]]
+
+
+@needs_engine
+def test_shape_steps_are_native_views_that_match(monkeypatch):
+    calls = _no_python_calls(monkeypatch)
+
+    def f(a, b):
+        t = mx.transpose(a, (2, 0, 1))                      # (4, 2, 3)
+        r = mx.reshape(t, (-1, 3))                          # (8, 3)
+        e = mx.expand_dims(r, (-1, 0))                      # (1, 8, 3, 1)
+        s = mx.squeeze(e, (0, 3))                           # (8, 3)
+        fl = mx.flatten(s)                                  # (24,)
+        bb = mx.broadcast_to(b, (2, 3, 4))
+        return t, r, s, fl, bb, mx.sum(bb * 2, axis=(0, 2))
+
+    a = np.arange(24, dtype=np.float32).reshape(2, 3, 4) - 5.5
+    b = np.array([1.5, -0.0, np.nan, np.inf], np.float32)
+    graph = make_graph(f, a, b)
+    program = engine.compile_graph(graph)
+    for layout in _layouts(a):
+        got = program.run([layout, b])
+        want = interpret(graph, [a, b])
+        assert all(bits_equal(g, w) for g, w in zip(got, want))
+        # outputs are the caller's own arrays, never views of the inputs
+        assert not any(np.shares_memory(g, layout) or np.shares_memory(g, b) for g in got)
+    assert calls == []
+
+
+@needs_engine
+def test_shapeless_native_reshape_resolves_at_run_time():
+    graph = make_graph(lambda x: mx.reshape(x, (-1, 2)) * 2, np.zeros((4, 3), np.float32))
+    program = engine.compile_graph(graph, shapeless=True)
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    (got,) = program.run([x])
+    assert got.shape == (5, 2) and np.array_equal(got, x * 2)
+    with pytest.raises(ValueError, match=r"\[reshape\]"):  # the fallback's error names the operation
+        program.run([np.zeros((3, 3), np.float32)])
+
+
+@needs_engine
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, np.int8, np.int16, np.int32, np.uint8, np.int64, np.bool_])
+def test_native_reductions_match_numpy(dtype, monkeypatch):
+    calls = _no_python_calls(monkeypatch)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((3, 4, 5)) * 10).astype(dtype)
+
+    def f(a):
+        return (mx.sum(a), mx.sum(a, axis=(0, 2), keepdims=True), mx.max(a, axis=1), mx.min(a, axis=(0, 1)),
+                mx.prod(a[:2, :2, :2], axis=-1))
+
+    graph = make_graph(f, x)
+    program = engine.compile_graph(graph)
+    # independent expectations: numpy's reductions with MLX's accumulation types
+    acc = {np.int8: np.int32, np.int16: np.int32, np.uint8: np.uint32, np.bool_: np.int32}.get(dtype, dtype)
+    half = x.astype(np.float32) if dtype == np.float16 else x
+    want = [half.sum().astype(acc), half.sum(axis=(0, 2), keepdims=True).astype(acc), x.max(axis=1),
+            x.min(axis=(0, 1)), half[:2, :2, :2].prod(axis=-1).astype(acc)]
+    for i, layout in enumerate(_layouts(x)):
+        got = program.run([layout])
+        if i == 0 or np.dtype(dtype).kind != "f":
+            assert all(bits_equal(g, w) for g, w in zip(got, want)), dtype
+        else:  # a float sum's rounding follows the order numpy walks the layout in
+            for g, w in zip(got, want):
+                np.testing.assert_allclose(g, w, rtol=2e-3 if dtype == np.float16 else 1e-5)
+    # halves accumulate in float32 through the Python implementation; everything else is native
+    assert sorted(calls) == (["prod"] * 4 + ["sum"] * 8 if dtype == np.float16 else [])
+
+
+@needs_engine
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.float16])
+def test_native_matmul_matches_numpy(dtype):
+    rng = np.random.default_rng(6)
+    a = (rng.standard_normal((2, 3, 4)) * 4).astype(dtype)
+    b = (rng.standard_normal((4, 5)) * 4).astype(dtype)
+    graph = make_graph(lambda p, q: mx.matmul(p, q) + 1, a, b)
+    program = engine.compile_graph(graph)
+    for pa, pb in zip(_layouts(a), _layouts(b)):
+        (got,) = program.run([pa, pb])
+        (want,) = interpret(graph, [a, b])
+        assert bits_equal(got, want)
+
+
+@needs_engine
+def test_training_step_runs_without_python_callbacks(monkeypatch):
+    from kiln import nn
+    from kiln import optimizers as optim
+
+    calls = _no_python_calls(monkeypatch)
+    mx.random.seed(0)
+    model = nn.Linear(10, 1)
+    optimizer = optim.SGD(learning_rate=0.1, momentum=0.8)
+    x = mx.random.uniform(shape=(4, 10))
+    y = mx.array([0, 1, 0, 1])
+
+    def loss_fn(model, x, y):
+        return nn.losses.binary_cross_entropy(model(x).squeeze(), y)
+
+    def step(x, y):
+        loss, grads = nn.value_and_grad(model, loss_fn)(model, x, y)
+        optimizer.update(model, grads)
+        return loss
+
+    state = [model.state, optimizer.state]
+    compiled = mx.compile(step, inputs=state, outputs=state)
+    losses = []
+    for _ in range(3):
+        losses.append(compiled(x, y).item())
+        mx.eval(state)
+    assert losses[2] < losses[1] < losses[0]
+    assert calls == []
+
+
+@needs_engine
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("size", [1 << 15, (1 << 15) + 1, 100_003, 1 << 20])
+def test_pool_pieces_cover_every_element(threads, size):
+    from kiln import _engine
+
+    x = np.random.default_rng(size).standard_normal(size).astype(np.float32)
+    graph = make_graph(lambda a: a * 3 - 1, x)
+    program = engine.compile_graph(graph)
+    before = _engine.num_threads()
+    try:
+        _engine.set_num_threads(threads)
+        for _ in range(3):
+            (got,) = program.run([x])
+            assert bits_equal(got, x * np.float32(3) - np.float32(1))
+    finally:
+        _engine.set_num_threads(before)
+    assert isinstance(_engine.pool_solo(), bool)
+
+
+@needs_engine
+def test_numpy_steps_do_not_warn_like_the_interpreter():
+    import warnings
+
+    x = np.array([np.inf, -np.inf, 1.0], np.float32)
+    graph = make_graph(lambda a: (mx.sum(a), mx.matmul(mx.reshape(a, (1, 3)), mx.reshape(a, (3, 1)))), x)
+    program = engine.compile_graph(graph)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = program.run([x])
+        want = interpret(graph, [x])
+    assert all(bits_equal(g, w) for g, w in zip(got, want))
+    assert np.isnan(got[0])
+    with pytest.warns(RuntimeWarning):  # the caller's own numpy error state is left as it was
+        np.add.reduce(x)

@@ -19,8 +19,10 @@ Interface (what `core/compile.py` calls):
         The same regions rendered as Metal Shading Language (kernel name -> source without the Metal
         preamble; `metal_full_source` adds it). Golden-tested; on Linux `compile_graph_metal_shim` runs them.
 
-Non-elementwise equations (reductions, matmul, shape ops, ...) run with the registry's numpy
-implementation, called from the C++ dispatch loop.
+Non-elementwise equations run in the C++ dispatch loop too: shape ops (transpose, reshape, flatten,
+expand_dims, squeeze, broadcast_to, slice) as numpy views built there, sum/prod/max/min as the ufunc
+reduce their implementation calls, matmul as np.matmul; everything else calls the registry's numpy
+implementation. numpy's floating-point warnings are off while a program runs, as in the interpreter.
 """
 
 from __future__ import annotations
@@ -41,11 +43,34 @@ try:
 except ImportError:  # pure-Python install: everything runs on the interpreter
     _engine = None
 
+
+def _quiet_fp_state():
+    """numpy's floating-point error state as (context variable, its value under errstate(all="ignore")).
+
+    Programs run with it set, so numpy calls inside a program never warn, as the interpreter does not;
+    (None, None) where this numpy keeps its error state elsewhere (the program then may warn).
+    """
+    try:
+        from numpy._core import umath
+    except ImportError:
+        return None, None
+    var = getattr(umath, "_extobj_contextvar", None)
+    if var is None:
+        return None, None
+    with np.errstate(all="ignore"):
+        return var, var.get()
+
+
+if _engine is not None:
+    _engine.set_fp_quiet(*_quiet_fp_state())
+
 # Order of dtype codes shared with csrc/graph.h (enum Dtype).
 _DTYPE_CODE = {d: i for i, d in enumerate(dt.ALL)}
 _VALUE_INPUT, _VALUE_CONST, _VALUE_LITERAL, _VALUE_NODE = 0, 1, 2, 3
 # Primitives whose output is their input converted to the output's type: a no-op when the types agree.
 _COERCE = ("astype", "broadcast_to", "reshape", "flatten", "squeeze")
+# Primitives that keep the elements in C order under a new shape: chains of them compose.
+_RESHAPES = ("reshape", "flatten", "squeeze", "expand_dims")
 # Elementwise primitives reach at most this many distinct array inputs per kernel.
 MAX_KERNEL_INPUTS = 24
 _NAMED_PARAM = re.compile(r"\{([A-Za-z_]\w*)\}")
@@ -193,10 +218,12 @@ def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
             fusible = (prim.kind in ELEMENTWISE_KINDS and prim.c_expr is not None) or eqn.prim == "broadcast_to"
             op_index[eqn.prim] = len(ops)
             identity = prim.kind == "unary" and prim.c_expr == "{0}"
-            ops.append((eqn.prim, prim.kind, identity, eqn.prim in _COERCE, fusible))
+            ops.append((eqn.prim, prim.kind, identity, eqn.prim in _COERCE, fusible, eqn.prim == "transpose",
+                        eqn.prim in _RESHAPES))
         ins = [values.of(v) for v in eqn.inputs]
         out = values.add_var(eqn.out, _VALUE_NODE)
-        nodes.append((op_index[eqn.prim], _param_key(eqn.params), _expr(eqn), ins, out))
+        ints = [int(a) for a in eqn.params["axes"]] if eqn.prim == "transpose" else []
+        nodes.append((op_index[eqn.prim], _param_key(eqn.params), _expr(eqn), ins, out, ints))
     outputs = [values.of(v) for v in graph.outputs]
     spec = {
         "ops": ops, "values": values.specs, "nodes": nodes, "outputs": outputs,
@@ -261,6 +288,37 @@ def _python_step(eqn: Eqn):
     return fast_call
 
 
+# Shape primitives the dispatch loop runs natively as numpy views, and the param it needs (as ints).
+_VIEW_STEPS = {"transpose": "axes", "reshape": "shape", "expand_dims": "axes", "squeeze": "axes",
+               "broadcast_to": "shape"}
+# Reductions whose implementation is exactly a ufunc's reduce (np.sum is np.add.reduce after its checks).
+_REDUCE_UFUNCS = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": np.minimum}
+_HALF_DTYPES = (dt.float16, dt.bfloat16)
+
+
+def _native_step(eqn: Eqn) -> dict:
+    """How the dispatch loop runs a non-fused equation without calling back into Python ({} = it cannot).
+
+    Each native form computes exactly what the registry's implementation computes; anything unusual at run
+    time (a layout or shape the native form does not handle) falls back to the Python call.
+    """
+    prim, params = eqn.prim, eqn.params
+    if prim in _VIEW_STEPS:
+        return {"kind": prim, "ints": [int(v) for v in params[_VIEW_STEPS[prim]]]}
+    if prim == "flatten":
+        return {"kind": "flatten", "ints": [int(params["start_axis"]), int(params["end_axis"])]}
+    if prim == "slice":
+        return {"kind": "slice", "ints": [int(v) for k in ("start", "stop", "strides") for v in params[k]]}
+    if prim in _REDUCE_UFUNCS:
+        if prim in ("sum", "prod") and eqn.inputs[0].dtype in _HALF_DTYPES:
+            return {}  # the implementation accumulates halves in float32
+        return {"kind": "reduce", "func": _REDUCE_UFUNCS[prim].reduce, "axis": tuple(params["axes"]),
+                "keepdims": bool(params["keepdims"]), "out_dtype": eqn.out.dtype.np}
+    if prim == "matmul" and eqn.inputs[0].dtype not in _HALF_DTYPES:
+        return {"kind": "call", "func": np.matmul, "out_dtype": eqn.out.dtype.np}
+    return {}
+
+
 def _load_metal_shim(name: str, source: str) -> int:
     key = name + "_shim"
     address = _kernels.get(key)
@@ -291,9 +349,9 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
         ins = [slot(v) for v in eqn.inputs]
         out = slot(eqn.out)
         release = sorted(s for s in set(ins) if last_use.get(s) == i and s not in output_slots)
-        step = {"kernel": kind == "kernel", "inputs": ins, "out": out, "release": release,
-                "call": _python_step(eqn)}
+        step = {"kind": "python", "inputs": ins, "out": out, "release": release, "call": _python_step(eqn)}
         if kind == "kernel":
+            step["kind"] = "kernel"
             sources[region["name"]] = region["source"]
             step["fn"] = load(region["name"], region["source"])
             step["in_types"] = [v.dtype.np.num for v in eqn.inputs]
@@ -302,6 +360,7 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
             body = eqn.params["body"]
             step["shapes"] = [list(e.out.shape) for e in body.eqns if e.prim == "broadcast_to"]
         else:
+            step.update(_native_step(eqn))
             used_literals.update(s for s, v in zip(ins, eqn.inputs) if isinstance(v, Lit))
             if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction") and any(s in may_alias for s in ins):
                 may_alias.add(out)
