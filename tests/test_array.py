@@ -150,3 +150,11 @@ def test_array_agrees_with_mlx_on_conversions(mlx):
         assert ours.dtype.name == str(theirs.dtype).split(".")[-1]
         assert ours.tolist() == theirs.tolist()
         assert ours.shape == theirs.shape and ours.nbytes == theirs.nbytes
+
+
+def test_equality_with_other_objects_is_false_as_in_mlx():
+    a = mx.array([1, 3])
+    assert (a == "x") is False and (a != "x") is True
+    assert (a == [1, 3]) is False  # a list is not an array here (MLX's rule), unlike numpy
+    assert (a == None) is False  # noqa: E711
+    assert (a == 1).tolist() == [True, False]

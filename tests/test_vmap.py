@@ -134,3 +134,13 @@ def test_vmap_of_grad_matches_mlx():
         return mod.vmap(mod.grad(loss), in_axes=(None, 0))(mod.array(w), mod.array(xs))
 
     close(per_example(mx), np.array(per_example(real)))
+
+
+def test_keyword_arguments_are_refused():
+    with pytest.raises(TypeError, match=r"^\[vmap\] Keyword arguments"):
+        mx.vmap(lambda x: x)(x=mx.ones((2,)))
+
+
+def test_evaluating_inside_vmap_names_vmap():
+    with pytest.raises(RuntimeError, match=r"^\[vmap\] Attempted to evaluate"):
+        mx.vmap(lambda x: x.item())(mx.ones((2,)))

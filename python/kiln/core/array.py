@@ -64,6 +64,10 @@ class PlaceholderError(RuntimeError):
 
 
 def placeholder_message(origin: str) -> str:
+    if origin == "vmap":
+        return ("[vmap] Attempted to evaluate an array inside a vmapped function: vmap traces the function "
+                "once on placeholders without data, so arrays cannot be printed, converted (.item(), "
+                "np.array, bool) or evaluated inside it. Compute such values outside the vmapped function.")
     return (
         f"[compile] Attempted to evaluate an array that depends on a placeholder of {origin}. "
         "Inside a compiled function inputs are placeholders without data, so arrays cannot be printed, "
@@ -615,6 +619,18 @@ def _true_divide_in_place(self, other):
     return ops.divide(self, other)
 
 
+def _equality(fn):
+    """`==` / `!=` compare elementwise with arrays, scalars and numpy values; any other object (a string, a
+    list, None) is simply not equal, as in MLX (Python then falls back to identity)."""
+
+    def method(self, other):
+        if isinstance(other, (array, bool, int, float, complex, np.ndarray, np.generic)):
+            return fn(self, other)
+        return NotImplemented
+
+    return method
+
+
 def _in_place(fn):
     """`a += b` as MLX does it: the array object itself (shared by every reference) takes the new value,
     while arrays computed from it earlier keep what they computed."""
@@ -641,9 +657,10 @@ def _install_operators():
         _method(f"__r{name}__", _forward(fn, reflected=True))
         _method(f"__i{name}__", _in_place(fn))
     _method("__itruediv__", _in_place(_true_divide_in_place))
-    for name, fn in {"eq": ops.equal, "ne": ops.not_equal, "lt": ops.less, "le": ops.less_equal,
-                     "gt": ops.greater, "ge": ops.greater_equal}.items():
+    for name, fn in {"lt": ops.less, "le": ops.less_equal, "gt": ops.greater, "ge": ops.greater_equal}.items():
         _method(f"__{name}__", _forward(fn))
+    _method("__eq__", _equality(ops.equal))
+    _method("__ne__", _equality(ops.not_equal))
     _method("__neg__", lambda self: ops.negative(self))
     _method("__pos__", lambda self: self)
     _method("__abs__", lambda self: ops.abs(self))

@@ -92,7 +92,9 @@ def vmap(fun, in_axes=0, out_axes=0):
     """
 
     @functools.wraps(fun)
-    def wrapped(*args):
+    def wrapped(*args, **kwargs):
+        if kwargs:
+            raise TypeError("[vmap] Keyword arguments are not supported.")
         leaves, axes = _flatten_with_axes(args, in_axes)
         size = None
         examples, norm_axes = [], []
