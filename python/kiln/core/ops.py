@@ -211,11 +211,30 @@ def _unary_float(name):
     """)
 
 
-for _n in ("exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "rsqrt", "reciprocal", "sin", "cos", "tan",
-           "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "sigmoid",
-           "erf", "erfinv"):
-    globals()[_n] = _unary_float(_n)
-del _n
+exp = _unary_float("exp")
+expm1 = _unary_float("expm1")
+log = _unary_float("log")
+log1p = _unary_float("log1p")
+log2 = _unary_float("log2")
+log10 = _unary_float("log10")
+sqrt = _unary_float("sqrt")
+rsqrt = _unary_float("rsqrt")
+reciprocal = _unary_float("reciprocal")
+sin = _unary_float("sin")
+cos = _unary_float("cos")
+tan = _unary_float("tan")
+arcsin = _unary_float("arcsin")
+arccos = _unary_float("arccos")
+arctan = _unary_float("arctan")
+sinh = _unary_float("sinh")
+cosh = _unary_float("cosh")
+tanh = _unary_float("tanh")
+arcsinh = _unary_float("arcsinh")
+arccosh = _unary_float("arccosh")
+arctanh = _unary_float("arctanh")
+sigmoid = _unary_float("sigmoid")
+erf = _unary_float("erf")
+erfinv = _unary_float("erfinv")
 
 
 def negative(a, stream=None) -> array:
