@@ -3,4 +3,4 @@
 from . import init, losses  # noqa: F401
 from .layers import *
 from .layers import Module  # noqa: F401
-from .utils import value_and_grad  # noqa: F401
+from .utils import average_gradients, value_and_grad  # noqa: F401

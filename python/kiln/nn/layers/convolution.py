@@ -1,4 +1,5 @@
-"""Convolution layers: Conv1d/2d/3d and ConvTranspose1d/2d/3d (weights (C_out, *kernel, C_in/groups))."""
+"""Convolution layers: Conv1d/2d/3d (weights (C_out, *kernel, C_in/groups)); the transposed ones, which share
+`_ConvNd`, live in convolution_transpose.py."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ class _ConvNd(Module):
 
     _nd = 1
     _transpose = False
+    _grouped = True  # whether the layer takes (and shows) a groups argument
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
                  bias=True, output_padding=0):
@@ -31,6 +33,11 @@ class _ConvNd(Module):
         self.weight = mx.random.uniform(low=-scale, high=scale, shape=shape)
         if bias:
             self.bias = mx.zeros((out_channels,))
+        if self._nd > 1:
+            # MLX stores per-axis tuples for stride and padding (not dilation) in 2-D and 3-D layers
+            stride = _ntuple(stride, self._nd)
+            padding = _ntuple(padding, self._nd)
+            output_padding = _ntuple(output_padding, self._nd)
         self.padding = padding
         self.dilation = dilation
         self.stride = stride
@@ -45,13 +52,15 @@ class _ConvNd(Module):
                 f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, ")
         if self._transpose:
             text += f"output_padding={self.output_padding}, "
-        return text + f"groups={self.groups}, bias={'bias' in self}"
+        if self._grouped:
+            text += f"groups={self.groups}, "
+        return text + f"bias={'bias' in self}"
 
     def __call__(self, x):
         nd = self._nd
         if self._transpose:
             fn = (mx.conv_transpose1d, mx.conv_transpose2d, mx.conv_transpose3d)[nd - 1]
-            y = fn(x, self.weight, self.stride, self.padding, self.dilation, self.output_padding, self.groups)
+            y = fn(x, self.weight, self.stride, self.padding, self.dilation, self.output_padding)
         else:
             fn = (mx.conv1d, mx.conv2d, mx.conv3d)[nd - 1]
             y = fn(x, self.weight, self.stride, self.padding, self.dilation, self.groups)
@@ -96,34 +105,15 @@ class Conv2d(_ConvNd):
 
 
 class Conv3d(_ConvNd):
-    """Applies a 3-dimensional convolution over the multi-channel input (``NDHWC``)."""
+    """Applies a 3-dimensional convolution over the multi-channel input (``NDHWC``).
+
+    Args: as :class:`Conv2d` without ``groups`` (MLX's Conv3d has none, so ``bias`` is the 7th argument).
+    """
 
     _nd = 3
+    _grouped = False
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple,
                  stride: int | tuple = 1, padding: int | tuple = 0, dilation: int | tuple = 1,
-                 groups: int = 1, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias)
-
-
-class ConvTranspose1d(_ConvNd):
-    """Applies a 1-dimensional transposed convolution over the multi-channel input sequence (``NLC``)."""
-
-    _nd = 1
-    _transpose = True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                 dilation: int = 1, output_padding: int = 0, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 1, bias, output_padding)
-
-
-class ConvTranspose2d(_ConvNd):
-    """Applies a 2-dimensional transposed convolution over the multi-channel input image (``NHWC``)."""
-
-    _nd = 2
-    _transpose = True
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple,
-                 stride: int | tuple = 1, padding: int | tuple = 0, dilation: int | tuple = 1,
-                 output_padding: int | tuple = 0, bias: bool = True):
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 1, bias, output_padding)
+                 bias: bool = True):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, 1, bias)

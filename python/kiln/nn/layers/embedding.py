@@ -7,6 +7,7 @@ import math
 import kiln.core as mx
 
 from .base import Module
+from .quantized import QuantizedEmbedding
 
 
 class Embedding(Module):
@@ -31,3 +32,10 @@ class Embedding(Module):
     def as_linear(self, x):
         """Call the embedding layer as a linear layer (for weight tying): ``x @ weight.T``."""
         return mx.matmul(x, self.weight.T)
+
+    def to_quantized(self, group_size: int | None = None, bits: int | None = None, mode: str = "affine",
+                     quantize_input: bool = False):
+        """Return a :obj:`QuantizedEmbedding` layer that approximates this embedding layer."""
+        if quantize_input:
+            raise ValueError("Quantized input is not supported.")
+        return QuantizedEmbedding.from_embedding(self, group_size, bits, mode)

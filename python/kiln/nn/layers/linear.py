@@ -8,6 +8,7 @@ from typing import Any
 import kiln.core as mx
 
 from .base import Module
+from .quantized import QuantizedLinear
 
 
 class Identity(Module):
@@ -45,6 +46,17 @@ class Linear(Module):
         if "bias" in self:
             return mx.matmul(x, self["weight"].T) + self["bias"]
         return mx.matmul(x, self["weight"].T)
+
+    def to_quantized(self, group_size: int | None = None, bits: int | None = None, mode: str = "affine",
+                     quantize_input: bool = False):
+        """Return a :obj:`QuantizedLinear` approximating this layer (weights quantized).
+
+        ``quantize_input=True`` (MLX's ``QQLinear``) needs the nvfp4/mxfp8 modes, which kiln lacks.
+        """
+        if quantize_input:
+            raise ValueError("[to_quantized] Quantized input needs the 'nvfp4' or 'mxfp8' modes, which kiln "
+                             "does not support.")
+        return QuantizedLinear.from_linear(self, group_size, bits, mode)
 
 
 class Bilinear(Module):

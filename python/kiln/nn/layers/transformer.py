@@ -10,6 +10,7 @@ import numpy as np
 
 import kiln.core as mx
 
+from ..utils import checkpoint
 from .activations import relu
 from .base import Module
 from .dropout import Dropout
@@ -134,6 +135,7 @@ class TransformerEncoder(Module):
 
     def __call__(self, x, mask):
         for layer in self.layers:
+            layer = checkpoint(layer) if self.checkpoint else layer
             x = layer(x, mask)
         return self.ln(x)
 
@@ -186,6 +188,7 @@ class TransformerDecoder(Module):
 
     def __call__(self, x, memory, x_mask, memory_mask):
         for layer in self.layers:
+            layer = checkpoint(layer) if self.checkpoint else layer
             x = layer(x, memory, x_mask, memory_mask)
         return self.ln(x)
 
@@ -204,7 +207,8 @@ class Transformer(Module):
         custom_encoder (Module, optional): A custom encoder to replace the standard one.
         custom_decoder (Module, optional): A custom decoder to replace the standard one.
         norm_first (bool, optional): LayerNorm before (``True``) or after attention and MLP. Default: ``True``.
-        checkpoint (bool, optional): Accepted for compatibility; gradient checkpointing is not used.
+        checkpoint (bool, optional): Recompute each layer's activations in the backward pass instead of
+            keeping them (less memory, more compute). Default: ``False``.
     """
 
     def __init__(self, dims: int = 512, num_heads: int = 8, num_encoder_layers: int = 6,
