@@ -1,7 +1,7 @@
 """kiln benchmarks: gelu `x * (1 + erf(x / sqrt(2))) / 2` in float32 at three sizes.
 
 Rows: kiln's mx.compile (the whole call, cache lookup included), the engine's Program.run alone, kiln eager
-(the reference interpreter), real MLX compiled and eager when installed, numpy + scipy.special.erf, and
+(the reference interpreter), real MLX compiled and eager, torch eager and torch.compile, and jax.jit when installed, numpy + scipy.special.erf, and
 np.copyto of the same bytes (the memory-bandwidth floor). Each implementation's first call is timed on its own; then each gets a
 calibrated number of calls per trial (about --trial seconds), trials interleaved round-robin, median of 3.
 
@@ -60,6 +60,33 @@ def _array_api(module_name: str, x: np.ndarray, compiled: bool):
     return setup
 
 
+def _torch(x: np.ndarray, compiled: bool):
+    def setup():
+        import torch
+
+        xt = torch.from_numpy(x)
+
+        def gelu(v):
+            return v * (1 + torch.erf(v / math.sqrt(2))) / 2
+
+        fn = torch.compile(gelu) if compiled else gelu
+        return lambda: fn(xt).numpy()
+
+    return setup
+
+
+def _jax(x: np.ndarray):
+    def setup():
+        import jax
+        import jax.numpy as jnp
+
+        xj = jnp.asarray(x)
+        fn = jax.jit(lambda v: v * (1 + jax.scipy.special.erf(v / math.sqrt(2))) / 2)
+        return lambda: np.asarray(fn(xj).block_until_ready())
+
+    return setup
+
+
 def _has(module_name: str) -> bool:
     try:
         __import__(module_name)
@@ -85,6 +112,11 @@ def implementations(x: np.ndarray, large: bool) -> dict:
     if _has("mlx.core"):
         impls["mlx mx.compile"] = _array_api("mlx.core", x, compiled=True)
         impls["mlx eager"] = _array_api("mlx.core", x, compiled=False)
+    if _has("torch"):
+        impls["torch eager"] = _torch(x, compiled=False)
+        impls["torch.compile"] = _torch(x, compiled=True)
+    if _has("jax"):
+        impls["jax.jit"] = _jax(x)
     impls["numpy + scipy erf"] = lambda: (lambda: gelu_numpy(x))
     out = np.empty_like(x)
     impls["np.copyto (bandwidth floor)"] = lambda: (lambda: np.copyto(out, x))
