@@ -7,6 +7,7 @@ reference interpreter (KILN_ENGINE=0: dozens of constant-specialised kernels wou
 the thread tests, and test_compile.py, use the engine when it is built.
 """
 
+import re
 import collections
 import gc
 import importlib
@@ -874,3 +875,17 @@ def test_ordered_dict_arguments():
     od = collections.OrderedDict(a=mx.array(5.0), b=mx.array(2.0))
     close(compiled(od), 3.0)
     close(compiled({"a": mx.array(5.0), "b": mx.array(2.0)}), 3.0)
+
+
+def test_kiln_debug_4_reports_trace_compile_and_run_times(monkeypatch, capsys):
+    monkeypatch.setenv("KILN_DEBUG", "4")
+
+    def timed(x):
+        return mx.exp(x) * 2
+
+    f = mx.compile(timed)
+    f(mx.ones((4,)))
+    f(mx.ones((4,)))
+    err = capsys.readouterr().err
+    assert re.search(r"\[kiln\] 'timed': traced in [0-9.]+ ms \(\d+ equations\), compiled in [0-9.]+ ms", err)
+    assert len(re.findall(r"\[kiln\] ran 'timed' in [0-9.]+ us", err)) == 2

@@ -16,6 +16,7 @@ import inspect
 import os
 import sys
 import threading
+import time
 import warnings
 import weakref
 
@@ -61,6 +62,12 @@ def _env_flag(name: str, value_matters: bool = False):
 
 
 _disable_env_set = _env_flag("MLX_DISABLE_COMPILE")
+_debug_env_set = _env_flag("KILN_DEBUG", value_matters=True)
+
+
+def _debug_level_4() -> bool:
+    """KILN_DEBUG >= 4 (run timings), checked cheaply on the hot path."""
+    return _debug_env_set() and _debug_level() >= 4
 _verify_env_set = _env_flag("KILN_VERIFY", value_matters=True)
 
 
@@ -501,7 +508,13 @@ class CompiledFunction:
         buffers = [x._data if x._data is not None else x._numpy() for x in leaves]
         if self.shapeless:
             self._check_shapes(entry, leaves)
-        outs = entry.program.run(buffers)
+        if _debug_level_4():
+            started = time.perf_counter()
+            outs = entry.program.run(buffers)
+            print(f"[kiln] ran '{getattr(self.fun, '__name__', 'function')}' in "
+                  f"{1e6 * (time.perf_counter() - started):.1f} us", file=sys.stderr)
+        else:
+            outs = entry.program.run(buffers)
         graph_outs = entry.graph.outputs
         result = [array._from_numpy(o, v.dtype) for o, v in zip(outs, graph_outs)]
         if _verify_env_set():
@@ -540,6 +553,7 @@ class CompiledFunction:
             return entry, snapshot
 
     def _trace_locked(self, key, args, kwargs, leaves, n_args, state_leaves, snapshot):
+        started = time.perf_counter()
         name = getattr(self.fun, "__name__", "function")
         origin = f"the compiled function '{name}'"
         placeholders = [array._make_placeholder(x.shape, x.dtype, origin) for x in leaves]
@@ -580,7 +594,12 @@ class CompiledFunction:
                 pass
         if _debug_level() >= 2:
             print(f"[kiln] traced graph of '{name}':\n{graph}", file=sys.stderr)
+        traced = time.perf_counter()
         program = _make_program(graph, self.shapeless)
+        if _debug_level() >= 4:
+            print(f"[kiln] '{name}': traced in {1e3 * (traced - started):.2f} ms ({len(graph.eqns)} equations), "
+                  f"compiled in {1e3 * (time.perf_counter() - traced):.2f} ms "
+                  f"({len(program.kernel_sources)} kernels)", file=sys.stderr)
         if _debug_level() >= 2 and program.graph is not graph:
             print(f"[kiln] optimized graph of '{name}':\n{program.graph}", file=sys.stderr)
         if _debug_level() >= 3:
