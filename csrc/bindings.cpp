@@ -85,7 +85,7 @@ nb::dict optimize(nb::dict spec) {
   int rewrites = simplify(g);
   Fused fused;
   if (nb::cast<bool>(spec["fuse"])) {
-    fused = fuse(g, nb::cast<int>(spec["max_inputs"]));
+    fused = fuse(g, nb::cast<int>(spec["max_inputs"]), lang.row_kernel != nullptr);
   } else {
     for (const Node& n : g.nodes) {
       if (n.alive) {
@@ -106,6 +106,7 @@ nb::dict optimize(nb::dict spec) {
     d["nodes"] = r.nodes;
     d["inputs"] = r.inputs;
     d["out"] = r.out;
+    d["rows"] = r.rows;
     d["name"] = r.name;
     d["source"] = r.source;
     regions.append(d);
@@ -166,7 +167,7 @@ PyObject* new_output(PyArray_Descr* descr, int ndim, npy_intp* dims, size_t nbyt
 // ---- the native program ----------------------------------------------------------------------------
 // What a step does. Shape steps build numpy views in C++; reduce and call steps call a numpy function
 // directly (no Python frame); anything unusual at run time falls back to the step's Python callable.
-enum class StepKind { kPython, kKernel, kTranspose, kReshape, kFlatten, kExpandDims, kSqueeze, kBroadcastTo,
+enum class StepKind { kPython, kKernel, kRows, kTranspose, kReshape, kFlatten, kExpandDims, kSqueeze, kBroadcastTo,
                       kSlice, kReduce, kCall };
 
 StepKind step_kind(const std::string& name) {
@@ -176,7 +177,7 @@ StepKind step_kind(const std::string& name) {
       {"flatten", StepKind::kFlatten},     {"expand_dims", StepKind::kExpandDims},
       {"squeeze", StepKind::kSqueeze},     {"broadcast_to", StepKind::kBroadcastTo},
       {"slice", StepKind::kSlice},         {"reduce", StepKind::kReduce},
-      {"call", StepKind::kCall}};
+      {"call", StepKind::kCall}, {"rows", StepKind::kRows}};
   for (const auto& [text, kind] : kNames) {
     if (name == text) {
       return kind;
@@ -311,7 +312,7 @@ class Program {
       if (calls_numpy && !complete) {
         throw std::invalid_argument("[compile] a reduce or call step needs func, out_dtype (and axis)");
       }
-      if (step.kind == StepKind::kKernel) {
+      if (step.kind == StepKind::kKernel || step.kind == StepKind::kRows) {
         step.fn = reinterpret_cast<kiln_kernel_fn>(nb::cast<uintptr_t>(d["fn"]));
         step.in_types = nb::cast<std::vector<int>>(d["in_types"]);
         step.in_sizes = nb::cast<std::vector<int>>(d["in_sizes"]);
@@ -320,7 +321,7 @@ class Program {
           throw std::invalid_argument("[compile] too many kernel inputs");
         }
       }
-      calls_numpy_ = calls_numpy_ || step.kind != StepKind::kKernel;
+      calls_numpy_ = calls_numpy_ || (step.kind != StepKind::kKernel && step.kind != StepKind::kRows);
       steps_.push_back(std::move(step));
     }
   }
@@ -393,6 +394,8 @@ class Program {
         return call_python(step, slots);
       case StepKind::kReduce:
         return run_reduce(step, slots);
+      case StepKind::kRows:
+        return run_rows(step, slots);
       case StepKind::kCall:
         return run_call(step, slots);
       default:
@@ -690,6 +693,68 @@ class Program {
     PyObject* args[4] = {nullptr, slots[step.in[0]], step.axis.ptr(), step.keepdims ? Py_True : Py_False};
     PyObject* r = PyObject_Vectorcall(step.func.ptr(), args + 1, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, kwnames);
     return as_output(step, r);
+  }
+
+  static bool same_shape(PyArrayObject* a, const std::vector<int64_t>& shape) {
+    if (PyArray_NDIM(a) != static_cast<int>(shape.size())) {
+      return false;
+    }
+    for (size_t d = 0; d < shape.size(); ++d) {
+      if (PyArray_DIMS(a)[d] != shape[d]) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // A row region: shapes are the traced ones (shapes[0] = the row shape, shapes[1] = the output shape,
+  // shapes[2 + j] = input j's shape);
+  // inputs are made C-contiguous; anything else takes the interpreter's path.
+  static PyObject* run_rows(const ProgramStep& step, std::vector<PyObject*>& slots) {
+    const size_t k = step.in.size();
+    const std::vector<int64_t>& row = step.shapes[0];
+    const std::vector<int64_t>& oshape = step.shapes[1];
+    std::vector<nb::object> owned;
+    kiln_launch L;
+    for (size_t j = 0; j < k; ++j) {
+      PyObject* obj = slots[step.in[j]];
+      if (!PyArray_Check(obj) || PyArray_DESCR(reinterpret_cast<PyArrayObject*>(obj))->type_num != step.in_types[j]) {
+        return call_python(step, slots);
+      }
+      PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
+      if (!PyArray_ISALIGNED(a) || !PyArray_ISNOTSWAPPED(a) || !same_shape(a, step.shapes[2 + j])) {
+        return call_python(step, slots);
+      }
+      PyArrayObject* c = PyArray_GETCONTIGUOUS(a);
+      if (!c) {
+        return nullptr;
+      }
+      owned.push_back(nb::steal(reinterpret_cast<PyObject*>(c)));
+      L.in[j] = PyArray_BYTES(c);
+    }
+    npy_intp dims[NPY_MAXDIMS];
+    int64_t total = 1;
+    for (size_t d = 0; d < oshape.size(); ++d) {
+      dims[d] = static_cast<npy_intp>(oshape[d]);
+      total *= oshape[d];
+    }
+    auto* descr = reinterpret_cast<PyArray_Descr*>(step.out_dtype.ptr());
+    const size_t out_size = static_cast<size_t>(PyDataType_ELSIZE(descr));
+    PyObject* out = new_output(descr, static_cast<int>(oshape.size()), dims, static_cast<size_t>(total) * out_size);
+    int64_t rows = 1;
+    for (size_t d = 0; d + 1 < row.size(); ++d) {
+      rows *= row[d];
+    }
+    if (!out || rows == 0) {
+      return out;
+    }
+    L.variant = KILN_STRIDED;
+    L.ndim = 2;
+    L.shape[0] = rows;
+    L.shape[1] = row.back();
+    L.out = PyArray_BYTES(reinterpret_cast<PyArrayObject*>(out));
+    runtime::launch_rows(step.fn, &L, rows, rows * row.back());
+    return out;
   }
 
   // func(*inputs) for a numpy function that is the whole implementation (np.matmul).

@@ -11,7 +11,18 @@ namespace kiln {
 
 namespace {
 
-bool fusible(const Graph& g, const Node& n) {
+// A last-axis keepdims reduction that engine.py marked (ints = {1}) may join a row region.
+bool row_reduction(const Graph& g, const Node& n) {
+  return g.ops[n.op].kind == "reduction" && n.ints.size() == 1 && n.ints[0] == 1 && !g.shapeless;
+}
+
+bool fusible(const Graph& g, const Node& n, const std::vector<bool>& banned) {
+  if (banned[n.out]) {
+    return false;
+  }
+  if (row_reduction(g, n)) {
+    return true;
+  }
   if (!g.ops[n.op].fusible || n.expr.empty()) {
     return false;
   }
@@ -63,9 +74,72 @@ std::vector<int> region_inputs(const Graph& g, const std::vector<int>& nodes) {
   return out;
 }
 
-}  // namespace
+bool is_reduction_region(const Graph& g, const std::vector<int>& nodes) {
+  for (int i : nodes) {
+    if (row_reduction(g, g.nodes[i])) {
+      return true;
+    }
+  }
+  return false;
+}
 
-Fused fuse(const Graph& g, int max_inputs) {
+// A row region's values all have the row shape R = (..., N) or the per-row shape (..., 1); its inputs
+// also may be single elements. Its only shape-changing nodes are its reductions.
+bool valid_row_region(const Graph& g, const std::vector<int>& nodes, const std::vector<int>& inputs) {
+  std::vector<int64_t> row;
+  for (int i : nodes) {
+    const Node& n = g.nodes[i];
+    if (row_reduction(g, n)) {
+      row = g.values[n.inputs[0]].shape;
+      break;
+    }
+  }
+  if (row.empty()) {
+    return false;
+  }
+  std::vector<int64_t> cell = row;
+  cell.back() = 1;
+  auto one = [](const std::vector<int64_t>& s) {
+    for (int64_t d : s) {
+      if (d != 1) {
+        return false;
+      }
+    }
+    return s.size() <= 1;
+  };
+  for (int i : nodes) {
+    const Node& n = g.nodes[i];
+    const std::string& kind = g.ops[n.op].kind;
+    const auto& s = g.values[n.out].shape;
+    if (row_reduction(g, n)) {
+      if (g.values[n.inputs[0]].shape != row) {
+        return false;
+      }
+      continue;
+    }
+    if (kind != "unary" && kind != "binary" && kind != "ternary") {
+      return false;
+    }
+    if (s != row && s != cell) {
+      return false;
+    }
+    for (int v : n.inputs) {
+      const auto& vs = g.values[v].shape;
+      if (g.values[v].kind != kLiteral && vs != row && vs != cell && !(s == row && one(vs))) {
+        return false;
+      }
+    }
+  }
+  for (int v : inputs) {
+    const auto& vs = g.values[v].shape;
+    if (vs != row && vs != cell && !one(vs)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+Fused fuse_once(const Graph& g, int max_inputs, const std::vector<bool>& banned) {
   const int n_nodes = static_cast<int>(g.nodes.size());
   std::vector<std::vector<int>> consumers(g.values.size());
   for (int i = 0; i < n_nodes; ++i) {
@@ -83,7 +157,7 @@ Fused fuse(const Graph& g, int max_inputs) {
 
   for (int i = n_nodes - 1; i >= 0; --i) {
     const Node& n = g.nodes[i];
-    if (!n.alive || !fusible(g, n)) {
+    if (!n.alive || !fusible(g, n, banned)) {
       continue;
     }
     int target = -1;
@@ -131,6 +205,7 @@ Fused fuse(const Graph& g, int max_inputs) {
     reg.nodes = nodes;
     reg.inputs = region_inputs(g, nodes);
     reg.out = g.nodes[nodes.back()].out;
+    reg.rows = is_reduction_region(g, nodes);
     region_index[r] = static_cast<int>(result.regions.size());
     result.regions.push_back(std::move(reg));
   }
@@ -150,6 +225,37 @@ Fused fuse(const Graph& g, int max_inputs) {
     }
   }
   return result;
+}
+
+}  // namespace
+
+// Reductions join regions when rows is true (a language with a row kernel); a region with a reduction
+// that is not a valid row region has its reductions banned and the graph is fused again.
+Fused fuse(const Graph& g, int max_inputs, bool rows) {
+  std::vector<bool> banned(g.values.size(), false);
+  for (const Node& n : g.nodes) {
+    if (!rows && n.alive && row_reduction(g, n)) {
+      banned[n.out] = true;
+    }
+  }
+  for (;;) {
+    Fused f = fuse_once(g, max_inputs, banned);
+    bool again = false;
+    for (const Region& r : f.regions) {
+      if (!r.rows || valid_row_region(g, r.nodes, r.inputs)) {
+        continue;
+      }
+      for (int i : r.nodes) {
+        if (row_reduction(g, g.nodes[i])) {
+          banned[g.nodes[i].out] = true;
+          again = true;
+        }
+      }
+    }
+    if (!again) {
+      return f;
+    }
+  }
 }
 
 }  // namespace kiln

@@ -64,6 +64,7 @@ struct Region {
   std::vector<int> nodes;
   std::vector<int> inputs;  // external value ids (no literals), in order of first use
   int out = -1;
+  bool rows = false;   // a row region: holds last-axis reductions, runs one row per iteration
   std::string name;    // kernel symbol, a hash of the source
   std::string source;  // rendered C++ (without the prelude)
 };
@@ -81,7 +82,7 @@ struct Fused {
 
 // Passes.
 int simplify(Graph& g);  // returns the number of rewrites
-Fused fuse(const Graph& g, int max_inputs);
+Fused fuse(const Graph& g, int max_inputs, bool rows);
 void render_cpu(const Graph& g, Region& r);
 std::string literal_text(int dtype, uint64_t bits);
 

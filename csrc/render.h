@@ -30,6 +30,16 @@ struct KernelParts {
   std::string result;               // the variable that holds the output value
 };
 
+// A row region's kernel: body lines for one row i (N elements), inputs kinded 0 row, 1 per row, 2 single.
+struct RowParts {
+  std::string summary;
+  std::vector<int> input_dtypes;
+  std::vector<int> input_kinds;
+  int out_dtype = kF32;
+  bool out_row = true;              // the output is a row (else one value per row)
+  std::vector<std::string> body;    // for row i; ends by storing the output
+};
+
 struct LanguageOptions {
   const char* name;                  // "cpu" or "metal": shown in error messages
   const char* device;                // "on the GPU": where an unsupported dtype is unsupported
@@ -41,6 +51,8 @@ struct LanguageOptions {
   // The whole kernel around the body; KILN_KERNEL_NAME stands for the kernel's name.
   std::string (*kernel)(const KernelParts& parts);
   const char* name_prefix;           // kernel names are prefix + a hash of the source
+  // The kernel around a row region's body; nullptr: the language does not fuse reductions.
+  std::string (*row_kernel)(const RowParts& parts);
 };
 
 extern const LanguageOptions kCpu;

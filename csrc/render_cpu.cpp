@@ -163,9 +163,93 @@ std::string cpu_kernel(const KernelParts& parts) {
   return src;
 }
 
+// Folds of a block into KILN_LANES accumulators with GCC vector extensions: gcc does not vectorize a
+// NaN-propagating max as a scalar loop. NaN wins and stays (no comparison with a NaN lane is true).
+// The sum converts to double before adding, so its only rounding of note is the final one to float.
+const char* const kRowHelpers = R"(#ifndef KILN_ROW_HELPERS
+#define KILN_ROW_HELPERS
+#define KILN_LANES 8
+template <class T, bool kMax>
+static inline void kiln_row_extreme(T* acc, const T* x, int64_t n) {
+  typedef T V __attribute__((vector_size(KILN_LANES * sizeof(T))));
+  V r;
+  __builtin_memcpy(&r, acc, sizeof r);
+  int64_t c = 0;
+  for (; c + KILN_LANES <= n; c += KILN_LANES) {
+    V a;
+    __builtin_memcpy(&a, x + c, sizeof a);
+    r = ((kMax ? a > r : a < r) | (a != a)) ? a : r;
+  }
+  __builtin_memcpy(acc, &r, sizeof r);
+  for (; c < n; ++c) {
+    const T a = x[c];
+    acc[0] = ((kMax ? a > acc[0] : a < acc[0]) || a != a) ? a : acc[0];
+  }
+}
+template <class T, bool kMax>
+static inline T kiln_row_extreme_lanes(const T* acc) {
+  T r = acc[0];
+  for (int u = 1; u < KILN_LANES; ++u) {
+    r = ((kMax ? acc[u] > r : acc[u] < r) || acc[u] != acc[u]) ? acc[u] : r;
+  }
+  return r;
+}
+template <class T> static inline void kiln_row_max(T* acc, const T* x, int64_t n) { kiln_row_extreme<T, true>(acc, x, n); }
+template <class T> static inline void kiln_row_min(T* acc, const T* x, int64_t n) { kiln_row_extreme<T, false>(acc, x, n); }
+template <class T> static inline T kiln_row_max_lanes(const T* acc) { return kiln_row_extreme_lanes<T, true>(acc); }
+template <class T> static inline T kiln_row_min_lanes(const T* acc) { return kiln_row_extreme_lanes<T, false>(acc); }
+static inline void kiln_row_sum(double* acc, const float* x, int64_t n) {
+  typedef float V __attribute__((vector_size(KILN_LANES * sizeof(float))));
+  typedef double D __attribute__((vector_size(KILN_LANES * sizeof(double))));
+  D r;
+  __builtin_memcpy(&r, acc, sizeof r);
+  int64_t c = 0;
+  for (; c + KILN_LANES <= n; c += KILN_LANES) {
+    V a;
+    __builtin_memcpy(&a, x + c, sizeof a);
+    r += __builtin_convertvector(a, D);
+  }
+  __builtin_memcpy(acc, &r, sizeof r);
+  for (; c < n; ++c) {
+    acc[0] += (double)x[c];
+  }
+}
+static inline double kiln_row_sum_lanes(const double* acc) {
+  double r = acc[0];
+  for (int u = 1; u < KILN_LANES; ++u) {
+    r += acc[u];
+  }
+  return r;
+}
+#endif
+)";
+
+// A row kernel runs rows [begin, end); L->shape holds {rows, N}; every input is C-contiguous.
+std::string cpu_row_kernel(const RowParts& parts) {
+  std::string src;
+  src += "// fused rows[" + parts.summary + "]\n";
+  src += kRowHelpers;
+  src += "extern \"C\" void KILN_KERNEL_NAME(const kiln_launch* L, int64_t begin, int64_t end) {\n";
+  for (size_t k = 0; k < parts.input_dtypes.size(); ++k) {
+    const TypeNames& t = kCpuTypes[parts.input_dtypes[k]];
+    std::string ks = std::to_string(k);
+    src += "  const " + std::string(t.storage) + "* __restrict p" + ks + " = (const " + t.storage + "*)L->in[" +
+           ks + "];\n";
+  }
+  const std::string out_t = kCpuTypes[parts.out_dtype].storage;
+  src += "  " + out_t + "* __restrict po = (" + out_t + "*)L->out;\n";
+  src += "  const int64_t N = L->shape[1];\n";
+  src += "  for (int64_t i = begin; i < end; ++i) {\n";
+  src += indent_lines(parts.body, "    ");
+  src += "  }\n";
+  src += "}\n";
+  return src;
+}
+
 }  // namespace
 
-const LanguageOptions kCpu = {"cpu", "on the CPU", kCpuTypes, cpu_literal, nullptr, cpu_kernel, "kiln_"};
+const LanguageOptions kCpu = {"cpu", "on the CPU", kCpuTypes, cpu_literal, nullptr, cpu_kernel, "kiln_",
+                              cpu_row_kernel};
 
 std::string literal_text(int dtype, uint64_t bits) { return cpu_literal(dtype, bits); }
 

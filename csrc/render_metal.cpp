@@ -201,7 +201,7 @@ std::string metal_kernel(const KernelParts& parts) {
 }  // namespace
 
 const LanguageOptions kMetal = {"metal", "on the GPU", kMetalTypes, metal_literal, metal_respell, metal_kernel,
-                                "kiln_metal_"};
+                                "kiln_metal_", nullptr};
 
 std::string metal_full_source(const std::string& kernel) { return std::string(kMetalPreamble) + "\n" + kernel; }
 

@@ -265,6 +265,14 @@ void launch(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, bool parallel) {
   pool().run(fn, L, n);
 }
 
+void launch_rows(kiln_kernel_fn fn, const kiln_launch* L, int64_t rows, int64_t work) {
+  if (rows < 2 || work < parallel_threshold() || pool().threads() <= 1) {
+    fn(L, 0, rows);
+    return;
+  }
+  pool().run(fn, L, rows);
+}
+
 int64_t parallel_threshold() { return 1 << 15; }
 
 int num_threads() { return pool().threads(); }

@@ -10,6 +10,8 @@ namespace kiln::runtime {
 
 // Run fn(L, begin, end) over [0, n): on the calling thread when n is small, split across the pool otherwise.
 void launch(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, bool parallel);
+// Run fn over rows [0, rows) of `work` elements in all: split across the pool when work is large.
+void launch_rows(kiln_kernel_fn fn, const kiln_launch* L, int64_t rows, int64_t work);
 // Elements at which a launch is worth splitting across threads.
 int64_t parallel_threshold();
 int num_threads();

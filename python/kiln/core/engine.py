@@ -205,6 +205,23 @@ class _Values:
         return self.literals[key]
 
 
+# Last-axis keepdims reductions the engine may fuse with their producers and consumers (a row region).
+# max/min are exact in any float dtype. A fused sum accumulates in float64 and rounds once, so it differs
+# from numpy's pairwise float32 sum by at most numpy's own rounding error (see tests/test_engine_reduce.py);
+# it is fused for float32 only (numpy's float64 sum has no wider accumulator to hide behind).
+_ROW_REDUCE_DTYPES = {"max": (dt.float16, dt.bfloat16, dt.float32, dt.float64),
+                      "min": (dt.float16, dt.bfloat16, dt.float32, dt.float64), "sum": (dt.float32,)}
+
+
+def _row_reduction(eqn: Eqn) -> bool:
+    dtypes = _ROW_REDUCE_DTYPES.get(eqn.prim)
+    if dtypes is None or eqn.inputs[0].dtype not in dtypes or eqn.out.dtype != eqn.inputs[0].dtype:
+        return False
+    ndim = len(eqn.inputs[0].shape)
+    axes = tuple(int(a) for a in eqn.params["axes"])
+    return ndim >= 1 and axes == (ndim - 1,) and bool(eqn.params["keepdims"]) and eqn.inputs[0].shape[-1] > 0
+
+
 def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
     values = _Values()
     for var in graph.inputs:
@@ -223,6 +240,8 @@ def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
         ins = [values.of(v) for v in eqn.inputs]
         out = values.add_var(eqn.out, _VALUE_NODE)
         ints = [int(a) for a in eqn.params["axes"]] if eqn.prim == "transpose" else []
+        if _row_reduction(eqn):
+            ints = [1]
         nodes.append((op_index[eqn.prim], _param_key(eqn.params), _expr(eqn), ins, out, ints))
     outputs = [values.of(v) for v in graph.outputs]
     spec = {
@@ -350,7 +369,17 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
         out = slot(eqn.out)
         release = sorted(s for s in set(ins) if last_use.get(s) == i and s not in output_slots)
         step = {"kind": "python", "inputs": ins, "out": out, "release": release, "call": _python_step(eqn)}
-        if kind == "kernel":
+        if kind == "kernel" and region["rows"]:
+            step["kind"] = "rows"
+            sources[region["name"]] = region["source"]
+            step["fn"] = load(region["name"], region["source"])
+            step["in_types"] = [v.dtype.np.num for v in eqn.inputs]
+            step["in_sizes"] = [v.dtype.size for v in eqn.inputs]
+            step["out_dtype"] = eqn.out.dtype.np
+            body = eqn.params["body"]
+            row = next(e.inputs[0].shape for e in body.eqns if REGISTRY[e.prim].kind == "reduction")
+            step["shapes"] = [list(row), list(eqn.out.shape)] + [list(v.shape) for v in eqn.inputs]
+        elif kind == "kernel":
             step["kind"] = "kernel"
             sources[region["name"]] = region["source"]
             step["fn"] = load(region["name"], region["source"])
