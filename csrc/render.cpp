@@ -321,23 +321,8 @@ void render(const Graph& g, Region& r, const LanguageOptions& lang) {
   }
   for (size_t j = 0; j < r.nodes.size(); ++j) {
     const Node& n = g.nodes[r.nodes[j]];
-    std::vector<std::string> args;
-    for (int v : n.inputs) {
-      const Value& val = g.values[v];
-      if (val.kind == kLiteral) {
-        check_dtype(lang, val.dtype);
-        args.push_back(lang.literal(val.dtype, val.bits));
-      } else {
-        args.push_back(operand.at(v));
-      }
-    }
-    const int dtype = g.values[n.out].dtype;
-    check_dtype(lang, dtype);
-    const TypeNames& t = lang.types[dtype];
-    const std::string expr = lang.respell ? lang.respell(n.expr) : n.expr;
     std::string var = "v" + std::to_string(j);
-    parts.body.push_back("const " + std::string(t.compute) + " " + var + " = " + t.fix + "(" +
-                         substitute(expr, args) + ");");
+    parts.body.push_back(node_line(g, n, operand, lang, var));
     operand[n.out] = var;
     parts.summary += (j ? "," : "") + g.ops[n.op].name;
   }
