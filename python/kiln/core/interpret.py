@@ -21,10 +21,10 @@ def run_eqn(eqn, args: list) -> np.ndarray:
     if eqn.prim == "fused":
         (out,) = interpret(eqn.params["body"], args)
         return out
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # IEEE results (inf, nan), also from the final cast, are the answer
         out = np.asarray(REGISTRY[eqn.prim].impl(*args, **eqn.params))
-    if out.dtype != eqn.out.dtype.np:
-        out = out.astype(eqn.out.dtype.np)
+        if out.dtype != eqn.out.dtype.np:
+            out = out.astype(eqn.out.dtype.np)
     return out
 
 
