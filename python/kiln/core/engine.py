@@ -315,6 +315,32 @@ _REDUCE_UFUNCS = {"sum": np.add, "prod": np.multiply, "max": np.maximum, "min": 
 _HALF_DTYPES = (dt.float16, dt.bfloat16)
 
 
+# Native kernels for non-elementwise primitives (kernel families under csrc/: half-precision matmul,
+# quantized matmul, ...). Each entry: prim name -> chooser(params, in_dtypes, out_dtype) returning a callable
+# on numpy arrays with the registry implementation's meaning, or None where the family has no kernel.
+# Compiled Programs reach them through _native_step; eager evaluation through native_impl.
+_NATIVE_FAMILIES: dict = {}
+
+
+def native_impl(prim: str, params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """A native implementation of one primitive application, or None (then the registry's numpy one runs).
+
+    Args:
+        prim (str): the primitive's name.
+        params (dict): the equation's params.
+        in_dtypes (tuple): the inputs' Dtypes.
+        out_dtype (Dtype): the output's Dtype.
+
+    Returns:
+        callable | None: ``fn(*numpy_inputs) -> numpy array`` computing what the registry's implementation
+        computes (within the family's stated error bound), or None.
+    """
+    if _engine is None or os.environ.get("KILN_ENGINE") == "0":
+        return None
+    chooser = _NATIVE_FAMILIES.get(prim)
+    return chooser(params, in_dtypes, out_dtype) if chooser is not None else None
+
+
 def _native_step(eqn: Eqn) -> dict:
     """How the dispatch loop runs a non-fused equation without calling back into Python ({} = it cannot).
 
@@ -322,6 +348,9 @@ def _native_step(eqn: Eqn) -> dict:
     time (a layout or shape the native form does not handle) falls back to the Python call.
     """
     prim, params = eqn.prim, eqn.params
+    native = native_impl(prim, params, tuple(v.dtype for v in eqn.inputs), eqn.out.dtype)
+    if native is not None:
+        return {"kind": "call", "func": native, "out_dtype": eqn.out.dtype.np}
     if prim in _VIEW_STEPS:
         return {"kind": prim, "ints": [int(v) for v in params[_VIEW_STEPS[prim]]]}
     if prim == "flatten":
