@@ -26,7 +26,6 @@ INTENTIONALLY_MISSING = {
     "exporter": "see FunctionExporter",
     "from_fp8": "fp8 (e4m3) conversion is not implemented",
     "to_fp8": "fp8 (e4m3) conversion is not implemented",
-    "gather_qmm": "quantized gather matmul is not implemented (gather_mm and quantized_matmul are)",
     "gather_qqmm": "matmuls with both operands quantized are not implemented",
     "qqmm": "matmuls with both operands quantized are not implemented",
 }

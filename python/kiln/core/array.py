@@ -416,10 +416,36 @@ _ignore_fp_errors = _errstate_factory()
 _data_of = attrgetter("_data")  # C-level, where a list comprehension is a Python frame per node
 
 
+# (prim, params, input dtypes) -> the native kernel the engine offers for it, for prims with kernel families.
+_native_impls: dict = {}
+_bridge = []  # [core.engine], imported on first use (it imports this module)
+
+
+def _eager_impl(node: "array"):
+    """The implementation eager evaluation runs: the engine's native kernel where it has one (through the
+    Bridge, core/engine.py), else the registry's numpy implementation."""
+    prim = node._prim
+    if not _bridge:
+        from . import engine
+
+        _bridge.append(engine)
+    engine = _bridge[0]
+    if prim not in engine._NATIVE_FAMILIES:
+        return REGISTRY[prim].impl
+    in_dtypes = tuple(x._dtype for x in node._inputs)
+    key = (prim, tuple(sorted(node._params.items())), in_dtypes, node._dtype)
+    impl = _native_impls.get(key)
+    if impl is None:
+        native = engine.native_impl(prim, node._params, in_dtypes, node._dtype)
+        impl = REGISTRY[prim].impl if native is None else (lambda *args, **params: native(*args))
+        _native_impls[key] = impl
+    return impl
+
+
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if node._placeholder is not None:
         raise PlaceholderError(placeholder_message(node._placeholder))
-    out = REGISTRY[node._prim].impl(*map(_data_of, node._inputs), **node._params)
+    out = _eager_impl(node)(*map(_data_of, node._inputs), **node._params)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     want = node._dtype.np

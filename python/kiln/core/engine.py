@@ -523,3 +523,7 @@ def compile_graph_metal_shim(graph: Graph, shapeless: bool = False) -> Program:
     fused, steps = _fused_graph(graph, result, values)
     native, sources = _native_program(fused, steps, values, load=_load_metal_shim)
     return Program(fused, sources, native)
+
+
+if _engine is not None:
+    from . import kernels  # noqa: E402,F401  (registers the native kernel families in _NATIVE_FAMILIES)

@@ -1194,13 +1194,19 @@ def async_eval(*trees) -> None:
 
 
 # -- linear algebra ---------------------------------------------------------------------------------
+def _dtype_name(v) -> str:
+    return v.dtype.name if isinstance(v, array) else type(v).__name__
+
+
 def matmul(a, b, stream=None) -> array:
     """Matrix product with numpy semantics (1-D operands gain and then lose an axis)."""
     x, y = _promote("matmul", a, b)
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError("[matmul] Got 0 dimension input. Inputs must have at least one dimension.")
-    if dt.is_integer(x.dtype) or x.dtype == dt.bool_:
-        pass  # MLX supports only floating matmul on some backends; numpy semantics here
+    if not dt.is_floating(x.dtype):
+        names = f"{_dtype_name(a)} and {_dtype_name(b)}"
+        raise ValueError(f"[matmul] Only inexact types are supported but {names} were provided which results in "
+                         f"{x.dtype.name}, which is not a floating point type.")
     x1, y1 = x.ndim == 1, y.ndim == 1
     if x1:
         x = expand_dims(x, 0)
