@@ -13,6 +13,7 @@
 #define KILN_QOP_QMV_T 1   // out[b, m, n] = sum_k x[b, m, k] * deq(w)[b, n, k]  (transpose=True)
 #define KILN_QOP_QMV_N 2   // out[b, m, n] = sum_k x[b, m, k] * deq(w)[b, k, n]  (transpose=False)
 #define KILN_QOP_DEQUANT 3 // out[r, k] = deq(w)[r, k], rounded as the interpreter rounds (two ops in KILN_OUT)
+#define KILN_QOP_QUANTIZE 4 // (words, scales, biases) of rows of w (stored as KILN_SCALE), MLX's affine rule
 
 KILN_INLINE float kiln_q_load(const void* p, int64_t i, int type) {
   if (type == 0) {
@@ -294,6 +295,75 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
       const float b = kiln_q_round(kiln_q_load(L->in[2], r * lds + g, KILN_SCALE));
       for (int i = 0; i < KILN_GROUP; ++i) {
         kiln_q_store(L->out, r * K + g * KILN_GROUP + i, kiln_q_round(kiln_q_round(q[i] * s) + b));
+      }
+    }
+  }
+}
+#endif
+
+#if KILN_OP == KILN_QOP_QUANTIZE
+// Scale and bias of one group (float32, as MLX computes them): with two or more bits the end of larger
+// magnitude is represented exactly; one bit maps the two codes to the minimum and the maximum.
+KILN_INLINE void kiln_affine_params(const float* v, float* scale, float* bias) {
+  float high = v[0], low = v[0];
+  for (int i = 1; i < KILN_GROUP; ++i) {
+    high = v[i] > high ? v[i] : high;
+    low = v[i] < low ? v[i] : low;
+  }
+  const float tiny = 1e-7f;
+#if KILN_BITS == 1
+  const float range = high - low;
+  *scale = range > tiny ? range : tiny;
+  *bias = low;
+#else
+  const float levels = (float)KILN_QMASK;
+  const bool low_is_edge = __builtin_fabsf(low) > __builtin_fabsf(high);
+  float s = (high - low) / levels;
+  s = s > tiny ? s : tiny;
+  s = low_is_edge ? s : -s;
+  const float edge = low_is_edge ? low : high;
+  const float edge_code = km::rint(edge / s);
+  *scale = edge_code != 0.0f ? edge / edge_code : s;
+  *bias = edge_code == 0.0f ? 0.0f : edge;
+#endif
+}
+
+KILN_INLINE void kiln_q_put(void* p, int64_t i, float v) {
+#if KILN_SCALE == 0
+  ((float*)p)[i] = v;
+#elif KILN_SCALE == 1
+  ((uint16_t*)p)[i] = kiln_bits<uint16_t>(kiln_st_f16(v));
+#else
+  ((uint16_t*)p)[i] = kiln_st_bf16(v);
+#endif
+}
+
+// Rows [begin, end) of w (rows, K) stored as KILN_SCALE, C-contiguous: out the packed words (rows, K * bits /
+// 32), in[1] scales and in[2] biases (rows, K / group) written in the input's type; shape = {rows, K}.
+extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
+  const int64_t K = L->shape[1];
+  const int64_t G = K / KILN_GROUP;
+  const int64_t row_bytes = K * KILN_BITS / 8;
+  const float levels = (float)KILN_QMASK;
+  float v[KILN_GROUP];
+  for (int64_t r = begin; r < end; ++r) {
+    uint8_t* words = (uint8_t*)L->out + r * row_bytes;
+    for (int64_t g = 0; g < G; ++g) {
+      for (int i = 0; i < KILN_GROUP; ++i) {
+        v[i] = kiln_q_load(L->in[0], r * K + g * KILN_GROUP + i, KILN_SCALE);
+      }
+      float scale, bias;
+      kiln_affine_params(v, &scale, &bias);
+      kiln_q_put((void*)L->in[1], r * G + g, scale);
+      kiln_q_put((void*)L->in[2], r * G + g, bias);
+      for (int j = 0; j < KILN_GROUP / 8; ++j) {
+        uint64_t packed = 0;
+        for (int i = 0; i < 8; ++i) {
+          float c = km::rint((v[8 * j + i] - bias) / scale);
+          c = c < 0.0f ? 0.0f : (c > levels ? levels : c);
+          packed |= (uint64_t)(uint32_t)c << (i * KILN_BITS);
+        }
+        memcpy(words + (g * (KILN_GROUP / 8) + j) * KILN_BITS, &packed, KILN_BITS);
       }
     }
   }

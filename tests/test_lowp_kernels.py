@@ -181,6 +181,21 @@ def test_dequantize_is_bit_identical_to_the_reference(bits, dtype):
         np.testing.assert_array_equal(_np(got), ref.astype(np.float32))
 
 
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 8])
+@pytest.mark.parametrize("group_size", [32, 64, 128])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16], ids=["float32", "float16", "bfloat16"])
+def test_quantize_is_bit_identical_to_the_reference(bits, group_size, dtype):
+    w = RNG.standard_normal((2, 5, 2 * group_size)).astype(np.float32)
+    w[0, 0, :group_size] = 0.0  # a constant group: the smallest scale
+    w[0, 1, :group_size] = np.abs(w[0, 1, :group_size])  # a group whose larger end is its maximum
+    wx = mx.array(w).astype(dtype)
+    got = mx.quantize(wx, group_size=group_size, bits=bits)
+    for output, value in enumerate(got):
+        ref = REGISTRY["quantize"].impl(np.array(wx), group_size=group_size, bits=bits, output=output)
+        assert value.dtype == (mx.uint32 if output == 0 else dtype)
+        np.testing.assert_array_equal(_np(value), ref.astype(np.float32) if output else ref)
+
+
 def test_gather_qmm_matches_gathered_products():
     wq, scales, biases = _quantized(24, 128, 64, 4, mx.float16, lead=(5,))
     x = mx.array(RNG.standard_normal((3, 1, 128)).astype(np.float32)).astype(mx.float16)

@@ -294,6 +294,7 @@ def _words(rng, shape):
 
 
 SAMPLES.update({
+    "quantize": lambda rng: [Case([_u(rng, (2, 3, 64))], group_size=32, bits=4, output=k) for k in range(3)],
     "dequantize": lambda rng: [Case([_words(rng, (3, 8)), _u(rng, (3, 2)), _u(rng, (3, 2))], group_size=32, bits=4,
                                     dtype=mx.float64)],
     "quantized_matmul": lambda rng: [

@@ -1,5 +1,5 @@
 """Native kernel families beyond fused elementwise regions: float16/bfloat16 matmul and MLX's affine-quantized
-dequantize / quantized_matmul / gather_qmm. Each family is one JIT source in csrc/ specialised by #define
+quantize / dequantize / quantized_matmul / gather_qmm. Each family is one JIT source in csrc/ specialised by #define
 lines; this module picks the specialisation, lays out the buffers and launches it. The choosers register in
 engine's native table, so compiled Programs and eager evaluation reach the same kernels.
 
@@ -22,7 +22,7 @@ _HALF = {dt.float16: 1, dt.bfloat16: 2}
 GEMV_MAX_ROWS = 16
 # Matmul family ops (csrc/matmul_kernels.h) and quantized family ops (csrc/quantized_kernels.h).
 _GEMV_NT, _GEMV_NN, _WIDEN, _NARROW = 1, 2, 3, 4
-_QMV_T, _QMV_N, _DEQUANT = 1, 2, 3
+_QMV_T, _QMV_N, _DEQUANT, _QUANTIZE = 1, 2, 3, 4
 
 _loaded: dict = {}
 
@@ -228,6 +228,26 @@ def _choose_dequantize(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return run
 
 
+def _choose_quantize(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    if in_dtypes[0] not in _STORAGE:
+        return None
+    group_size, bits, output = params["group_size"], params["bits"], params["output"]
+    fn_spec = {"bits": bits, "group": group_size, "scale": _STORAGE[in_dtypes[0]], "out": 0}
+
+    def run(w):
+        rows = _rows(np.ascontiguousarray(w))
+        K = rows.shape[1]
+        words = np.empty(w.shape[:-1] + (K * bits // 32,), np.uint32)
+        scales = np.empty(w.shape[:-1] + (K // group_size,), w.dtype)
+        biases = np.empty_like(scales)
+        if words.size:
+            fn = _kernel("quantized", op=_QUANTIZE, **fn_spec)
+            _launch(fn, [rows, scales, biases], words, [rows.shape[0], K], rows.shape[0], rows.size)
+        return (words, scales, biases)[output]
+
+    return run
+
+
 def _choose_gather_qmm(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     spec = _quantized_spec(params, in_dtypes[0], in_dtypes[2], out_dtype)
     if spec is None:
@@ -259,5 +279,6 @@ engine._NATIVE_FAMILIES.update({
     "matmul": _choose_matmul,
     "quantized_matmul": _choose_quantized_matmul,
     "dequantize": _choose_dequantize,
+    "quantize": _choose_quantize,
     "gather_qmm": _choose_gather_qmm,
 })

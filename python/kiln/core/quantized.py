@@ -2,8 +2,8 @@
 
 Quantized words are bit streams: element i of a row occupies bits [i*bits, (i+1)*bits) of the row's
 little-endian stream of uint32 words, so files and weights quantized by MLX load and dequantize unchanged.
-quantize is a composition of kiln ops (shifts, masks, sums); dequantize, quantized_matmul and gather_qmm are
-primitives (core/prims/quantized.py) with native kernels in the engine.
+quantize, dequantize, quantized_matmul and gather_qmm are primitives (core/prims/quantized.py: their numpy
+meaning) with native kernels in the engine (csrc/quantized_kernels.h).
 """
 
 from __future__ import annotations
@@ -40,16 +40,6 @@ def _check_params(op: str, group_size, bits) -> tuple:
     return group_size, bits
 
 
-# -- bit packing ----------------------------------------------------------------------------------------
-def _pack(q: array, bits: int) -> array:
-    """uint32 codes (..., K) -> uint32 words (..., K * bits / 32), lowest bits first."""
-    shifts = ops.arange(0, bits, dtype=dt.uint32)
-    stream = ops.bitwise_and(ops.right_shift(ops.expand_dims(q, -1), shifts), 1)
-    stream = ops.reshape(stream, q.shape[:-1] + (q.shape[-1] * bits // 32, 32))
-    weights = ops.left_shift(ops.ones((32,), dt.uint32), ops.arange(0, 32, dtype=dt.uint32))
-    return ops.sum(ops.multiply(stream, weights), axis=-1)
-
-
 # -- quantize / dequantize ------------------------------------------------------------------------------
 def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode: str = "affine", *,
              global_scale=None, stream=None) -> tuple:
@@ -78,38 +68,7 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
                          f"group size {group_size}. However the provided  matrix has shape {_shape_text(w.shape)}")
     if not dt.is_floating(w.dtype):
         raise ValueError(f"[quantize] Only floating point types can be quantized, got {w.dtype.name}.")
-    levels = float((1 << bits) - 1)
-    groups = ops.unflatten(w, -1, (w.shape[-1] // group_size, group_size))
-    if w.dtype in (dt.float16, dt.bfloat16):
-        groups = ops.astype(groups, dt.float32)  # MLX computes in float32 and rounds scales and biases once
-    high = ops.max(groups, axis=-1, keepdims=True)
-    low = ops.min(groups, axis=-1, keepdims=True)
-    if bits == 1:
-        scales, biases = _plain_affine(high, low)
-    else:
-        scales, biases = _edge_anchored_affine(high, low, levels)
-    codes = ops.clip(ops.round(ops.divide(ops.subtract(groups, biases), scales)), 0, levels)
-    codes = ops.reshape(ops.astype(codes, dt.uint32), w.shape)
-    scales, biases = (ops.astype(ops.squeeze(v, -1), w.dtype) for v in (scales, biases))
-    return _pack(codes, bits), scales, biases
-
-
-def _plain_affine(high: array, low: array) -> tuple:
-    """One bit: the two codes are the group's minimum and maximum."""
-    return ops.maximum(ops.subtract(high, low), 1e-7), low
-
-
-def _edge_anchored_affine(high: array, low: array, levels: float) -> tuple:
-    """Scale and bias that represent the larger-magnitude end of the group exactly."""
-    low_is_edge = ops.greater(ops.abs(low), ops.abs(high))
-    scales = ops.maximum(ops.divide(ops.subtract(high, low), levels), 1e-7)
-    scales = ops.where(low_is_edge, scales, ops.negative(scales))
-    # anchor the bias at the larger-magnitude end and adjust the scale so that end is hit exactly
-    edge = ops.where(low_is_edge, low, high)
-    edge_code = ops.round(ops.divide(edge, scales))
-    scales = ops.where(ops.not_equal(edge_code, 0), ops.divide(edge, edge_code), scales)
-    biases = ops.where(ops.equal(edge_code, 0), ops.zeros_like(edge), edge)
-    return scales, biases
+    return tuple(bind("quantize", w, group_size=group_size, bits=bits, output=k) for k in range(3))
 
 
 def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: int | None = None,

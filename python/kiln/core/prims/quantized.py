@@ -1,4 +1,4 @@
-"""Affine-quantized primitives in MLX's layout: dequantize, quantized_matmul, gather_qmm.
+"""Affine-quantized primitives in MLX's layout: quantize, dequantize, quantized_matmul, gather_qmm.
 
 Element i of a row of packed words occupies bits [i*bits, (i+1)*bits) of the row's little-endian stream of
 uint32 words; each group of `group_size` elements shares a scale and a bias (value = scale * code + bias).
@@ -46,6 +46,44 @@ def dequantize_impl(w, scales, biases, *, group_size: int, bits: int, dtype):
     return values.reshape(codes.shape)
 
 
+def _affine_params(groups: np.ndarray, bits: int) -> tuple:
+    """Per-group scales and biases (keepdims), MLX's rule: with two or more bits the end of larger magnitude
+    is represented exactly; one bit maps the two codes to the group's minimum and maximum."""
+    t = groups.dtype.type
+    high = groups.max(axis=-1, keepdims=True)
+    low = groups.min(axis=-1, keepdims=True)
+    if bits == 1:
+        return np.maximum(high - low, t(1e-7)), low
+    low_is_edge = np.abs(low) > np.abs(high)
+    scales = np.maximum((high - low) / t((1 << bits) - 1), t(1e-7))
+    scales = np.where(low_is_edge, scales, -scales)
+    edge = np.where(low_is_edge, low, high)
+    edge_code = np.round(edge / scales)
+    scales = np.where(edge_code != 0, edge / np.where(edge_code != 0, edge_code, t(1)), scales)
+    return scales, np.where(edge_code == 0, t(0), edge)
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
+    """uint32 codes (..., K) -> uint32 words (..., K * bits // 32), lowest bits first (unpack_codes' inverse)."""
+    stream = (codes[..., None] >> np.arange(bits, dtype=np.uint32)) & np.uint32(1)
+    stream = stream.astype(np.uint8).reshape(codes.shape[:-1] + (codes.shape[-1] * bits,))
+    packed = np.packbits(stream, axis=-1, bitorder="little")
+    return np.ascontiguousarray(packed).view("<u4").astype(np.uint32)
+
+
+def quantize_impl(w, *, group_size: int, bits: int, output: int):
+    """Output 0: packed words; 1: scales; 2: biases (both in w's type). Computes in float32 for halves."""
+    compute = np.float64 if w.dtype == np.float64 else np.float32
+    groups = w.astype(compute).reshape(w.shape[:-1] + (-1, group_size))
+    scales, biases = _affine_params(groups, bits)
+    if output == 1:
+        return scales[..., 0].astype(w.dtype)
+    if output == 2:
+        return biases[..., 0].astype(w.dtype)
+    codes = np.clip(np.round((groups - biases) / scales), 0, (1 << bits) - 1).astype(np.uint32)
+    return pack_codes(codes.reshape(w.shape), bits)
+
+
 def _compute_type(*arrays) -> np.dtype:
     return np.dtype(np.float64) if any(a.dtype == np.float64 for a in arrays) else np.dtype(np.float32)
 
@@ -90,6 +128,21 @@ def check_packed(op: str, w, scales, biases, group_size: int, bits: int) -> int:
     if not dt.is_floating(scales.dtype):
         raise ValueError(f"[{op}] Scales and biases must be floating point, got {scales.dtype.name}.")
     return count
+
+
+def _quantize_rule(w, *, group_size, bits, output):
+    if len(w.shape) < 2 or w.shape[-1] % group_size or not dt.is_floating(w.dtype):
+        raise ValueError("[quantize] internal: ops checks the matrix before binding")
+    if output == 0:
+        return tuple(w.shape[:-1]) + (w.shape[-1] * bits // 32,), dt.uint32
+    return tuple(w.shape[:-1]) + (w.shape[-1] // group_size,), w.dtype
+
+
+def _quantize_vmap(inputs, bdims, params):
+    from ..array import bind
+
+    (w,), (d,) = inputs, bdims
+    return bind("quantize", _ops().moveaxis(w, d, 0), **params), 0
 
 
 def _dequantize_rule(w, scales, biases, *, group_size, bits, dtype):
@@ -308,6 +361,7 @@ def _dequantize_vmap(inputs, bdims, params):
     return dequantize(*moved, params["group_size"], params["bits"], params["dtype"]), 0
 
 
+register(Primitive("quantize", OTHER, quantize_impl, _quantize_rule, vmap=_quantize_vmap, differentiable=False))
 register(Primitive("dequantize", OTHER, dequantize_impl, _dequantize_rule, _dequantize_vjp, _dequantize_jvp,
                    _dequantize_vmap))
 register(Primitive("quantized_matmul", OTHER, quantized_matmul_impl, _quantized_matmul_rule, _quantized_matmul_vjp,
