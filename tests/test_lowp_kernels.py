@@ -168,6 +168,15 @@ def test_quantized_matmul_batches_mixed_types_and_strides(bits):
     assert empty.shape == (0, 20)
 
 
+def test_tall_quantized_products_dequantize_a_tile_at_a_time(monkeypatch):
+    from kiln.core import kernels
+
+    monkeypatch.setattr(kernels, "GEMM_TILE_ROWS", 32)
+    wq, scales, biases = _quantized(100, 128, 64, 4, mx.float16)
+    x = mx.array(RNG.standard_normal((2, 30, 128)).astype(np.float32)).astype(mx.float16)
+    _check_quantized(mx.quantized_matmul(x, wq, scales, biases), x, wq, scales, biases, 64, 4, True)
+
+
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 8])
 @pytest.mark.parametrize("dtype", [mx.float32, mx.float16, mx.bfloat16], ids=["float32", "float16", "bfloat16"])
 def test_dequantize_is_bit_identical_to_the_reference(bits, dtype):

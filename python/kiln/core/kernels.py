@@ -174,12 +174,29 @@ def _quantized_product(spec: dict, transpose: bool, out_dtype: dt.Dtype, x, w, s
                    count * M * n * K)
 
 
+# Tall quantized products dequantize this many rows of w at a time into float32 for the GEMM.
+GEMM_TILE_ROWS = 1024
+
+
 def _quantized_gemm(spec: dict, transpose: bool, out_dtype: dt.Dtype, x, w, scales, biases) -> np.ndarray:
-    """Tall products: dequantize natively into float32, then numpy's float32 GEMM, then one rounding."""
-    weights = dequantize_native(w, scales, biases, spec["group"], spec["bits"], dt.float32, spec["scale"])
-    if transpose:
-        weights = np.swapaxes(weights, -1, -2)
-    out = np.matmul(x.astype(np.float32, copy=False), weights)
+    """Tall products: dequantize natively into float32 a tile of rows at a time, multiply each tile with
+    numpy's float32 GEMM into its columns of the result, round once at the end."""
+    x32 = x.astype(np.float32, copy=False)
+
+    def tile(lo: int, hi: int) -> np.ndarray:
+        return dequantize_native(w[..., lo:hi, :], scales[..., lo:hi, :], biases[..., lo:hi, :], spec["group"],
+                                 spec["bits"], dt.float32, spec["scale"])
+
+    rows = w.shape[-2]
+    if not transpose or rows <= GEMM_TILE_ROWS:
+        weights = tile(0, rows)
+        out = np.matmul(x32, np.swapaxes(weights, -1, -2) if transpose else weights)
+    else:
+        batch = np.broadcast_shapes(x.shape[:-2], w.shape[:-2])
+        out = np.empty(batch + (x.shape[-2], rows), np.float32)
+        for lo in range(0, rows, GEMM_TILE_ROWS):
+            hi = min(lo + GEMM_TILE_ROWS, rows)
+            out[..., lo:hi] = np.matmul(x32, np.swapaxes(tile(lo, hi), -1, -2))
     return narrow(out, out_dtype) if out_dtype in _HALF else out
 
 
