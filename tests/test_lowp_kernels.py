@@ -104,6 +104,13 @@ def test_half_matmul_compiled_and_gradients(dtype):
     np.testing.assert_allclose(_np(gw), ones.T @ _np(x), rtol=4 * UNIT[dtype], atol=3 * 4 * UNIT[dtype])
 
 
+def test_verify_accepts_the_half_kernels_rounding(monkeypatch):
+    monkeypatch.setenv("KILN_VERIFY", "1")
+    x, w = _half_operands((3, 300), (50, 300), mx.float16)
+    out = mx.compile(lambda a, b: a @ b.T)(x, w)  # checked against the interpreter, within two roundings
+    _check_matmul(x, w.T, out)
+
+
 def test_integer_matmul_is_refused():
     with pytest.raises(ValueError, match=r"\[matmul\]"):
         mx.matmul(mx.ones((2, 2), dtype=mx.int32), mx.ones((2, 2), dtype=mx.int32))
