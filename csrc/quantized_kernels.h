@@ -63,27 +63,26 @@ KILN_INLINE void kiln_decode_group(const uint8_t* row, int64_t g, float* out) {
 }
 
 #if KILN_OP == KILN_QOP_QMV_T
-#if KILN_Q_AVX512 && (KILN_BITS == 4 || KILN_BITS == 8)
-// The codes of a group as 16-lane float vectors in element order (4 bits: the low and high nibbles of 16
-// bytes, interleaved back into order).
-#define KILN_Q_FAST 1
-#define KILN_QV (KILN_GROUP / 16)
-KILN_INLINE void kiln_decode_vectors(const uint8_t* g, __m512 v[KILN_QV]) {
-#if KILN_BITS == 8
-  for (int i = 0; i < KILN_QV; ++i) {
-    v[i] = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + 16 * i))));
-  }
+// With 4 bits, x arrives permuted within every 32 elements: the 16 even elements, then the 16 odd ones, so
+// the low and high nibbles of 16 bytes meet their x without a shuffle. KILN_XPOS maps an element to its place.
+#if KILN_BITS == 4
+#define KILN_XPOS(e) (((e) & ~31) | (((e) & 1) << 4) | (((e) & 31) >> 1))
 #else
-  const __m512i low = _mm512_set1_epi32(15);
-  const __m512i first = _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i second = _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-  for (int i = 0; i < KILN_QV / 2; ++i) {
-    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(g + 16 * i)));
-    const __m512i even = _mm512_and_si512(b, low);
-    const __m512i odd = _mm512_srli_epi32(b, 4);
-    v[2 * i] = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, first, odd));
-    v[2 * i + 1] = _mm512_cvtepi32_ps(_mm512_permutex2var_epi32(even, second, odd));
-  }
+#define KILN_XPOS(e) (e)
+#endif
+
+#if KILN_Q_AVX512 && (KILN_BITS == 4 || KILN_BITS == 8)
+// 32 codes (at `p`, 16 bytes with 4 bits, 32 with 8) as two float vectors, in x's order.
+#define KILN_Q_FAST 1
+#define KILN_CHUNK_BYTES (32 * KILN_BITS / 8)
+KILN_INLINE void kiln_decode32(const uint8_t* p, __m512* v0, __m512* v1) {
+#if KILN_BITS == 8
+  *v0 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p)));
+  *v1 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(p + 16))));
+#else
+  const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)p));
+  *v0 = _mm512_cvtepi32_ps(_mm512_and_si512(b, _mm512_set1_epi32(15)));
+  *v1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(b, 4));
 #endif
 }
 #endif
@@ -138,23 +137,25 @@ KILN_INLINE void kiln_qdot(const float* x, int64_t K, const float* xsum, const u
     }
   }
   for (int64_t g = 0; g < G; ++g) {
-    __m512 q[R][KILN_QV];
     __m512 s[R];
     for (int r = 0; r < R; ++r) {
-      kiln_decode_vectors(row + r * ldw + g * (KILN_GROUP * KILN_BITS / 8), q[r]);
       s[r] = _mm512_set1_ps(kiln_q_load(sc + r * lds * ssize, g, KILN_SCALE));
     }
+    const uint8_t* codes = row + g * (KILN_GROUP * KILN_BITS / 8);
     for (int m = 0; m < MM; ++m) {
       const float* xg = x + m * K + g * KILN_GROUP;
       __m512 d[R];
-      __m512 xv = _mm512_loadu_ps(xg);
       for (int r = 0; r < R; ++r) {
-        d[r] = _mm512_mul_ps(q[r][0], xv);
+        d[r] = _mm512_setzero_ps();
       }
-      for (int i = 1; i < KILN_QV; ++i) {
-        xv = _mm512_loadu_ps(xg + 16 * i);
+      for (int c = 0; c < KILN_GROUP / 32; ++c) {
+        const __m512 x0 = _mm512_loadu_ps(xg + 32 * c);
+        const __m512 x1 = _mm512_loadu_ps(xg + 32 * c + 16);
         for (int r = 0; r < R; ++r) {
-          d[r] = _mm512_fmadd_ps(q[r][i], xv, d[r]);
+          __m512 v0, v1;
+          kiln_decode32(codes + r * ldw + c * KILN_CHUNK_BYTES, &v0, &v1);
+          d[r] = _mm512_fmadd_ps(v0, x0, d[r]);
+          d[r] = _mm512_fmadd_ps(v1, x1, d[r]);
         }
       }
       for (int r = 0; r < R; ++r) {
@@ -181,7 +182,7 @@ KILN_INLINE void kiln_qdot(const float* x, int64_t K, const float* xsum, const u
         float part[8] = {0, 0, 0, 0, 0, 0, 0, 0};  // eight running sums: a vectorisable reduction
         for (int i = 0; i < KILN_GROUP; i += 8) {
           for (int l = 0; l < 8; ++l) {
-            part[l] += q[i + l] * xg[i + l];
+            part[l] += q[i + l] * xg[KILN_XPOS(i + l)];
           }
         }
         dots[m][r] += (((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]))) * s;

@@ -141,6 +141,13 @@ def _kernel_layout(w: np.ndarray, scales: np.ndarray, biases: np.ndarray) -> tup
     return w, scales, biases
 
 
+def _nibble_order(x: np.ndarray) -> np.ndarray:
+    """x (..., K) with every 32 elements reordered evens-then-odds: the order the 4-bit kernels decode the low
+    and high nibbles of 16 bytes in (KILN_XPOS in csrc/quantized_kernels.h)."""
+    pairs = x.reshape(x.shape[:-1] + (-1, 16, 2))
+    return np.ascontiguousarray(np.swapaxes(pairs, -1, -2)).reshape(x.shape)
+
+
 def _quantized_spec(params: dict, x_dtype, scale_dtype, out_dtype) -> dict | None:
     """The kernel specialisation for these types, or None (float64 and other types run the reference)."""
     if x_dtype not in _STORAGE or scale_dtype not in _STORAGE or out_dtype not in _STORAGE:
@@ -167,7 +174,7 @@ def _quantized_product(spec: dict, transpose: bool, out_dtype: dt.Dtype, x, w, s
     if transpose:
         xsum = np.ascontiguousarray(x32.reshape(x32.shape[:-1] + (K // gs, gs)).sum(-1, dtype=np.float32))
         fn = _kernel("quantized", op=_QMV_T, **spec)
-        inputs = [x32, w, scales, biases, xsum, xoff, woff, soff]
+        inputs = [_nibble_order(x32) if bits == 4 else x32, w, scales, biases, xsum, xoff, woff, soff]
         return _launch(fn, inputs, out, shape, count * n, count * M * n * K)
     fn = _kernel("quantized", op=_QMV_N, **spec)
     return _launch(fn, [x32, w, scales, biases, x32, xoff, woff, soff], out, shape, count * (n // gs),
