@@ -25,7 +25,8 @@ import numpy as np
 from . import engine  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
-from .tracing import graph_from_outputs, replace_arrays, shapeless_scope
+from .shape_check import graph_at_shapes, is_rank_agnostic
+from .tracing import graph_from_outputs, note_rank_decision, replace_arrays, shapeless_scope, watch_rank_decisions
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -199,7 +200,8 @@ class _TreeDef:
 
 # -- cache entries -----------------------------------------------------------------------------------
 class _Entry:
-    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs")
+    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs",
+                 "rank_agnostic")
 
     def __init__(self, graph, program, treedef, n_out, state_paths, key):
         self.graph = graph
@@ -209,6 +211,17 @@ class _Entry:
         self.state_paths = state_paths  # where each captured output goes in the outputs= container
         self.checked_shapes = None
         self.key = key
+        # A shapeless trace valid at every input rank (rank-agnostic equations, no rank decisions in ops).
+        self.rank_agnostic = False
+
+    def at_shapes(self, key, leaves) -> "_Entry":
+        """This rank-agnostic trace re-typed for `leaves` of other ranks: a new Program, no retrace."""
+        graph = graph_at_shapes(self.graph, [x.shape for x in leaves])
+        entry = _Entry(graph, _make_program(graph, True), self.treedef, self.n_out, self.state_paths, key)
+        entry.rank_agnostic = True
+        entry.inputs = self.inputs
+        entry.outputs = self.outputs
+        return entry
 
 
 class _Interpreted:
@@ -343,6 +356,24 @@ def _labelled_key(key, names) -> dict:
     for path, k in key[4]:
         _labelled(k, "captured input " + "".join(f"[{p!r}]" for p in path), out)
     return out
+
+
+def _rankless(k):
+    """A key (or part of one) with the ranks of its arrays left out: shapeless keys that differ only there."""
+    tag = k[0]
+    if tag == "a":
+        return ("a", k[1])
+    if tag in ("l", "t"):
+        return (tag, k[1], tuple(_rankless(c) for c in k[2]))
+    if tag == "d":
+        return (tag, k[1], tuple((kk, _rankless(c)) for kk, c in k[2]))
+    return k
+
+
+def _rankless_key(key):
+    args, kwargs = key[3]
+    return key[:3] + ((tuple(_rankless(a) for a in args), tuple((n, _rankless(v)) for n, v in kwargs)),
+                      tuple((path, _rankless(v)) for path, v in key[4]))
 
 
 def _describe_change(label, old, new) -> str:
@@ -493,6 +524,8 @@ class CompiledFunction:
             if transform_depth() > 0:
                 if self.shapeless:
                     self._check_shapes(entry, leaves)
+                if not entry.rank_agnostic:
+                    note_rank_decision()  # an enclosing shapeless trace now holds equations fixed at this rank
                 values = replay_graph(entry.graph, leaves)
             else:
                 values = self._run(entry, leaves)
@@ -544,6 +577,10 @@ class CompiledFunction:
             entry = self._lookup(key)
             if entry is not None:
                 return entry, None
+            entry = self._at_new_ranks(key, leaves)
+            if entry is not None:
+                self._cache[key] = entry
+                return entry, None
             self._explain(key)
             snapshot = _snapshot([self.inputs, self.outputs])
             entry = self._trace_locked(key, args, kwargs, leaves, n_args, state_leaves, snapshot)
@@ -551,6 +588,21 @@ class CompiledFunction:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
             return entry, snapshot
+
+    def _at_new_ranks(self, key, leaves):
+        """A rank-agnostic shapeless trace that differs from `key` only in input ranks, re-typed; or None."""
+        if not self.shapeless:
+            return None
+        rankless = _rankless_key(key)
+        for other in reversed(list(self._cache.values())):
+            if other.rank_agnostic and other.inputs is self.inputs and other.outputs is self.outputs \
+                    and _rankless_key(other.key) == rankless:
+                if _debug_level() >= 1:
+                    name = getattr(self.fun, "__name__", "function")
+                    print(f"[kiln] '{name}': the shapeless trace serves new input ranks "
+                          f"({_describe_key_diff(key, other.key, self._arg_names)}); no retrace", file=sys.stderr)
+                return other.at_shapes(key, leaves)
+        return None
 
     def _trace_locked(self, key, args, kwargs, leaves, n_args, state_leaves, snapshot):
         started = time.perf_counter()
@@ -565,7 +617,8 @@ class CompiledFunction:
         try:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])
-            with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()):
+            with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()), \
+                    watch_rank_decisions() as rank_decisions:
                 result = self.fun(*traced_args, **traced_kwargs)
             out_leaves = []
             treedef = _TreeDef(result, out_leaves)
@@ -606,6 +659,7 @@ class CompiledFunction:
             for kname, src in program.kernel_sources.items():
                 print(f"[kiln] kernel {kname}:\n{src}", file=sys.stderr)
         entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
+        entry.rank_agnostic = self.shapeless and rank_decisions[0] == 0 and is_rank_agnostic(graph)
         entry.inputs = self.inputs
         entry.outputs = self.outputs
         return entry

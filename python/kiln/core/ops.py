@@ -16,6 +16,7 @@ from .array import array, bind
 from .array import evaluate as _evaluate
 from .prims.elementwise import broadcast_shapes as _broadcast_shapes
 from .prims.shape import resolve_reshape as _resolve_reshape
+from .tracing import note_rank_decision as _note_rank_decision
 from .tracing import tracing_shapeless as _tracing_shapeless
 
 Scalar = (bool, int, float, complex, np.number, np.bool_)
@@ -131,6 +132,7 @@ def _promote(op: str, *xs) -> list:
 
 def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
     """Normalise an int/tuple/None axis argument to a sorted tuple of non-negative axes."""
+    _note_rank_decision()
     if axis is None:
         return tuple(range(ndim))
     seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
@@ -147,6 +149,7 @@ def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
 
 
 def _axis(op: str, ndim: int, axis: int) -> int:
+    _note_rank_decision()
     if not isinstance(axis, (int, np.integer)):
         raise TypeError(f"[{op}] axis must be an int, got {type(axis).__name__}.")
     if not -ndim <= axis < ndim:
@@ -824,6 +827,7 @@ def unflatten(a, axis: int, shape, stream=None) -> array:
 def squeeze(a, axis=None, stream=None) -> array:
     a = to_array(a, op="squeeze")
     if axis is None:
+        _note_rank_decision()
         axes = tuple(i for i, s in enumerate(a.shape) if s == 1)
     else:
         axes = _axes("squeeze", a.ndim, axis)
@@ -851,6 +855,7 @@ def transpose(a, axes=None, stream=None) -> array:
     a = to_array(a, op="transpose")
     if axes is None:
         # The reversed axes (`a.T`) are valid by construction; only the identity permutation skips the node.
+        _note_rank_decision()
         ndim = len(a._shape)
         if ndim < 2:
             return a
@@ -886,6 +891,7 @@ def broadcast_to(a, shape, stream=None) -> array:
     a = to_array(a, op="broadcast_to")
     shape = _shape_arg("broadcast_to", shape)
     if a.shape == shape:
+        _note_rank_decision()
         return a
     return bind("broadcast_to", a, shape=shape)
 
