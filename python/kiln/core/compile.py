@@ -22,7 +22,7 @@ import weakref
 
 import numpy as np
 
-from . import engine  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
+from . import engine, env  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
 from .shape_check import graph_at_shapes, is_rank_agnostic
@@ -48,16 +48,17 @@ def enable_compile() -> None:
 def _env_flag(name: str, value_matters: bool = False):
     """A cheap check of an environment variable for the per-call hot path (os.environ encodes the key
     on every lookup). Presence alone counts (MLX's rule), or, with value_matters, a value other than
-    empty or "0"."""
+    empty or an off spelling (env.OFF: 0, off, false, no)."""
     data = getattr(os.environ, "_data", None)
     encode = getattr(os.environ, "encodekey", None)
+    spellings = ("",) + tuple(w for s in env.OFF for w in (s, s.upper(), s.capitalize()))
     if not (isinstance(data, dict) and encode is not None):
         if value_matters:
-            return lambda: os.environ.get(name, "0") not in ("", "0")
+            return lambda: os.environ.get(name, "0") not in spellings
         return lambda: name in os.environ
     key = encode(name)
     if value_matters:
-        off = (None, encode(""), encode("0"))
+        off = (None,) + tuple(encode(w) for w in spellings)
         return lambda: data.get(key) not in off
     return lambda: key in data
 
@@ -77,10 +78,7 @@ def _compile_disabled() -> bool:
 
 
 def _debug_level() -> int:
-    try:
-        return int(os.environ.get("KILN_DEBUG", "0") or 0)
-    except ValueError:
-        return 1
+    return env.debug_level()
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -238,7 +236,7 @@ class _Interpreted:
 
 
 def _make_program(graph, shapeless: bool):
-    if os.environ.get("KILN_ENGINE", "1") != "0" and engine.available():
+    if engine.available():
         # shapeless: the engine keeps reshapes and broadcasts that are no-ops only at the traced shape
         return engine.compile_graph(graph, shapeless=shapeless)
     return _Interpreted(graph)
@@ -653,11 +651,7 @@ class CompiledFunction:
             print(f"[kiln] '{name}': traced in {1e3 * (traced - started):.2f} ms ({len(graph.eqns)} equations), "
                   f"compiled in {1e3 * (time.perf_counter() - traced):.2f} ms "
                   f"({len(program.kernel_sources)} kernels)", file=sys.stderr)
-        if _debug_level() >= 2 and program.graph is not graph:
-            print(f"[kiln] optimized graph of '{name}':\n{program.graph}", file=sys.stderr)
-        if _debug_level() >= 3:
-            for kname, src in program.kernel_sources.items():
-                print(f"[kiln] kernel {kname}:\n{src}", file=sys.stderr)
+        # The optimised graph and kernel sources are logged by the engine, once, as it builds them.
         entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
         entry.rank_agnostic = self.shapeless and rank_decisions[0] == 0 and is_rank_agnostic(graph)
         entry.inputs = self.inputs
@@ -786,6 +780,6 @@ def _check_capture(tree, what: str):
 
 def engine_status() -> str:
     """Which backend runs compiled graphs, in words (for the tour and benchmarks)."""
-    if os.environ.get("KILN_ENGINE", "1") == "0":
-        return "KILN_ENGINE=0: reference interpreter"
+    if not env.engine_enabled():
+        return f"KILN_ENGINE={os.environ.get('KILN_ENGINE')}: reference interpreter"
     return "C++ engine" if engine.available() else "C++ engine unavailable: reference interpreter"

@@ -252,5 +252,18 @@ def as_dtype(d, op: str = "astype") -> Dtype:
         raise TypeError(f"[{op}] Unsupported dtype {d!r}.") from None
 
 
+def dtype_arg(d, op: str, default=None) -> Dtype:
+    """The `dtype=` argument of a public op, checked as MLX checks it: a kiln Dtype, or None for `default`.
+
+    A dtype name ("float32"), a Python type (float) or a numpy dtype is a TypeError, as in MLX, so code
+    that runs on kiln also runs on MLX.
+    """
+    if isinstance(d, Dtype):
+        return d
+    if d is None and default is not None:
+        return default
+    raise TypeError(f"[{op}] dtype must be a Dtype such as mx.float32, got {d!r} ({type(d).__name__}).")
+
+
 def finfo_max(d: Dtype) -> float:
     return float(ml_dtypes.finfo(d.np).max)

@@ -170,9 +170,7 @@ def astype(a, dtype, stream=None) -> array:
     """
     if type(a) is array and a._dtype is dtype:
         return a  # already that dtype: the common case in promotion and optimizers
-    if dtype is None:
-        raise TypeError("[astype] dtype must be a Dtype, got None.")
-    d = dt.as_dtype(dtype)
+    d = dt.dtype_arg(dtype, "astype")
     a = to_array(a, op="astype")
     if a.dtype == d:
         return a
@@ -515,7 +513,7 @@ def full(shape, vals, dtype=None, stream=None) -> array:
     # Python scalars follow MLX's defaults; numpy scalars and arrays keep their dtype (numpy float64 -> float32)
     is_py_scalar = _is_scalar(vals) and not isinstance(vals, np.generic)
     v = None if is_py_scalar else to_array(vals, op="full")
-    d = dt.as_dtype(dtype, "full") if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(vals))
+    d = dt.dtype_arg(dtype, "full") if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(vals))
     _alloc("full", shape, d)
     if v is None:
         v = _scalar_array(vals, d, "full")
@@ -525,7 +523,7 @@ def full(shape, vals, dtype=None, stream=None) -> array:
 def zeros(shape, dtype=dt.float32, stream=None) -> array:
     """An array of `shape` and `dtype` (default float32) filled with zeros."""
     shape = _shape_arg("zeros", shape)
-    d = dt.as_dtype(dtype, "zeros")
+    d = dt.dtype_arg(dtype, "zeros", default=dt.float32)
     _alloc("zeros", shape, d)
     return array._from_numpy(np.zeros(shape, d.np), d)
 
@@ -533,7 +531,7 @@ def zeros(shape, dtype=dt.float32, stream=None) -> array:
 def ones(shape, dtype=dt.float32, stream=None) -> array:
     """An array of `shape` and `dtype` (default float32) filled with ones."""
     shape = _shape_arg("ones", shape)
-    d = dt.as_dtype(dtype, "ones")
+    d = dt.dtype_arg(dtype, "ones", default=dt.float32)
     _alloc("ones", shape, d)
     return array._from_numpy(np.ones(shape, d.np), d)
 
@@ -541,7 +539,7 @@ def ones(shape, dtype=dt.float32, stream=None) -> array:
 def full_like(a, vals, dtype=None, stream=None) -> array:
     """An array shaped like `a`, of `a`'s dtype unless `dtype` is given, filled with `vals`."""
     a = to_array(a, op="full_like")
-    d = dt.as_dtype(dtype, "full_like") if dtype is not None else a.dtype
+    d = dt.dtype_arg(dtype, "full_like", default=a.dtype)
     if not _is_scalar(vals):
         return broadcast_to(astype(to_array(vals, op="full_like"), d), a.shape)
     return bind("fill", a, value=_scalar_array(vals, d, "full_like").item(), dtype=d)
@@ -574,7 +572,7 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     if step == 0:
         raise ValueError("[arange] Cannot compute length.")
     any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
-    d = dt.as_dtype(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
+    d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
     n = builtins.max(0, math.ceil((stop - start) / step))
@@ -606,13 +604,13 @@ def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array
     """
     if num < 0:
         raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
-    d = dt.as_dtype(dtype, "linspace")
+    d = dt.dtype_arg(dtype, "linspace", default=dt.float32)
     return array._from_numpy(np.linspace(start, stop, num).astype(d.np), d)
 
 
 def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
     """An ``n x m`` matrix with ones on diagonal `k` (0: main, positive: above) and zeros elsewhere."""
-    d = dt.as_dtype(dtype, "eye")
+    d = dt.dtype_arg(dtype, "eye", default=dt.float32)
     if n < 0 or (m is not None and m < 0):
         raise ValueError("[eye] N and M must be non-negative integers.")
     return array._from_numpy(np.eye(n, m, k, dtype=d.np), d)
@@ -624,7 +622,7 @@ def identity(n: int, dtype=dt.float32, stream=None) -> array:
 
 def tri(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
     """An ``n x m`` matrix with ones at and below diagonal `k` and zeros above it."""
-    d = dt.as_dtype(dtype, "tri")
+    d = dt.dtype_arg(dtype, "tri", default=dt.float32)
     if n < 0 or (m is not None and m < 0):
         raise ValueError("[tri] N and M must be non-negative integers.")
     return array._from_numpy(np.tri(n, m, k, dtype=d.np), d)
