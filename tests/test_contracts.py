@@ -196,3 +196,48 @@ def test_assert_compiled_matches_still_reports_real_mismatches():
     with pytest.raises(CompiledMismatch, match="differ") as info:
         assert_compiled_matches(compiled, mx.ones((2,)))
     assert "random" not in str(info.value)
+
+
+# -- 10: every public callable of kiln.core has an MLX-style docstring --------------------------------------
+def _public_callables():
+    import inspect
+
+    for name in sorted(dir(mx)):
+        obj = getattr(mx, name)
+        if name.startswith("_") or inspect.ismodule(obj) or isinstance(obj, mx.Dtype) or not callable(obj):
+            continue
+        yield name, obj
+
+
+def _documented_parameters(fn) -> list:
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    return [p for p in params if p.name not in ("self", "stream")]
+
+
+def test_every_public_callable_has_a_docstring_with_args_and_returns():
+    import inspect
+
+    missing = []
+    for name, obj in _public_callables():
+        doc = inspect.getdoc(obj) or ""
+        if inspect.isclass(obj):
+            ok = bool(doc.strip()) and doc != inspect.getdoc(type)
+        else:
+            ok = bool(doc.strip()) and "Returns:" in doc and (not _documented_parameters(obj) or "Args:" in doc)
+        if not ok:
+            missing.append(name)
+    assert not missing, f"public callables without an MLX-style docstring (summary, Args, Returns): {missing}"
+
+
+def test_help_of_compile_documents_the_decorator_switches_and_an_example():
+    import pydoc
+
+    text = pydoc.render_doc(mx.compile, renderer=pydoc.plaintext)
+    for needle in ("@mx.compile", "shapeless=True", "MLX_DISABLE_COMPILE", "KILN_ENGINE", "KILN_DEBUG",
+                   "inputs=state, outputs=state", "Args:", "Returns:"):
+        assert needle in text, needle

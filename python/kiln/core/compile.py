@@ -36,12 +36,20 @@ _state = {"enabled": True}
 
 
 def disable_compile() -> None:
-    """Make every compiled function (also ones compiled earlier) run eagerly."""
+    """Make every compiled function (also ones compiled earlier) run eagerly.
+
+    Returns:
+        None
+    """
     _state["enabled"] = False
 
 
 def enable_compile() -> None:
-    """Undo `disable_compile` (the MLX_DISABLE_COMPILE environment variable still wins)."""
+    """Undo `disable_compile` (the MLX_DISABLE_COMPILE environment variable still wins).
+
+    Returns:
+        None
+    """
     _state["enabled"] = True
 
 
@@ -747,13 +755,48 @@ def replay_graph(graph, inputs: list) -> list:
 
 
 def compile(fun=None, inputs=None, outputs=None, shapeless: bool = False):  # noqa: A001
-    """Compile `fun`: trace once per input signature, then run the optimised graph (MLX's `mx.compile`).
+    """Compile `fun`: trace it once per input signature, then run the optimised graph (MLX's ``mx.compile``).
+
+    The first call with new input shapes, dtypes or constants traces ``fun`` on placeholder arrays, simplifies
+    and fuses the graph and JIT-compiles its kernels; later calls with the same signature run the cached
+    program without running ``fun``'s Python. ``fun`` must be pure: arrays it reads that are not arguments
+    are frozen at the first trace (capture them with ``inputs=``), and arrays it stores elsewhere must be
+    returned or captured with ``outputs=``. Evaluating a traced array inside ``fun`` (``print``, ``.item()``)
+    raises a ``ValueError``.
+
+    Use it as a function or as a decorator, with or without arguments::
+
+        import kiln.core as mx
+
+        @mx.compile
+        def gelu(x):
+            return x * (1 + mx.erf(x / 2 ** 0.5)) / 2
+
+        @mx.compile(shapeless=True)            # or partial(mx.compile, shapeless=True)
+        def scale(x, y):
+            return mx.abs(x + y)
+
+        state = [mx.random.state]              # random layers: let the key advance between calls
+        step = mx.compile(train_step, inputs=state, outputs=state)
+
+    Environment switches: ``MLX_DISABLE_COMPILE`` (set to anything: run every compiled function eagerly,
+    as ``disable_compile()`` does); ``KILN_ENGINE=0`` (run compiled graphs on the numpy reference interpreter
+    instead of C++ kernels; ``off``/``false``/``no`` also work); ``KILN_DEBUG=1..4`` (on stderr: why each
+    (re)compilation happened; the graphs before and after simplification and fusion; kernel source;
+    timings); ``KILN_VERIFY=1`` (check every compiled call against the interpreter); ``KILN_CACHE_DIR``
+    (where compiled kernels are kept, a private directory); ``KILN_NUM_THREADS`` (threads per kernel).
 
     Args:
-        fun: the function to compile.
-        inputs: a tree (list, dict, module state...) of arrays read as implicit inputs on every call.
-        outputs: a tree of arrays written back as implicit outputs after every call.
-        shapeless: compile once for inputs of any shape (dtype or ndim changes still recompile).
+        fun (Callable, optional): The function to compile. Omitted: returns a decorator with these settings.
+        inputs (list or dict, optional): A tree (list, dict, module state...) of arrays read as implicit
+          inputs on every call.
+        outputs (list or dict, optional): A tree of arrays written back as implicit outputs after every call.
+        shapeless (bool, optional): Compile once for inputs of any shape. A dtype change recompiles; a rank
+          change recompiles only when the traced graph depends on the rank (reductions, transposes,
+          reshapes). Default: ``False``.
+
+    Returns:
+        Callable: The compiled function (``.graphs(*args)`` shows its traced and optimised graphs and kernels).
     """
     if fun is None:
         return functools.partial(compile, inputs=inputs, outputs=outputs, shapeless=shapeless)
@@ -779,7 +822,11 @@ def _check_capture(tree, what: str):
 
 
 def engine_status() -> str:
-    """Which backend runs compiled graphs, in words (for the tour and benchmarks)."""
+    """Which backend runs compiled graphs, in words (for the tour and benchmarks).
+
+    Returns:
+        str: e.g. ``"C++ engine"`` or why the reference interpreter runs instead.
+    """
     if not env.engine_enabled():
         return f"KILN_ENGINE={os.environ.get('KILN_ENGINE')}: reference interpreter"
     return "C++ engine" if engine.available() else "C++ engine unavailable: reference interpreter"

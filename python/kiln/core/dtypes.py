@@ -114,7 +114,15 @@ def from_numpy(np_dtype) -> Dtype:
 
 
 def issubdtype(a, b) -> bool:
-    """True if `a` (a Dtype or category) is `b` or belongs to category `b`."""
+    """True if `a` (a Dtype or category) is `b` or belongs to category `b`.
+
+    Args:
+        a (Dtype or DtypeCategory): The dtype to test.
+        b (Dtype or DtypeCategory): The dtype or category to test against.
+
+    Returns:
+        bool: The answer.
+    """
     if isinstance(a, Dtype) and isinstance(b, Dtype):
         return a == b
     if isinstance(a, Dtype) and isinstance(b, DtypeCategory):
