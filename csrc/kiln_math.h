@@ -13,9 +13,10 @@
 //
 // Max error, ULP of the float32 result against a float64 reference (dense sweeps with special values in
 // tests/test_engine_math.py; erf over every float, benchmarks/erf_exhaustive.cpp):
-//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 4, poly_tanh 3, sigmoid 3, sin 1, cos 1
-//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.52, SINM, COSM: sin and cos for every finite float); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1),
-//   absolute: it cancels near x = -y.
+//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 4, poly_tanh 3, sigmoid 3, sin_any 1, cos_any 1
+//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.78, 0.94, 0.92; sigmoid, sin and cos over every float,
+//   benchmarks/math_exhaustive.cpp); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1), absolute: it cancels
+//   near x = -y.
 // The CPU kernels use kiln_poly_exp/log/tanh for exp, log and tanh; Metal kernels use metal::precise there
 // (tests/test_metal.py lists the functions whose results legitimately differ between the two).
 #ifndef KILN_MATH_H
@@ -250,8 +251,9 @@ KILN_MATH float kiln_erfinv(float x) {
 // |x| 2/pi mod 4 with 62 fraction bits; the window starts where the digits left out above it only add
 // multiples of 4 (k0 below), and the digits below it change the result by less than 2^-70. No float32 lies
 // closer to a multiple of pi/2 than about 2^-30 of it, so r keeps 32 significant bits; it comes back as a
-// float pair r + lo. Inputs below pi/4 are their own r. The 64-bit integer steps vectorise (AVX-512) and
-// Metal has 64-bit integers, so the CPU and Metal compute the same bits.
+// float pair r + lo. Inputs below pi/4 are their own r. Branch-free, with 64-bit integers (Metal has them):
+// Metal kernels use kiln_sin_any/kiln_cos_any for every argument, the CPU prelude for |x| >= 2^20 (below
+// that its double-precision reduction is faster; both are within 1 ULP).
 KILN_MATH kf::u32 kiln_two_over_pi_bits(int i) {
   // Bits 32 i + 1 ... 32 i + 32 of 2/pi's fraction, i in [0, 6] (selects, not a table: no gather).
   kf::u32 w = 0xA2F9836Eu;
@@ -309,10 +311,13 @@ KILN_MATH kiln_reduced kiln_trig_reduce(float a) {
   const float rh = fh * P1;
   const float rl = kf::fma(fh, P2, kf::fma(fl, P1, kf::fma(fh, P1, -rh)));
   const float r = rh + rl;
+  const float r_lo = rl - (r - rh);
+  // Selects between values computed on every path: a conditional float operation (which may trap, as far
+  // as the compiler knows) would stop the loop from vectorising.
   const bool small = a < 0.785398163f;
   kiln_reduced out;
   out.r = small ? a : r;
-  out.lo = small ? 0.0f : rl - (r - rh);
+  out.lo = small ? 0.0f : r_lo;
   out.q = small ? 0 : quadrant;
   return out;
 }
@@ -339,21 +344,25 @@ KILN_MATH float kiln_cos_kernel(float r, float lo) {
   return w + tail;
 }
 
-KILN_MATH float kiln_sin(float x) {
+KILN_MATH float kiln_sin_any(float x) {
   const float a = kf::fabs(x);
   const kiln_reduced red = kiln_trig_reduce(a < kiln_inf() ? a : 0.0f);
   const int q = red.q;
-  const float v = (q & 1) ? kiln_cos_kernel(red.r, red.lo) : kiln_sin_kernel(red.r, red.lo);
+  const float odd = kiln_cos_kernel(red.r, red.lo);
+  const float even = kiln_sin_kernel(red.r, red.lo);
+  const float v = (q & 1) ? odd : even;
   const bool negate = ((kf::as_u32(x) >> 31) ^ (kf::u32)((q >> 1) & 1)) != 0u;  // sin(-x) = -sin(x)
   const float out = negate ? -v : v;
   return a < kiln_inf() ? out : kiln_qnan();
 }
 
-KILN_MATH float kiln_cos(float x) {
+KILN_MATH float kiln_cos_any(float x) {
   const float a = kf::fabs(x);
   const kiln_reduced red = kiln_trig_reduce(a < kiln_inf() ? a : 0.0f);
   const int q = red.q;
-  const float v = (q & 1) ? kiln_sin_kernel(red.r, red.lo) : kiln_cos_kernel(red.r, red.lo);
+  const float odd = kiln_sin_kernel(red.r, red.lo);
+  const float even = kiln_cos_kernel(red.r, red.lo);
+  const float v = (q & 1) ? odd : even;
   const float out = ((q + 1) & 2) ? -v : v;
   return a < kiln_inf() ? out : kiln_qnan();
 }

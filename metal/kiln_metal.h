@@ -14,7 +14,8 @@
 //   arguments exactly: those (and sin, cos) come from csrc/kiln_math.h, the
 //   one header the CPU prelude includes too, so they compute the CPU kernels' bits (tests/test_metal.py
 //   checks that through the shim; kiln_math.h says what a GPU must honour for it and lists the bounds:
-//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3, sin 1, cos 1 ULP). They use kiln_math.h's own exp and log
+//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3, sin 1, cos 1 ULP; sin and cos differ from the CPU's bits
+//   below 2^20, where the CPU reduces in double). They use kiln_math.h's own exp and log
 //   polynomials, not precise::exp and log, so they do not depend on the GPU's libraries.
 // Kernels must be compiled with fast math off (MTLCompileOptions.mathMode = MTLMathModeSafe): NaN, Inf
 // and signed zeros follow IEEE rules in kiln, as they do in the interpreter.
@@ -283,6 +284,9 @@ inline float kiln_arccosh(float x) { return metal::precise::acosh(x); }
 inline float kiln_arctanh(float x) { return metal::precise::atanh(x); }
 inline float kiln_arctan2(float y, float x) { return metal::precise::atan2(y, x); }
 
-// expm1, log1p, erf, erfinv, sigmoid, logaddexp, sin and cos: the CPU kernels' own float32 code, shared
-// (bounds there).
+// expm1, log1p, erf, erfinv, sigmoid and logaddexp: the CPU kernels' own float32 code, shared (bounds there).
 #include "../csrc/kiln_math.h"
+
+// sin and cos: kiln_math.h's exact reduction for every argument (the CPU uses it for |x| >= 2^20).
+inline float kiln_sin(float x) { return kiln_sin_any(x); }
+inline float kiln_cos(float x) { return kiln_cos_any(x); }
