@@ -241,3 +241,37 @@ def test_help_of_compile_documents_the_decorator_switches_and_an_example():
     for needle in ("@mx.compile", "shapeless=True", "MLX_DISABLE_COMPILE", "KILN_ENGINE", "KILN_DEBUG",
                    "inputs=state, outputs=state", "Args:", "Returns:"):
         assert needle in text, needle
+
+
+# -- 13: the tour says what it measures, takes medians, labels the uncompiled column -----------------------
+def test_tour_speed_table_reports_progress_medians_and_labels(capsys, monkeypatch):
+    import kiln.__main__ as tour
+
+    monkeypatch.setattr(tour, "_MAX_SAMPLES", 3)
+    tour.speed_table(mx, quick=True, shapes=[(8,), (2, 3)])
+    captured = capsys.readouterr()
+    assert "measuring eager gelu at (8,)" in captured.err and "measuring compiled gelu at (2, 3)" in captured.err
+    assert "measuring" not in captured.out  # progress on stderr, the table on stdout
+    assert "eager (uncompiled)" in captured.out and "reference" in captured.out and "median" in captured.out
+    rows = [line for line in captured.out.splitlines() if line.startswith("| (")]
+    assert len(rows) == 2 and all(line.rstrip().endswith("3 / 3 |") for line in rows)
+
+
+def test_tour_median_of_samples(monkeypatch):
+    import kiln.__main__ as tour
+
+    class FakeMx:
+        def eval(self, _):
+            pass
+
+    now = [0.0]
+    costs = iter([0.0, 5.0, 1.0, 9.0, 2.0, 3.0])  # the warm-up call, then one call per sample
+
+    def fun(x):
+        now[0] += next(costs)
+        return x
+
+    monkeypatch.setattr(tour, "_CALLS_PER_SAMPLE", 1)
+    monkeypatch.setattr(tour.time, "perf_counter", lambda: now[0])
+    median, n = tour._median_time_per_call(fun, None, FakeMx(), budget_s=100.0, label="test")
+    assert (median, n) == (3.0, 5)  # the median, not the mean (4.0)

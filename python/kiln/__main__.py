@@ -236,11 +236,14 @@ def _median_time_per_call(fun, x, mx, budget_s: float, label: str) -> tuple:
     return statistics.median(samples), len(samples)
 
 
-def speed_table(mx, quick: bool) -> None:
+def speed_table(mx, quick: bool, shapes=None) -> None:
+    """Time the guide's gelu, uncompiled and compiled, at each shape (the guide's shapes by default)."""
+
     def gelu(x):
         return x * (1 + mx.erf(x / math.sqrt(2))) / 2
 
-    shapes = [(1024,), (1 << 20,)] if quick else [(1024,), (1 << 20,), (32, 1000, 4096)]
+    if shapes is None:
+        shapes = [(1024,), (1 << 20,)] if quick else [(1024,), (1 << 20,), (32, 1000, 4096)]
     from kiln.core import engine_status
 
     print(f"\n## Speed: the guide's gelu, uncompiled vs mx.compile ({engine_status()})\n")
