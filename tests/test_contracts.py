@@ -275,3 +275,22 @@ def test_tour_median_of_samples(monkeypatch):
     monkeypatch.setattr(tour.time, "perf_counter", lambda: now[0])
     median, n = tour._median_time_per_call(fun, None, FakeMx(), budget_s=100.0, label="test")
     assert (median, n) == (3.0, 5)  # the median, not the mean (4.0)
+
+
+def test_every_public_class_and_function_of_nn_and_optimizers_has_a_docstring():
+    import inspect
+
+    import kiln.nn as nn
+    import kiln.optimizers as optim
+
+    missing = []
+    for module in (nn, nn.losses, nn.init, optim):
+        for name in dir(module):
+            obj = getattr(module, name)
+            if name.startswith("_") or inspect.ismodule(obj) or not callable(obj):
+                continue
+            if not getattr(obj, "__module__", "").startswith("kiln"):
+                continue  # re-exported helpers from elsewhere (typing, functools)
+            if not (inspect.getdoc(obj) or "").strip():
+                missing.append(f"{module.__name__}.{name}")
+    assert not missing, missing
