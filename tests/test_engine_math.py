@@ -10,7 +10,7 @@ import scipy.special as sp
 import kiln.core as mx
 from kiln.core import engine
 from kiln.core.tracing import make_graph
-from float32_sweeps import SPECIALS, sweep, ulp_error  # noqa: E402
+from float32_sweeps import sweep, ulp_error  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="C++ engine not available")
 
