@@ -59,8 +59,8 @@ def _detach(node) -> None:
     node._params = None
 
 
-class PlaceholderError(RuntimeError):
-    pass
+class PlaceholderError(ValueError):
+    """Raised when a traced value (a placeholder without data) is evaluated; a ValueError, as in MLX."""
 
 
 def placeholder_message(origin: str) -> str:
@@ -95,7 +95,7 @@ class array:
             for x in self._inputs:
                 _register_consumer(x, self)
             return
-        data, d = _to_numpy(val, dt.as_dtype(dtype) if dtype is not None else None)
+        data, d = _to_numpy(val, dt.dtype_arg(dtype, "array") if dtype is not None else None)
         self._set_data(data, d)
         self._prim = None
         self._inputs = ()
@@ -560,7 +560,7 @@ def _lazy_source(val, dtype):
     if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
         if len({v.shape for v in val}) > 1:
             raise ValueError("[array] Initialization encountered non-uniform length.")
-        d = dt.as_dtype(dtype) if dtype is not None else dt.result_type(*val)
+        d = dt.dtype_arg(dtype, "array") if dtype is not None else dt.result_type(*val)
         return ops.stack([ops.astype(v, d) for v in val])
     return None
 

@@ -15,7 +15,16 @@ def _label(node) -> str:
 
 
 def export_to_dot(file, *args, **kwargs) -> None:
-    """Write the computation graph of the given arrays (positional or named) to `file` (path or stream)."""
+    """Write the computation graph of the given arrays (positional or named) to `file` (path or stream).
+
+    Args:
+        file (str or file): Path or writable stream.
+        *args (array): Arrays whose graphs to write.
+        **kwargs (array): Named arrays whose graphs to write.
+
+    Returns:
+        None
+    """
     outputs = [(str(i), a) for i, a in enumerate(args)] + list(kwargs.items())
     for name, a in outputs:
         if not isinstance(a, array):
