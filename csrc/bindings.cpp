@@ -18,6 +18,7 @@
 #include "kernel_abi.h"
 #include "prelude_embed.h"
 #include "program.h"
+#include "random.h"
 #include "render.h"
 #include "runtime.h"
 
@@ -199,6 +200,8 @@ NB_MODULE(_engine, m) {
         "Whether launches run on the calling thread alone for now (a worker stalled a recent launch).");
   m.def("buffer_cached_bytes", &kiln::runtime::buffer_cached_bytes);
   m.def("buffer_trim", &kiln::runtime::buffer_trim);
+  m.def("random_bits", &kiln::random_bits, "keys"_a, "shape"_a, "width"_a,
+        "Threefry-2x32 random bits in MLX's layout (the random_bits primitive), multithreaded.");
   nb::class_<kiln::Program>(m, "Program")
       .def(nb::init<int, int, nb::list, nb::list, std::vector<int>, std::vector<bool>>(), "num_inputs"_a,
            "num_slots"_a, "fixed"_a, "steps"_a, "outputs"_a, "copy_outputs"_a)

@@ -22,9 +22,9 @@ namespace nb = nanobind;
 
 namespace kiln {
 
+// ---- buffers -----------------------------------------------------------------------------------------
 namespace {
 
-// ---- buffers -----------------------------------------------------------------------------------------
 void release_capsule(PyObject* capsule) {
   void* p = PyCapsule_GetPointer(capsule, "kiln.buffer");
   size_t bytes = reinterpret_cast<size_t>(PyCapsule_GetContext(capsule));
@@ -60,6 +60,26 @@ PyObject* new_output(PyArray_Descr* descr, int ndim, npy_intp* dims, size_t nbyt
   }
   return arr;
 }
+
+}  // namespace
+
+PyObject* new_pooled_array(int typenum, int ndim, const int64_t* dims) {
+  npy_intp shape[NPY_MAXDIMS];
+  size_t count = 1;
+  for (int d = 0; d < ndim; ++d) {
+    shape[d] = static_cast<npy_intp>(dims[d]);
+    count *= static_cast<size_t>(dims[d]);
+  }
+  PyArray_Descr* descr = PyArray_DescrFromType(typenum);
+  if (!descr) {
+    return nullptr;
+  }
+  PyObject* arr = new_output(descr, ndim, shape, count * static_cast<size_t>(PyDataType_ELSIZE(descr)));
+  Py_DECREF(descr);
+  return arr;
+}
+
+namespace {
 
 // ---- the native program ----------------------------------------------------------------------------
 // What a step does. Shape steps build numpy views in C++; reduce and call steps call a numpy function

@@ -4,6 +4,7 @@
 
 #include <nanobind/nanobind.h>
 
+#include <cstdint>
 #include <memory>
 #include <vector>
 
@@ -24,6 +25,10 @@ class Program {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// A fresh C-contiguous numpy array of numpy type `typenum`; large ones come from the runtime's buffer pool
+// (already faulted in when reused). A new reference, or nullptr with a Python error set.
+PyObject* new_pooled_array(int typenum, int ndim, const int64_t* dims);
 
 // numpy's error-state context variable and its "ignore all" value, set while programs call numpy.
 void set_fp_quiet(nanobind::object var, nanobind::object value);

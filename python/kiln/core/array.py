@@ -1,8 +1,9 @@
 """The `array` type: a lazy graph node (primitive, inputs, params, shape, dtype) or a materialised buffer.
 
 Every op records a node; nothing computes until `eval` (or `.item()`, `np.array(a)`, printing, `bool()`).
-Evaluation runs the pending nodes on the reference interpreter and then detaches them, as MLX does,
-unless a transform (grad, jvp, ...) is active, which needs the graph kept.
+Evaluation hands large enough pending graphs to the engine (`core/eager.py`: fused, cached Programs) and
+runs the rest node by node on the registry's numpy implementations (or a native kernel where the engine has
+one), then detaches them, as MLX does, unless a transform (grad, jvp, ...) is active, which needs the graph.
 """
 
 from __future__ import annotations
@@ -365,12 +366,35 @@ def evaluate(outputs) -> None:
     keep_graph = _local.transform_depth > 0
     # One evaluation at a time: another thread may be computing (and detaching) the same nodes.
     with _eval_lock, _ignore_fp_errors():  # IEEE results (inf, nan) are the answer, not a warning
+        if _eager is None:
+            _load_engine_hooks()
+        if _eager and not keep_graph and (len(order) > 1 or order[0]._shape) and _eager.worthwhile(order):
+            if _eager.run_pending(order, outputs if isinstance(outputs, list) else list(outputs)):
+                return
         for node in order:
             if node._data is None:
                 _evaluate_node(node, keep_graph)
 
 
 _eval_lock = threading.RLock()
+# Imported at the first evaluation (engine imports modules that import this one).
+_eager = None  # core/eager.py; False without the engine extension
+_native_table: dict = {}  # engine._NATIVE_FAMILIES: primitives that may have a native kernel
+_native_impl = None
+
+
+def _load_engine_hooks() -> None:
+    global _eager, _native_table, _native_impl
+    from . import engine
+
+    if engine._engine is None:
+        _eager = False
+        return
+    from . import eager
+
+    _eager = eager
+    _native_table = engine._NATIVE_FAMILIES
+    _native_impl = engine.native_impl
 
 
 def _errstate_factory():
@@ -419,7 +443,15 @@ _data_of = attrgetter("_data")  # C-level, where a list comprehension is a Pytho
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if node._placeholder is not None:
         raise PlaceholderError(placeholder_message(node._placeholder))
-    out = REGISTRY[node._prim].impl(*map(_data_of, node._inputs), **node._params)
+    prim = node._prim
+    if prim in _native_table:  # a native kernel (random bits, half-precision matmul, ...) where one fits
+        native = _native_impl(prim, node._params, tuple(x._dtype for x in node._inputs), node._dtype)
+        if native is not None:
+            out = native(*map(_data_of, node._inputs))
+        else:
+            out = REGISTRY[prim].impl(*map(_data_of, node._inputs), **node._params)
+    else:
+        out = REGISTRY[prim].impl(*map(_data_of, node._inputs), **node._params)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     want = node._dtype.np

@@ -222,7 +222,7 @@ def _row_reduction(eqn: Eqn) -> bool:
     return ndim >= 1 and axes == (ndim - 1,) and bool(eqn.params["keepdims"]) and eqn.inputs[0].shape[-1] > 0
 
 
-def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
+def _compact(graph: Graph, shapeless: bool, fuse: bool = True, unfused=()):
     values = _Values()
     for var in graph.inputs:
         values.add_var(var, _VALUE_INPUT)
@@ -233,6 +233,7 @@ def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
         if eqn.prim not in op_index:
             prim = REGISTRY[eqn.prim]
             fusible = (prim.kind in ELEMENTWISE_KINDS and prim.c_expr is not None) or eqn.prim == "broadcast_to"
+            fusible = fusible and eqn.prim not in unfused
             op_index[eqn.prim] = len(ops)
             identity = prim.kind == "unary" and prim.c_expr == "{0}"
             ops.append((eqn.prim, prim.kind, identity, eqn.prim in _COERCE, fusible, eqn.prim == "transpose",
@@ -341,6 +342,15 @@ def native_impl(prim: str, params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return chooser(params, in_dtypes, out_dtype) if chooser is not None else None
 
 
+def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: Threefry-2x32 bits in MLX's layout, byte for byte the registry's implementation."""
+    shape, width = [int(s) for s in params["shape"]], int(params["width"])
+    return lambda keys: _engine.random_bits(keys, shape, width)
+
+
+_NATIVE_FAMILIES["random_bits"] = _random_bits_kernel
+
+
 def _native_step(eqn: Eqn) -> dict:
     """How the dispatch loop runs a non-fused equation without calling back into Python ({} = it cannot).
 
@@ -447,19 +457,21 @@ def simplify_graph(graph: Graph, shapeless: bool = False) -> Graph:
     return simplified
 
 
-def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
+def compile_graph(graph: Graph, shapeless: bool = False, unfused=()) -> Program:
     """Simplify, fuse, render and JIT-compile `graph`.
 
     Args:
         graph (Graph): a traced graph (`kiln.core.tracing.make_graph`).
         shapeless (bool): keep the program valid at other input shapes. Default: ``False``.
+        unfused (tuple): names of primitives to run as single steps, never inside a fused kernel (eager
+          evaluation keeps approximate math out of graphs that draw random numbers). Default: ``()``.
 
     Returns:
         Program: with ``run(inputs)``, ``graph`` (the fused Graph) and ``kernel_sources``.
     """
     if _engine is None:
         raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
-    spec, values = _compact(graph, shapeless)
+    spec, values = _compact(graph, shapeless, unfused=unfused)
     result = _engine.optimize(spec)
     fused, steps = _fused_graph(graph, result, values)
     native, sources = _native_program(fused, steps, values)

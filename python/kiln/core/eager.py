@@ -1,0 +1,252 @@
+"""Eager evaluation through the engine: a pending graph (what `mx.eval` must compute) becomes a Graph, keyed
+by its structure and dtypes, compiled once (shapeless) into a Program, and run on its leaves' buffers.
+
+`array.evaluate` asks `run_pending` first; it answers False (and the node-by-node path runs) when the
+engine is off, the graph is too small to gain, or something in it has no exact structural key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from . import engine
+from .graph import Eqn, Graph, Var
+from .primitives import REGISTRY
+
+# Graphs with fewer nodes than this, all of them small, stay on the node-by-node path: there one node costs
+# a few microseconds, while a Program call plus the structural key cost about as much as five small nodes.
+MIN_NODES = 6
+# A node at least this large (elements) sends its graph to the engine whatever the node count: its
+# kernel is threaded and fused, where numpy makes one single-threaded pass per node.
+LARGE_ELEMENTS = 1 << 14
+# Small graphs are compiled the second time their structure is seen, so one-off graphs (a loop whose
+# structure changes every iteration) never pay for compilation.
+_SMALL_GRAPH_COMPILE_AT = 2
+_MAX_CACHED = 512
+
+_programs: dict = {}  # structural key -> _Entry
+_sightings: dict = {}  # structural key -> times seen without a Program
+stats = {"hits": 0, "compiles": 0, "fallbacks": 0}
+
+
+class _Entry:
+    __slots__ = ("program", "graph", "outputs")
+
+    def __init__(self, program, graph, outputs):
+        self.program = program
+        self.graph = graph
+        self.outputs = outputs  # positions in the pending order, in the Program's output order
+
+
+class _Uncacheable(Exception):
+    pass
+
+
+def _value_sig(v):
+    """A hashable, exact spelling of one param value; raises _Uncacheable for anything else."""
+    kind = type(v)
+    if kind is int or kind is str or kind is bool or v is None:
+        return kind, v
+    if kind is float:
+        if v != v:
+            raise _Uncacheable  # NaN payloads are invisible to equality
+        return kind, v.hex()  # -0.0 and 0.0 differ
+    if kind is tuple or kind is list:
+        return kind, tuple(_value_sig(x) for x in v)
+    if kind is _Dtype:
+        return kind, v.name
+    raise _Uncacheable
+
+
+def _params_sig(params: dict) -> tuple:
+    if not params:
+        return ()
+    return tuple((name, _value_sig(value)) for name, value in params.items())
+
+
+def _refcounts(order: list) -> list:
+    return [sys.getrefcount(node) for node in order]
+
+
+def _baseline_refcount() -> int:
+    """What _refcounts reports for an object that only the list holds (calibrates _held_outside)."""
+    return _refcounts([object()])[0]
+
+
+def _held_outside(order: list, uses: list) -> list:
+    """Positions of nodes something outside the pending graph refers to (a user variable, another lazy array).
+
+    A reference count above the graph's own references (the order list and the consumers' input tuples)
+    means someone else holds the node, so its value must be materialised. Missing one is harmless: a node
+    that is not materialised keeps its lazy graph and would be computed again on demand.
+    """
+    counts = _refcounts(order)
+    return [i for i, (count, used) in enumerate(zip(counts, uses)) if count - _BASELINE - used > 0]
+
+
+def _structure(order: list):
+    """(key parts, leaves, uses): each node as (prim, params, input wiring, dtype); leaves are the evaluated
+    arrays the graph reads (in first-use order); uses[i] counts the graph's references to order[i]."""
+    position = {id(node): i for i, node in enumerate(order)}
+    leaves, leaf_position, parts, uses = [], {}, [], [0] * len(order)
+    for node in order:
+        if node._placeholder is not None:
+            raise _Uncacheable  # the node path raises the placeholder's own error
+        wiring = []
+        for x in node._inputs:
+            i = position.get(id(x))
+            if i is None:
+                i = leaf_position.get(id(x))
+                if i is None:
+                    i = leaf_position[id(x)] = len(leaves)
+                    leaves.append(x)
+                wiring.append(-1 - i)
+            else:
+                uses[i] += 1
+                wiring.append(i)
+        parts.append((node._prim, _params_sig(node._params), tuple(wiring), node._dtype.name))
+    return parts, leaves, uses
+
+
+def worthwhile(order: list) -> bool:
+    """Whether this pending graph should be offered to the engine at all (cheap: no key is built)."""
+    return len(order) >= MIN_NODES or _is_large(order)
+
+
+def _is_large(order: list) -> bool:
+    for node in order:
+        n = 1
+        for s in node._shape:
+            n *= s
+        if n >= LARGE_ELEMENTS:
+            return True
+    return False
+
+
+def _approximate_prims() -> frozenset:
+    """Elementwise primitives whose kernels are polynomial approximations (kiln_math.h: a few ULP), not the
+    correctly rounded results numpy gives: graphs that draw random numbers leave them unfused, so samples
+    stay bit-identical to the interpreter's."""
+    exact_calls = ("kiln_cast", "kiln_minimum", "kiln_maximum", "kiln_abs", "kiln_floor", "kiln_ceil",
+                   "kiln_sqrt", "kiln_shl", "kiln_shr", "kiln_sign", "kiln_isnan", "kiln_isinf", "kiln_isfinite")
+    out = set()
+    for name, prim in REGISTRY.items():
+        expr = prim.c_expr or ""
+        if "kiln_" in expr and not expr.startswith(exact_calls):
+            out.add(name)
+    return frozenset(out)
+
+
+def _build_graph(order: list, leaves: list, outputs: list) -> Graph:
+    """The Graph of the pending nodes: leaves are its inputs (scalars too: values never enter a kernel)."""
+    env = {}
+    inputs = []
+    for leaf in leaves:
+        var = Var(leaf._shape, leaf._dtype)
+        env[id(leaf)] = var
+        inputs.append(var)
+    eqns = []
+    for node in order:
+        out = Var(node._shape, node._dtype)
+        eqns.append(Eqn(node._prim, tuple(env[id(x)] for x in node._inputs), dict(node._params), out))
+        env[id(node)] = out
+    return Graph(inputs=inputs, eqns=eqns, outputs=[eqns[i].out for i in outputs])
+
+
+def _debug_level() -> int:
+    try:
+        return int(os.environ.get("KILN_DEBUG", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def _compile(order: list, leaves: list, outputs: list, key_parts) -> _Entry:
+    graph = _build_graph(order, leaves, outputs)
+    draws_random = any(p[0] == "random_bits" for p in key_parts)
+    program = engine.compile_graph(graph, shapeless=True, unfused=_APPROXIMATE if draws_random else ())
+    if _debug_level() >= 1:
+        kernels = sum(1 for e in program.graph.eqns if e.prim == "fused")
+        fused = sum(len(e.params["body"].eqns) for e in program.graph.eqns if e.prim == "fused")
+        print(f"kiln: eager: compiled {len(order)} pending nodes ({len(leaves)} leaves, {len(outputs)} outputs): "
+              f"{fused} fused into {kernels} kernels, {len(program.graph.eqns) - kernels} other steps",
+              file=sys.stderr)
+    return _Entry(program, graph, outputs)
+
+
+def run_pending(order: list, requested: list) -> bool:
+    """Compute the pending nodes `order` (inputs first) with an engine Program; False: leave it to the caller.
+
+    Args:
+        order (list): unevaluated arrays, each after its inputs (`array.pending_nodes`).
+        requested (list): the arrays `mx.eval` was asked for (materialised, as are arrays held elsewhere).
+
+    Returns:
+        bool: True when every requested array (and every pending array held outside the graph) has its data.
+    """
+    if not engine.available():
+        return False
+    try:
+        parts, leaves, uses = _structure(order)
+    except _Uncacheable:
+        return False
+    position = {id(node): i for i, node in enumerate(order)}
+    wanted = set(_held_outside(order, uses))
+    wanted.update(position[id(a)] for a in requested if id(a) in position)
+    outputs = sorted(wanted)
+    key = (tuple(parts), tuple((x._dtype.name, len(x._shape)) for x in leaves), tuple(outputs))
+    entry = _programs.get(key)
+    if entry is None:
+        if not _is_large(order):
+            seen = _sightings.get(key, 0) + 1
+            if seen < _SMALL_GRAPH_COMPILE_AT:
+                if len(_sightings) >= _MAX_CACHED:
+                    _sightings.clear()
+                _sightings[key] = seen
+                return False
+            _sightings.pop(key, None)
+        entry = _compile(order, leaves, outputs, parts)
+        if len(_programs) >= _MAX_CACHED:
+            _programs.clear()
+        _programs[key] = entry
+        stats["compiles"] += 1
+    else:
+        stats["hits"] += 1
+        if _debug_level() >= 1:
+            print(f"kiln: eager: cache hit ({len(order)} pending nodes, {len(outputs)} outputs)", file=sys.stderr)
+    buffers = [x._data for x in leaves]
+    results = entry.program.run(buffers)
+    nodes = [order[i] for i in outputs]
+    for node, value in zip(nodes, results):
+        if value.shape != node._shape or value.dtype != node._dtype.np:
+            # A Program replayed at shapes it cannot serve: forget it; the node path computes the answer.
+            _programs.pop(key, None)
+            stats["fallbacks"] += 1
+            return False
+    if _verify_enabled():
+        from .verify import verify_program
+
+        verify_program(entry.graph, buffers, results, what="eager evaluation")
+    for node, value in zip(nodes, results):
+        value.setflags(write=False)  # buffers are shared between arrays: never mutate them
+        node._data = value
+        node._prim = None
+        node._inputs = ()
+        node._params = None
+    return True
+
+
+def _verify_enabled() -> bool:
+    return os.environ.get("KILN_VERIFY", "0") not in ("", "0")
+
+
+def clear_cache() -> None:
+    """Forget every eager Program (tests; the kernels stay in the JIT's caches)."""
+    _programs.clear()
+    _sightings.clear()
+
+
+from .dtypes import Dtype as _Dtype  # noqa: E402
+
+_BASELINE = _baseline_refcount()
+_APPROXIMATE = _approximate_prims()
