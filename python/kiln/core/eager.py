@@ -164,7 +164,8 @@ def _debug_level() -> int:
 def _compile(order: list, leaves: list, outputs: list, key_parts) -> _Entry:
     graph = _build_graph(order, leaves, outputs)
     draws_random = any(p[0] == "random_bits" for p in key_parts)
-    program = engine.compile_graph(graph, shapeless=True, unfused=_APPROXIMATE if draws_random else ())
+    options = {"unfused": _APPROXIMATE} if draws_random else {}
+    program = engine.compile_graph(graph, shapeless=True, **options)
     if _debug_level() >= 1:
         kernels = sum(1 for e in program.graph.eqns if e.prim == "fused")
         fused = sum(len(e.params["body"].eqns) for e in program.graph.eqns if e.prim == "fused")
