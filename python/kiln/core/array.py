@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from operator import attrgetter
+from time import perf_counter
 
 import numpy as np
 
@@ -369,11 +370,21 @@ def evaluate(outputs) -> None:
         if _eager is None:
             _load_engine_hooks()
         if _eager and not keep_graph and (len(order) > 1 or order[0]._shape) and _eager.worthwhile(order):
-            if _eager.run_pending(order, outputs if isinstance(outputs, list) else list(outputs)):
+            verdict = _eager.run_pending(order, outputs if isinstance(outputs, list) else list(outputs))
+            if verdict is True:
                 return
-        for node in order:
-            if node._data is None:
-                _evaluate_node(node, keep_graph)
+            if verdict is not False:  # the engine measures the node path for this structure
+                started = perf_counter()
+                _evaluate_nodes(order, keep_graph)
+                _eager.record_node_time(verdict, perf_counter() - started)
+                return
+        _evaluate_nodes(order, keep_graph)
+
+
+def _evaluate_nodes(order: list, keep_graph: bool) -> None:
+    for node in order:
+        if node._data is None:
+            _evaluate_node(node, keep_graph)
 
 
 _eval_lock = threading.RLock()

@@ -3,12 +3,19 @@ by its structure and dtypes, compiled once (shapeless) into a Program, and run o
 
 `array.evaluate` asks `run_pending` first; it answers False (and the node-by-node path runs) when the
 engine is off, the graph is too small to gain, or something in it has no exact structural key.
+
+Where the engine stops paying is measured, not guessed: a graph with a large node (LARGE_ELEMENTS) always
+runs on the engine; a structure of small nodes runs node by node the first two times (timed), compiles the
+third time, and its Program is timed on the fourth; if the Program (key included) was slower, that
+sequence of primitives stays on the node path for good, and the verdict is found without building a key.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from operator import attrgetter
+from time import perf_counter
 
 from . import engine
 from .graph import Eqn, Graph, Var
@@ -20,23 +27,26 @@ MIN_NODES = 6
 # A node at least this large (elements) sends its graph to the engine whatever the node count: its
 # kernel is threaded and fused, where numpy makes one single-threaded pass per node.
 LARGE_ELEMENTS = 1 << 14
-# Small graphs are compiled the second time their structure is seen, so one-off graphs (a loop whose
-# structure changes every iteration) never pay for compilation.
-_SMALL_GRAPH_COMPILE_AT = 2
+# Measure small graphs before giving them to the engine (tests turn this off to send everything there).
+ADAPTIVE = True
+_NODE_TRIALS = 2
 _MAX_CACHED = 512
 
 _programs: dict = {}  # structural key -> _Entry
-_sightings: dict = {}  # structural key -> times seen without a Program
+_node_times: dict = {}  # structural key -> seconds the node path took at its first sightings
+_node_path_prims: set = set()  # sequences of primitives measured faster node by node
 stats = {"hits": 0, "compiles": 0, "fallbacks": 0}
+_prim_of = attrgetter("_prim")
 
 
 class _Entry:
-    __slots__ = ("program", "graph", "outputs")
+    __slots__ = ("program", "graph", "outputs", "node_time")
 
-    def __init__(self, program, graph, outputs):
+    def __init__(self, program, graph, outputs, node_time=None):
         self.program = program
         self.graph = graph
         self.outputs = outputs  # positions in the pending order, in the Program's output order
+        self.node_time = node_time  # the node path's time, until the Program's own time is compared
 
 
 class _Uncacheable(Exception):
@@ -175,18 +185,27 @@ def _compile(order: list, leaves: list, outputs: list, key_parts) -> _Entry:
     return _Entry(program, graph, outputs)
 
 
-def run_pending(order: list, requested: list) -> bool:
-    """Compute the pending nodes `order` (inputs first) with an engine Program; False: leave it to the caller.
+def run_pending(order: list, requested: list):
+    """Compute the pending nodes `order` (inputs first) with an engine Program, or leave them to the caller.
 
     Args:
         order (list): unevaluated arrays, each after its inputs (`array.pending_nodes`).
         requested (list): the arrays `mx.eval` was asked for (materialised, as are arrays held elsewhere).
 
     Returns:
-        bool: True when every requested array (and every pending array held outside the graph) has its data.
+        True when every requested array (and every pending array held outside the graph) has its data;
+        False when the caller should run the node path; or a token: run the node path, time it, and hand
+        the seconds to `record_node_time(token, seconds)`.
     """
     if not engine.available():
         return False
+    started = perf_counter()
+    large = _is_large(order)
+    measured = ADAPTIVE and not large
+    if measured:
+        prims = tuple(map(_prim_of, order))
+        if prims in _node_path_prims:
+            return False
     try:
         parts, leaves, uses = _structure(order)
     except _Uncacheable:
@@ -197,16 +216,16 @@ def run_pending(order: list, requested: list) -> bool:
     outputs = sorted(wanted)
     key = (tuple(parts), tuple((x._dtype.name, len(x._shape)) for x in leaves), tuple(outputs))
     entry = _programs.get(key)
-    if entry is None:
-        if not _is_large(order):
-            seen = _sightings.get(key, 0) + 1
-            if seen < _SMALL_GRAPH_COMPILE_AT:
-                if len(_sightings) >= _MAX_CACHED:
-                    _sightings.clear()
-                _sightings[key] = seen
-                return False
-            _sightings.pop(key, None)
+    compiled_now = entry is None
+    if compiled_now:
+        node_time = None
+        if measured:
+            times = _node_times.get(key, ())
+            if len(times) < _NODE_TRIALS:
+                return key  # the caller times the node path (twice: a first run pays for cold caches)
+            node_time = min(_node_times.pop(key))
         entry = _compile(order, leaves, outputs, parts)
+        entry.node_time = node_time
         if len(_programs) >= _MAX_CACHED:
             _programs.clear()
         _programs[key] = entry
@@ -234,7 +253,27 @@ def run_pending(order: list, requested: list) -> bool:
         node._prim = None
         node._inputs = ()
         node._params = None
+    if entry.node_time is not None and not compiled_now:
+        _judge(entry, key, prims, perf_counter() - started)
     return True
+
+
+def _judge(entry: _Entry, key, prims: tuple, seconds: float) -> None:
+    """Keep the Program if it beat the node path; otherwise send this sequence of primitives back there."""
+    if seconds > entry.node_time:
+        _node_path_prims.add(prims)
+        _programs.pop(key, None)
+        if _debug_level() >= 1:
+            print(f"kiln: eager: {len(prims)} small nodes run faster node by node "
+                  f"({1e6 * entry.node_time:.0f} us vs {1e6 * seconds:.0f} us on the engine)", file=sys.stderr)
+    entry.node_time = None
+
+
+def record_node_time(token, seconds: float) -> None:
+    """The node path's time for the structure `token` (from run_pending) names."""
+    if len(_node_times) >= _MAX_CACHED:
+        _node_times.clear()
+    _node_times[token] = _node_times.get(token, ()) + (seconds,)
 
 
 def _verify_enabled() -> bool:
@@ -244,7 +283,8 @@ def _verify_enabled() -> bool:
 def clear_cache() -> None:
     """Forget every eager Program (tests; the kernels stay in the JIT's caches)."""
     _programs.clear()
-    _sightings.clear()
+    _node_times.clear()
+    _node_path_prims.clear()
 
 
 from .dtypes import Dtype as _Dtype  # noqa: E402
