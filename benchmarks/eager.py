@@ -80,8 +80,8 @@ def gelu_case(mx):
     return call
 
 
-def step_case(mx, nn, optim):
-    """The compile guide's step (Linear(10, 1), SGD with momentum, batch 4), uncompiled."""
+def guide_step(mx, nn, optim):
+    """The compile guide's model and step pieces: Linear(10, 1), SGD with momentum, batch 4."""
     mx.random.seed(0)
     x = mx.random.uniform(shape=(4, 10))
     y = mx.array([0, 1, 0, 1])
@@ -94,9 +94,24 @@ def step_case(mx, nn, optim):
 
     loss_and_grad = nn.value_and_grad(model, loss_fn)
 
-    def call():
+    def step(x, y):
         loss, grads = loss_and_grad(model, x, y)
         optimizer.update(model, grads)
+        return loss
+
+    return step, state, x, y
+
+
+def step_case(mx, nn, optim, compiled: bool = False):
+    """The guide's training step, uncompiled (or compiled with its state captured: inputs=/outputs=)."""
+    import functools
+
+    step, state, x, y = guide_step(mx, nn, optim)
+    if compiled:
+        step = functools.partial(mx.compile, inputs=state, outputs=state)(step)
+
+    def call():
+        loss = step(x, y)
         mx.eval(loss, state)
 
     for _ in range(20):
@@ -160,37 +175,6 @@ def copyto_case():
     src = np.random.default_rng(0).random(LARGE, dtype=np.float32)
     dst = np.empty_like(src)
     return lambda: np.copyto(dst, src)
-
-
-def compiled_step_case(mx, nn, optim):
-    """The compile guide's step, compiled with its state captured (inputs=/outputs=)."""
-    import functools
-
-    mx.random.seed(0)
-    x = mx.random.uniform(shape=(4, 10))
-    y = mx.array([0, 1, 0, 1])
-    model = nn.Linear(10, 1)
-    optimizer = optim.SGD(learning_rate=0.1, momentum=0.8)
-    state = [model.state, optimizer.state]
-
-    def loss_fn(model, x, y):
-        return nn.losses.binary_cross_entropy(model(x).squeeze(), y)
-
-    loss_and_grad = nn.value_and_grad(model, loss_fn)
-
-    @functools.partial(mx.compile, inputs=state, outputs=state)
-    def step(x, y):
-        loss, grads = loss_and_grad(model, x, y)
-        optimizer.update(model, grads)
-        return loss
-
-    def call():
-        loss = step(x, y)
-        mx.eval(loss, state)
-
-    for _ in range(20):
-        call()
-    return call
 
 
 def tiny_llama(mx, nn, dim=128, layers=2, heads=4, vocab=256, hidden=256):
@@ -288,7 +272,7 @@ def measure_targets(prefix: str, trial: float, reps: int, skip_large: bool) -> d
         eager_gelu, compiled_gelu = large_gelu_cases(mx)
         rows["gelu (32,1000,4096)"] = (time_large_us(eager_gelu, reps), time_large_us(compiled_gelu, reps))
         rows["random.uniform (32,1000,4096)"] = (time_large_us(uniform_case(mx), reps), None)
-    rows["training step"] = (time_us(step_case(mx, nn, optim), trial), time_us(compiled_step_case(mx, nn, optim), trial))
+    rows["training step"] = (time_us(step_case(mx, nn, optim), trial), time_us(step_case(mx, nn, optim, compiled=True), trial))
     call, tokens = decode_case(mx, nn)
     rows["tiny Llama decode, per token"] = (time_us(call, trial) / tokens, None)
     rows["200 scalar ops with .item()"] = (time_us(scalar_item_case(mx), trial), None)

@@ -197,7 +197,7 @@ def run_pending(order: list, requested: list):
         False when the caller should run the node path; or a token: run the node path, time it, and hand
         the seconds to `record_node_time(token, seconds)`.
     """
-    if not engine.available():
+    if not _engine_on():
         return False
     started = perf_counter()
     large = _is_large(order)
@@ -274,6 +274,19 @@ def record_node_time(token, seconds: float) -> None:
     if len(_node_times) >= _MAX_CACHED:
         _node_times.clear()
     _node_times[token] = _node_times.get(token, ()) + (seconds,)
+
+
+def _engine_on() -> bool:
+    """engine.available(), with its compiler search (a PATH walk: ~100 us) done once per process."""
+    global _compiler_found
+    if os.environ.get("KILN_ENGINE") == "0":
+        return False
+    if _compiler_found is None:
+        _compiler_found = engine.available()
+    return _compiler_found
+
+
+_compiler_found = None
 
 
 def _verify_enabled() -> bool:
