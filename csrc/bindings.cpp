@@ -202,6 +202,8 @@ NB_MODULE(_engine, m) {
   m.def("buffer_trim", &kiln::runtime::buffer_trim);
   m.def("random_bits", &kiln::random_bits, "keys"_a, "shape"_a, "width"_a,
         "Threefry-2x32 random bits in MLX's layout (the random_bits primitive), multithreaded.");
+  m.def("random_uniform", &kiln::random_uniform, "keys"_a, "shape"_a, "low"_a, "high"_a,
+        "float32 uniform samples in [low, high) from those bits (the random_uniform primitive), one pass.");
   nb::class_<kiln::Program>(m, "Program")
       .def(nb::init<int, int, nb::list, nb::list, std::vector<int>, std::vector<bool>>(), "num_inputs"_a,
            "num_slots"_a, "fixed"_a, "steps"_a, "outputs"_a, "copy_outputs"_a)

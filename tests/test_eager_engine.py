@@ -27,7 +27,7 @@ from test_shapeless_property import (
 
 import kiln.core as mx
 from kiln.core import eager, engine
-from kiln.core.prims.random import random_bits_impl
+from kiln.core.prims.random import random_bits_impl, random_uniform_impl
 
 pytestmark = pytest.mark.skipif(not engine.available(), reason="C++ engine not available")
 
@@ -263,6 +263,33 @@ def test_native_random_bits_are_the_reference_bits(keys_shape, shape, width):
     got = _engine.random_bits(keys, list(shape), width)
     assert got.dtype == want.dtype and got.shape == want.shape
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("keys_shape", [(2,), (3, 2)])
+@pytest.mark.parametrize("shape", [(), (1,), (5, 7), (4097,), (0,)])
+@pytest.mark.parametrize("bounds", [(0.0, 1.0), (-2.5, 3.0), (1e-3, 1e4)])
+def test_native_uniform_is_the_reference_uniform(keys_shape, shape, bounds):
+    from kiln import _engine
+
+    keys = np.random.default_rng(len(shape) + 7 * len(keys_shape)).integers(0, 2**32, keys_shape, np.uint32)
+    low, high = (np.float32(b) for b in bounds)
+    want = random_uniform_impl(keys, low, high, shape)
+    got = _engine.random_uniform(keys, list(shape), float(low), float(high))
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_uniform_gradients_and_vmap_over_bounds():
+    key = mx.random.key(3)
+    u = np.array(mx.random.uniform(shape=(6,), key=key))
+    d_low, d_high = mx.grad(lambda lo, hi: mx.sum(mx.random.uniform(lo, hi, shape=(6,), key=key)), argnums=(0, 1))(
+        mx.array(-1.0), mx.array(2.0))
+    np.testing.assert_allclose(np.array(d_low), np.sum(1 - u), rtol=1e-6)
+    np.testing.assert_allclose(np.array(d_high), np.sum(u), rtol=1e-6)
+    lows = mx.array([-1.0, 0.0, 5.0])
+    batched = np.array(mx.vmap(lambda lo: mx.random.uniform(lo, 10.0, shape=(4,), key=key))(lows))
+    looped = np.stack([np.array(mx.random.uniform(lo, 10.0, shape=(4,), key=key)) for lo in (-1.0, 0.0, 5.0)])
+    np.testing.assert_array_equal(batched, looped)
 
 
 SAMPLERS = {

@@ -19,7 +19,7 @@ from time import perf_counter
 
 from . import engine
 from .graph import Eqn, Graph, Var
-from .primitives import REGISTRY
+from .primitives import RANDOM, REGISTRY
 
 # Graphs with fewer nodes than this, all of them small, stay on the node-by-node path: there one node costs
 # a few microseconds, while a Program call plus the structural key cost about as much as five small nodes.
@@ -173,7 +173,7 @@ def _debug_level() -> int:
 
 def _compile(order: list, leaves: list, outputs: list, key_parts) -> _Entry:
     graph = _build_graph(order, leaves, outputs)
-    draws_random = any(p[0] == "random_bits" for p in key_parts)
+    draws_random = any(REGISTRY[p[0]].kind == RANDOM for p in key_parts)
     options = {"unfused": _APPROXIMATE} if draws_random else {}
     program = engine.compile_graph(graph, shapeless=True, **options)
     if _debug_level() >= 1:

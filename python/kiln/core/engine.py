@@ -348,7 +348,22 @@ def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return lambda keys: _engine.random_bits(keys, shape, width)
 
 
+def _random_uniform_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: bits, scaling and shift in one pass where the bounds are scalars (else numpy)."""
+    shape = [int(s) for s in params["shape"]]
+    reference = REGISTRY["random_uniform"].impl
+
+    def call(keys, low, high):
+        if low.size == 1 and high.size == 1 and low.ndim <= len(shape) and high.ndim <= len(shape):
+            out = _engine.random_uniform(keys, shape, float(low.reshape(())), float(high.reshape(())))
+            return out
+        return reference(keys, low, high, shape=tuple(shape))
+
+    return call
+
+
 _NATIVE_FAMILIES["random_bits"] = _random_bits_kernel
+_NATIVE_FAMILIES["random_uniform"] = _random_uniform_kernel
 
 
 def _native_step(eqn: Eqn) -> dict:
@@ -430,7 +445,7 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
         else:
             step.update(_native_step(eqn))
             used_literals.update(s for s, v in zip(ins, eqn.inputs) if isinstance(v, Lit))
-            if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction") and any(s in may_alias for s in ins):
+            if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction", "random") and any(s in may_alias for s in ins):
                 may_alias.add(out)
         native_steps.append(step)
     fixed = [(n_in + i, value) for i, value in enumerate(graph.const_values)]
