@@ -350,6 +350,8 @@ def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
 
 def _random_uniform_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     """csrc/random.cpp: bits, scaling and shift in one pass where the bounds are scalars (else numpy)."""
+    if out_dtype != dt.float32:
+        return None
     shape = [int(s) for s in params["shape"]]
     reference = REGISTRY["random_uniform"].impl
 

@@ -115,22 +115,25 @@ _BELOW_ONE_F32 = np.nextafter(np.float32(1), np.float32(0))
 
 
 def random_uniform_impl(keys: np.ndarray, low: np.ndarray, high: np.ndarray, shape: tuple) -> np.ndarray:
-    """float32 samples in [low, high): MLX's uniform, exactly as its ops compute it (each step rounded)."""
+    """Samples in [low, high) in the bounds' dtype: MLX's uniform, exactly as its ops compute it (the unit
+    sample in float32, then span * u + low in the bounds' dtype, each step rounded)."""
     bits = random_bits_impl(keys, shape, 4)
     u = np.minimum(np.divide(bits.astype(np.float32), _TWO_POW_32), _BELOW_ONE_F32)
-    span = np.subtract(high, low, dtype=np.float32)
-    return np.add(np.multiply(span, u, dtype=np.float32), low, dtype=np.float32)
+    d = np.result_type(low, high)
+    span = np.subtract(high, low, dtype=d)
+    return np.add(np.multiply(span, u.astype(d), dtype=d), low, dtype=d)
 
 
 def _random_uniform_rule(keys, low, high, shape):
     out_shape, _ = _random_bits_rule(keys, shape, 4)
+    if low.dtype != high.dtype or not dt.is_floating(low.dtype):
+        raise ValueError(f"[uniform] internal: bounds of one floating type expected, got {low.dtype.name} "
+                         f"and {high.dtype.name}.")
     for bound in (low, high):
-        if bound.dtype != dt.float32:
-            raise ValueError(f"[uniform] internal: float32 bounds expected, got {bound.dtype.name}.")
         if len(bound.shape) > len(shape) or np.broadcast_shapes(tuple(bound.shape), tuple(shape)) != tuple(shape):
             raise ValueError(f"[uniform] Cannot generate random values of shape {_shape_text(shape)} "
                              f"from bounds of shape {_shape_text(bound.shape)}.")
-    return out_shape, dt.float32
+    return out_shape, low.dtype
 
 
 def _unit_samples(keys, shape):
@@ -139,7 +142,7 @@ def _unit_samples(keys, shape):
     from ..array import bind
 
     zero, one = ops.zeros((), dt.float32), ops.ones((), dt.float32)
-    return bind("random_uniform", keys, zero, one, shape=tuple(shape))
+    return bind("random_uniform", keys, zero, one, shape=tuple(shape))  # float32, as the impl draws it
 
 
 def _random_uniform_vjp(ct, out, inputs, params):
@@ -148,6 +151,7 @@ def _random_uniform_vjp(ct, out, inputs, params):
 
     keys, low, high = inputs
     u = _unit_samples(keys, params["shape"])
+    u = ops.astype(u, low.dtype)
     return (None, unbroadcast(ops.multiply(ct, ops.subtract(1.0, u)), low.shape),
             unbroadcast(ops.multiply(ct, u), high.shape))
 
@@ -156,7 +160,7 @@ def _random_uniform_jvp(tangents, out, inputs, params):
     from .. import ops
 
     _, t_low, t_high = tangents
-    u = _unit_samples(inputs[0], params["shape"])
+    u = ops.astype(_unit_samples(inputs[0], params["shape"]), inputs[1].dtype)
     parts = []
     if t_low is not None:
         parts.append(ops.multiply(t_low, ops.subtract(1.0, u)))
@@ -184,15 +188,16 @@ def _random_uniform_vmap(inputs, bdims, params):
     if low_bdim is None and high_bdim is None:
         return bind("random_uniform", keys, low, high, shape=shape), 0
     batch = keys.shape[0]
+    sample_ndim = keys.ndim - 2 + len(shape)  # each member's output: its keys' batch, then `shape`
 
     def lead(bound, bdim):
         if bdim is None:
             return bound
         moved = ops.moveaxis(bound, bdim, 0)
-        pad = len(shape) - (moved.ndim - 1)
+        pad = sample_ndim - (moved.ndim - 1)
         return ops.reshape(moved, (batch,) + (1,) * pad + tuple(moved.shape[1:]))
 
-    u = _unit_samples(keys, shape)
+    u = ops.astype(_unit_samples(keys, shape), low.dtype)
     low, high = lead(low, low_bdim), lead(high, high_bdim)
     return ops.add(ops.multiply(ops.subtract(high, low), u), low), 0
 
@@ -200,6 +205,6 @@ def _random_uniform_vmap(inputs, bdims, params):
 register(Primitive(
     name="random_uniform", kind=RANDOM, impl=random_uniform_impl, shape_rule=_random_uniform_rule,
     vjp=_random_uniform_vjp, jvp=_random_uniform_jvp, vmap=_random_uniform_vmap,
-    doc="float32 uniform samples in [low, high) from Threefry-2x32 bits; inputs keys (..., 2) uint32 and "
-        "float32 low, high broadcastable to the param shape.",
+    doc="Uniform samples in [low, high) from Threefry-2x32 bits; inputs keys (..., 2) uint32 and low, high "
+        "(one floating type, broadcastable to the param shape); kiln.random uses it for float32.",
 ))
