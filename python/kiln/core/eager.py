@@ -21,12 +21,14 @@ from . import engine
 from .graph import Eqn, Graph, Var
 from .primitives import RANDOM, REGISTRY
 
-# Graphs with fewer nodes than this, all of them small, stay on the node-by-node path: there one node costs
-# a few microseconds, while a Program call plus the structural key cost about as much as five small nodes.
+# Thresholds measured on the project VM (2 cores; benchmarks in docs/eager.md): a node of at least
+# LARGE_ELEMENTS sends its graph to the engine at once (threaded, fused kernels: 1.3x to 80x faster there);
+# below that the node path often wins (numpy's own SIMD exp/sin beat the kernels' at 64K elements), so
+# graphs with MIN_NODES nodes or a node of MEDIUM_ELEMENTS are measured both ways (see the module text)
+# and the rest (a few small nodes: the `.item()` loop) never leave the node path.
 MIN_NODES = 6
-# A node at least this large (elements) sends its graph to the engine whatever the node count: its
-# kernel is threaded and fused, where numpy makes one single-threaded pass per node.
-LARGE_ELEMENTS = 1 << 14
+MEDIUM_ELEMENTS = 1 << 12
+LARGE_ELEMENTS = 1 << 18
 # Measure small graphs before giving them to the engine (tests turn this off to send everything there).
 ADAPTIVE = True
 _NODE_TRIALS = 2
@@ -121,17 +123,19 @@ def _structure(order: list):
 
 def worthwhile(order: list) -> bool:
     """Whether this pending graph should be offered to the engine at all (cheap: no key is built)."""
-    return len(order) >= MIN_NODES or _is_large(order)
+    return len(order) >= MIN_NODES or _largest(order) >= MEDIUM_ELEMENTS
 
 
-def _is_large(order: list) -> bool:
+def _largest(order: list) -> int:
+    """The element count of the largest node."""
+    largest = 0
     for node in order:
         n = 1
         for s in node._shape:
             n *= s
-        if n >= LARGE_ELEMENTS:
-            return True
-    return False
+        if n > largest:
+            largest = n
+    return largest
 
 
 def _approximate_prims() -> frozenset:
@@ -200,8 +204,7 @@ def run_pending(order: list, requested: list):
     if not _engine_on():
         return False
     started = perf_counter()
-    large = _is_large(order)
-    measured = ADAPTIVE and not large
+    measured = ADAPTIVE and _largest(order) < LARGE_ELEMENTS
     if measured:
         prims = tuple(map(_prim_of, order))
         if prims in _node_path_prims:
