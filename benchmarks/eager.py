@@ -272,7 +272,8 @@ def measure_targets(prefix: str, trial: float, reps: int, skip_large: bool) -> d
         eager_gelu, compiled_gelu = large_gelu_cases(mx)
         rows["gelu (32,1000,4096)"] = (time_large_us(eager_gelu, reps), time_large_us(compiled_gelu, reps))
         rows["random.uniform (32,1000,4096)"] = (time_large_us(uniform_case(mx), reps), None)
-    rows["training step"] = (time_us(step_case(mx, nn, optim), trial), time_us(step_case(mx, nn, optim, compiled=True), trial))
+    rows["training step"] = (time_us(step_case(mx, nn, optim), trial),
+                             time_us(step_case(mx, nn, optim, compiled=True), trial))
     call, tokens = decode_case(mx, nn)
     rows["tiny Llama decode, per token"] = (time_us(call, trial) / tokens, None)
     rows["200 scalar ops with .item()"] = (time_us(scalar_item_case(mx), trial), None)

@@ -18,6 +18,7 @@ from operator import attrgetter
 from time import perf_counter
 
 from . import engine
+from .dtypes import Dtype as _Dtype
 from .graph import Eqn, Graph, Var
 from .primitives import RANDOM, REGISTRY
 
@@ -302,8 +303,6 @@ def clear_cache() -> None:
     _node_times.clear()
     _node_path_prims.clear()
 
-
-from .dtypes import Dtype as _Dtype  # noqa: E402
 
 _BASELINE = _baseline_refcount()
 _APPROXIMATE = _approximate_prims()

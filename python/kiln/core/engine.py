@@ -447,7 +447,8 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
         else:
             step.update(_native_step(eqn))
             used_literals.update(s for s, v in zip(ins, eqn.inputs) if isinstance(v, Lit))
-            if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction", "random") and any(s in may_alias for s in ins):
+            fresh = REGISTRY[eqn.prim].kind in ("binary", "ternary", "reduction", "random")  # never a view
+            if not fresh and any(s in may_alias for s in ins):
                 may_alias.add(out)
         native_steps.append(step)
     fixed = [(n_in + i, value) for i, value in enumerate(graph.const_values)]
