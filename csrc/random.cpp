@@ -22,6 +22,14 @@ namespace kiln {
 
 namespace {
 
+// AVX-512 (a rotate instruction) and AVX2 builds of the hot loops, picked at load time; where ifunc
+// clones are unavailable (macOS, other compilers and CPUs) the loops build once for the target.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+#define KILN_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define KILN_SIMD_CLONES
+#endif
+
 constexpr uint32_t kParity = 0x1BD11BDA;  // Threefish's key-schedule constant
 
 inline __attribute__((always_inline)) uint32_t rotl(uint32_t x, int r) { return (x << r) | (x >> (32 - r)); }
@@ -74,9 +82,7 @@ inline float uniform_sample(uint32_t bits, float low, float span) {
 }
 
 // The words of a chunk as float32 samples, in place (the same 4 bytes per element).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void words_to_uniform(uint32_t* __restrict words,
-                                                                                       int64_t n, float low,
-                                                                                       float span) {
+KILN_SIMD_CLONES void words_to_uniform(uint32_t* __restrict words, int64_t n, float low, float span) {
   for (int64_t t = 0; t < n; ++t) {
     const float f = uniform_sample(words[t], low, span);
     std::memcpy(&words[t], &f, 4);
@@ -93,11 +99,10 @@ inline void store_word(char* region, int64_t bytes, int64_t w, uint32_t value) {
   }
 }
 
-// Pairs [begin, end) of counters j of one key: low words to low[], high words to high[] (counter j + high0).
-// Lanes are independent, so the loop vectorises; target_clones adds AVX-512 (a rotate instruction) and AVX2 builds picked at load time.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void hash_pairs(uint32_t k0, uint32_t k1, uint32_t* __restrict low,
-                                                                     uint32_t* __restrict high, int64_t begin,
-                                                                     int64_t n, uint32_t high0) {
+// Counters j in [begin, begin + n) of one key: low words to low[], high words to high[] (counter j + high0).
+// Lanes are independent, so the loop vectorises.
+KILN_SIMD_CLONES void hash_pairs(uint32_t k0, uint32_t k1, uint32_t* __restrict low, uint32_t* __restrict high,
+                                 int64_t begin, int64_t n, uint32_t high0) {
   const uint32_t ks[3] = {k0, k1, k0 ^ k1 ^ kParity};
   for (int64_t t = 0; t < n; ++t) {
     uint32_t x0 = static_cast<uint32_t>(begin + t);
