@@ -6,10 +6,8 @@
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/vector.h>
 
-#define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
-#define NO_IMPORT_ARRAY
-#define PY_ARRAY_UNIQUE_SYMBOL kiln_ARRAY_API
-#include <numpy/arrayobject.h>
+#define KILN_NUMPY_BORROW
+#include "numpy_api.h"
 
 #include <stdexcept>
 #include <string>

@@ -272,6 +272,11 @@ SAMPLES.update({
     "argpartition": lambda rng: [Case([_u(rng, (3, 5))], axis=1, kth=-2)],
     "random_bits": lambda rng: [Case([_ints(rng, (2,), 0, 2**31, np.uint32)], shape=(3,), width=4),
                                 Case([_ints(rng, (2, 2), 0, 2**31, np.uint32)], shape=(5,), width=1)],
+    "random_uniform": lambda rng: [
+        Case([_ints(rng, (2,), 0, 2**31, np.uint32), _u(rng, ()) - 3,
+              _u(rng, ()) + 3], shape=(4,)),
+        Case([_ints(rng, (2, 2), 0, 2**31, np.uint32), _u(rng, (3, 1)) - 3,
+              _u(rng, (3,)) + 3], shape=(3, 3))],
     # dense linear algebra (prims/lapack.py)
     "inv": lambda rng: [Case([_well_conditioned(rng, 3)])],
     "solve": lambda rng: [Case([_well_conditioned(rng, 3), _u(rng, (3, 2))])],

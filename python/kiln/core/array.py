@@ -1,8 +1,9 @@
 """The `array` type: a lazy graph node (primitive, inputs, params, shape, dtype) or a materialised buffer.
 
 Every op records a node; nothing computes until `eval` (or `.item()`, `np.array(a)`, printing, `bool()`).
-Evaluation runs the pending nodes on the reference interpreter and then detaches them, as MLX does,
-unless a transform (grad, jvp, ...) is active, which needs the graph kept.
+Evaluation hands large enough pending graphs to the engine (`core/eager.py`: fused, cached Programs) and
+runs the rest node by node on the registry's numpy implementations (or a native kernel where the engine has
+one), then detaches them, as MLX does, unless a transform (grad, jvp, ...) is active, which needs the graph.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import threading
 import weakref
 from operator import attrgetter
+from time import perf_counter
 
 import numpy as np
 
@@ -365,12 +367,45 @@ def evaluate(outputs) -> None:
     keep_graph = _local.transform_depth > 0
     # One evaluation at a time: another thread may be computing (and detaching) the same nodes.
     with _eval_lock, _ignore_fp_errors():  # IEEE results (inf, nan) are the answer, not a warning
-        for node in order:
-            if node._data is None:
-                _evaluate_node(node, keep_graph)
+        if _eager is None:
+            _load_engine_hooks()
+        if _eager and not keep_graph and (len(order) > 1 or order[0]._shape) and _eager.worthwhile(order):
+            verdict = _eager.run_pending(order, outputs if isinstance(outputs, list) else list(outputs))
+            if verdict is True:
+                return
+            if verdict is not False:  # the engine measures the node path for this structure
+                started = perf_counter()
+                _evaluate_nodes(order, keep_graph)
+                _eager.record_node_time(verdict, perf_counter() - started)
+                return
+        _evaluate_nodes(order, keep_graph)
+
+
+def _evaluate_nodes(order: list, keep_graph: bool) -> None:
+    for node in order:
+        if node._data is None:
+            _evaluate_node(node, keep_graph)
 
 
 _eval_lock = threading.RLock()
+# Imported at the first evaluation (engine imports modules that import this one).
+_eager = None  # core/eager.py; False without the engine extension
+_native_table: dict = {}  # engine._NATIVE_FAMILIES: primitives that may have a native kernel
+_native_impl = None
+
+
+def _load_engine_hooks() -> None:
+    global _eager, _native_table, _native_impl
+    from . import engine
+
+    if engine._engine is None:
+        _eager = False
+        return
+    from . import eager
+
+    _eager = eager
+    _native_table = engine._NATIVE_FAMILIES
+    _native_impl = engine.native_impl
 
 
 def _errstate_factory():
@@ -416,36 +451,34 @@ _ignore_fp_errors = _errstate_factory()
 _data_of = attrgetter("_data")  # C-level, where a list comprehension is a Python frame per node
 
 
-# (prim, params, input dtypes) -> the native kernel the engine offers for it, for prims with kernel families.
-_native_impls: dict = {}
-_bridge = []  # [core.engine], imported on first use (it imports this module)
+# (prim, params, input dtypes, output dtype) -> what eager evaluation runs for a primitive with kernel families.
+_native_choices: dict = {}
 
 
-def _eager_impl(node: "array"):
-    """The implementation eager evaluation runs: the engine's native kernel where it has one (through the
-    Bridge, core/engine.py), else the registry's numpy implementation."""
+def _native_or_reference(node: "array"):
+    """The engine's native kernel for this application (through the Bridge) where one fits, else the registry's
+    numpy implementation; the choice is cached per primitive, params and dtypes."""
     prim = node._prim
-    if not _bridge:
-        from . import engine
-
-        _bridge.append(engine)
-    engine = _bridge[0]
-    if prim not in engine._NATIVE_FAMILIES:
-        return REGISTRY[prim].impl
     in_dtypes = tuple(x._dtype for x in node._inputs)
-    key = (prim, tuple(sorted(node._params.items())), in_dtypes, node._dtype)
-    impl = _native_impls.get(key)
+    try:
+        key = (prim, tuple(sorted(node._params.items())), in_dtypes, node._dtype)
+        impl = _native_choices.get(key)
+    except TypeError:  # unhashable params: choose every time
+        key, impl = None, None
     if impl is None:
-        native = engine.native_impl(prim, node._params, in_dtypes, node._dtype)
+        native = _native_impl(prim, node._params, in_dtypes, node._dtype)
         impl = REGISTRY[prim].impl if native is None else (lambda *args, **params: native(*args))
-        _native_impls[key] = impl
+        if key is not None:
+            _native_choices[key] = impl
     return impl
 
 
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if node._placeholder is not None:
         raise PlaceholderError(placeholder_message(node._placeholder))
-    out = _eager_impl(node)(*map(_data_of, node._inputs), **node._params)
+    prim = node._prim
+    impl = _native_or_reference(node) if prim in _native_table else REGISTRY[prim].impl
+    out = impl(*map(_data_of, node._inputs), **node._params)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     want = node._dtype.np

@@ -229,7 +229,7 @@ def _row_reduction(eqn: Eqn) -> bool:
     return ndim >= 1 and axes == (ndim - 1,) and bool(eqn.params["keepdims"]) and eqn.inputs[0].shape[-1] > 0
 
 
-def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
+def _compact(graph: Graph, shapeless: bool, fuse: bool = True, unfused=()):
     values = _Values()
     for var in graph.inputs:
         values.add_var(var, _VALUE_INPUT)
@@ -240,6 +240,7 @@ def _compact(graph: Graph, shapeless: bool, fuse: bool = True):
         if eqn.prim not in op_index:
             prim = REGISTRY[eqn.prim]
             fusible = (prim.kind in ELEMENTWISE_KINDS and prim.c_expr is not None) or eqn.prim == "broadcast_to"
+            fusible = fusible and eqn.prim not in unfused
             op_index[eqn.prim] = len(ops)
             identity = prim.kind == "unary" and prim.c_expr == "{0}"
             ops.append((eqn.prim, prim.kind, identity, eqn.prim in _COERCE, fusible, eqn.prim == "transpose",
@@ -348,6 +349,32 @@ def native_impl(prim: str, params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return chooser(params, in_dtypes, out_dtype) if chooser is not None else None
 
 
+def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: Threefry-2x32 bits in MLX's layout, byte for byte the registry's implementation."""
+    shape, width = [int(s) for s in params["shape"]], int(params["width"])
+    return lambda keys: _engine.random_bits(keys, shape, width)
+
+
+def _random_uniform_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: bits, scaling and shift in one pass where the bounds are scalars (else numpy)."""
+    if out_dtype != dt.float32:
+        return None
+    shape = [int(s) for s in params["shape"]]
+    reference = REGISTRY["random_uniform"].impl
+
+    def call(keys, low, high):
+        if low.size == 1 and high.size == 1 and low.ndim <= len(shape) and high.ndim <= len(shape):
+            out = _engine.random_uniform(keys, shape, float(low.reshape(())), float(high.reshape(())))
+            return out
+        return reference(keys, low, high, shape=tuple(shape))
+
+    return call
+
+
+_NATIVE_FAMILIES["random_bits"] = _random_bits_kernel
+_NATIVE_FAMILIES["random_uniform"] = _random_uniform_kernel
+
+
 def _native_step(eqn: Eqn) -> dict:
     """How the dispatch loop runs a non-fused equation without calling back into Python ({} = it cannot).
 
@@ -427,7 +454,8 @@ def _native_program(graph: Graph, steps: list, values: _Values, load=_load):
         else:
             step.update(_native_step(eqn))
             used_literals.update(s for s, v in zip(ins, eqn.inputs) if isinstance(v, Lit))
-            if REGISTRY[eqn.prim].kind not in ("binary", "ternary", "reduction") and any(s in may_alias for s in ins):
+            fresh = REGISTRY[eqn.prim].kind in ("binary", "ternary", "reduction", "random")  # never a view
+            if not fresh and any(s in may_alias for s in ins):
                 may_alias.add(out)
         native_steps.append(step)
     fixed = [(n_in + i, value) for i, value in enumerate(graph.const_values)]
@@ -454,19 +482,21 @@ def simplify_graph(graph: Graph, shapeless: bool = False) -> Graph:
     return simplified
 
 
-def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
+def compile_graph(graph: Graph, shapeless: bool = False, unfused=()) -> Program:
     """Simplify, fuse, render and JIT-compile `graph`.
 
     Args:
         graph (Graph): a traced graph (`kiln.core.tracing.make_graph`).
         shapeless (bool): keep the program valid at other input shapes. Default: ``False``.
+        unfused (tuple): names of primitives to run as single steps, never inside a fused kernel (eager
+          evaluation keeps approximate math out of graphs that draw random numbers). Default: ``()``.
 
     Returns:
         Program: with ``run(inputs)``, ``graph`` (the fused Graph) and ``kernel_sources``.
     """
     if _engine is None:
         raise RuntimeError("[compile] the C++ engine (kiln._engine) is not built")
-    spec, values = _compact(graph, shapeless)
+    spec, values = _compact(graph, shapeless, unfused=unfused)
     result = _engine.optimize(spec)
     fused, steps = _fused_graph(graph, result, values)
     native, sources = _native_program(fused, steps, values)

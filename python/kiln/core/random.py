@@ -115,11 +115,15 @@ def _constant(value: float, d: dt.Dtype) -> array:
 
 
 # -- bits and split ------------------------------------------------------------------------------
-def _bits(shape: tuple, width: int, k: array) -> array:
+def _bits_key_check(k: array) -> None:
     if k.dtype != dt.uint32:
         raise ValueError(f"[bits] Expected key type uint32 but received {k.dtype.name}.")
     if k.shape != (2,):
         raise ValueError(f"[bits] Expected key shape (2) but received {_shape_text(k.shape)}.")
+
+
+def _bits(shape: tuple, width: int, k: array) -> array:
+    _bits_key_check(k)
     return bind("random_bits", k, shape=tuple(shape), width=int(width))
 
 
@@ -169,6 +173,9 @@ def _uniform(low: array, high: array, shape: tuple, d: dt.Dtype, k: array) -> ar
                          f"from broadcasted shape {_shape_text(out_shape)}.")
     if d not in _BELOW_ONE:
         raise RuntimeError("[uniform] Unsupported type.")
+    if d == dt.float32:  # one primitive: the engine draws, scales and shifts in one pass
+        _bits_key_check(k)
+        return bind("random_uniform", k, lo, hi, shape=tuple(shape))
     u = ops.divide(_bits(shape, 4, k), _f32(_UINT32_MAX))
     u = ops.astype(ops.minimum(u, _f32(_BELOW_ONE[d])), d)
     return ops.add(ops.multiply(span, u), lo)

@@ -142,12 +142,16 @@ def first_divergence(graph: Graph, inputs: list, rtol: float, atol: float, outpu
     return f"equation {n} of {len(graph.eqns)} (`{eqn.prim}`): {_equation_text(graph, n)}"
 
 
-def verify_program(graph: Graph, inputs: list, outputs: list, rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    """Raise CompiledMismatch if `outputs` differ from the interpreter's results for `graph`."""
+def verify_program(graph: Graph, inputs: list, outputs: list, rtol: float = 1e-5, atol: float = 1e-6,
+                   what: str = "compiled graph") -> None:
+    """Raise CompiledMismatch if `outputs` differ from the interpreter's results for `graph`.
+
+    `what` names the caller in the message: "compiled graph" (compile) or "eager evaluation".
+    """
     expected = interpret(graph, inputs)
     for i, (e, a) in enumerate(zip(expected, outputs)):
         e, a = np.asarray(e), np.asarray(a)
         if not values_match(e, a, rtol, atol):
             where = first_divergence(graph, inputs, rtol, atol, output=i)
-            raise CompiledMismatch(f"[compile] Output {i} of the compiled graph differs from the reference "
+            raise CompiledMismatch(f"[compile] Output {i} of the {what} differs from the reference "
                                    f"interpreter ({describe_difference(e, a, rtol, atol)}); first divergence at {where}.")

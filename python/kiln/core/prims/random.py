@@ -107,3 +107,104 @@ register(Primitive(
     vjp=None, jvp=None, vmap=_random_bits_vmap, differentiable=False,
     doc="Threefry-2x32 random bits; input keys (..., 2) uint32, params shape and width (bytes per element).",
 ))
+
+
+# -- uniform float32 samples: one primitive, so the engine draws and scales them in one pass ---------------
+_TWO_POW_32 = np.float32(4294967296.0)  # float32(UINT32_MAX): the divisor MLX uses, rounded
+_BELOW_ONE_F32 = np.nextafter(np.float32(1), np.float32(0))
+
+
+def random_uniform_impl(keys: np.ndarray, low: np.ndarray, high: np.ndarray, shape: tuple) -> np.ndarray:
+    """Samples in [low, high) in the bounds' dtype: MLX's uniform, exactly as its ops compute it (the unit
+    sample in float32, then span * u + low in the bounds' dtype, each step rounded)."""
+    bits = random_bits_impl(keys, shape, 4)
+    u = np.minimum(np.divide(bits.astype(np.float32), _TWO_POW_32), _BELOW_ONE_F32)
+    d = np.result_type(low, high)
+    span = np.subtract(high, low, dtype=d)
+    return np.add(np.multiply(span, u.astype(d), dtype=d), low, dtype=d)
+
+
+def _random_uniform_rule(keys, low, high, shape):
+    out_shape, _ = _random_bits_rule(keys, shape, 4)
+    if low.dtype != high.dtype or not dt.is_floating(low.dtype):
+        raise ValueError(f"[uniform] internal: bounds of one floating type expected, got {low.dtype.name} "
+                         f"and {high.dtype.name}.")
+    for bound in (low, high):
+        if len(bound.shape) > len(shape) or np.broadcast_shapes(tuple(bound.shape), tuple(shape)) != tuple(shape):
+            raise ValueError(f"[uniform] Cannot generate random values of shape {_shape_text(shape)} "
+                             f"from bounds of shape {_shape_text(bound.shape)}.")
+    return out_shape, low.dtype
+
+
+def _unit_samples(keys, shape):
+    """The [0, 1) samples behind random_uniform(keys, low, high): the same draw with low 0 and high 1."""
+    from .. import ops
+    from ..array import bind
+
+    zero, one = ops.zeros((), dt.float32), ops.ones((), dt.float32)
+    return bind("random_uniform", keys, zero, one, shape=tuple(shape))  # float32, as the impl draws it
+
+
+def _random_uniform_vjp(ct, out, inputs, params):
+    from .. import ops
+    from .elementwise import unbroadcast
+
+    keys, low, high = inputs
+    u = _unit_samples(keys, params["shape"])
+    u = ops.astype(u, low.dtype)
+    return (None, unbroadcast(ops.multiply(ct, ops.subtract(1.0, u)), low.shape),
+            unbroadcast(ops.multiply(ct, u), high.shape))
+
+
+def _random_uniform_jvp(tangents, out, inputs, params):
+    from .. import ops
+
+    _, t_low, t_high = tangents
+    u = ops.astype(_unit_samples(inputs[0], params["shape"]), inputs[1].dtype)
+    parts = []
+    if t_low is not None:
+        parts.append(ops.multiply(t_low, ops.subtract(1.0, u)))
+    if t_high is not None:
+        parts.append(ops.multiply(t_high, u))
+    if not parts:
+        return None
+    total = parts[0] if len(parts) == 1 else ops.add(parts[0], parts[1])
+    return ops.broadcast_to(total, out.shape)
+
+
+def _random_uniform_vmap(inputs, bdims, params):
+    # Batched keys lead the output; batched bounds go to the front and broadcast over the sample shape.
+    from .. import ops
+    from ..array import bind
+
+    keys, low, high = inputs
+    keys_bdim, low_bdim, high_bdim = bdims
+    shape = tuple(params["shape"])
+    if keys_bdim is None:
+        size = next(b.shape[d] for b, d in ((low, low_bdim), (high, high_bdim)) if d is not None)
+        keys = ops.broadcast_to(keys, (size,) + tuple(keys.shape))
+    else:
+        keys = ops.moveaxis(keys, keys_bdim, 0)
+    if low_bdim is None and high_bdim is None:
+        return bind("random_uniform", keys, low, high, shape=shape), 0
+    batch = keys.shape[0]
+    sample_ndim = keys.ndim - 2 + len(shape)  # each member's output: its keys' batch, then `shape`
+
+    def lead(bound, bdim):
+        if bdim is None:
+            return bound
+        moved = ops.moveaxis(bound, bdim, 0)
+        pad = sample_ndim - (moved.ndim - 1)
+        return ops.reshape(moved, (batch,) + (1,) * pad + tuple(moved.shape[1:]))
+
+    u = ops.astype(_unit_samples(keys, shape), low.dtype)
+    low, high = lead(low, low_bdim), lead(high, high_bdim)
+    return ops.add(ops.multiply(ops.subtract(high, low), u), low), 0
+
+
+register(Primitive(
+    name="random_uniform", kind=RANDOM, impl=random_uniform_impl, shape_rule=_random_uniform_rule,
+    vjp=_random_uniform_vjp, jvp=_random_uniform_jvp, vmap=_random_uniform_vmap,
+    doc="Uniform samples in [low, high) from Threefry-2x32 bits; inputs keys (..., 2) uint32 and low, high "
+        "(one floating type, broadcastable to the param shape); kiln.random uses it for float32.",
+))
