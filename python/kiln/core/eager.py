@@ -22,8 +22,8 @@ from .dtypes import Dtype as _Dtype
 from .graph import Eqn, Graph, Var
 from .primitives import RANDOM, REGISTRY
 
-# Thresholds measured on the project VM (2 cores; benchmarks in docs/eager.md): a node of at least
-# LARGE_ELEMENTS sends its graph to the engine at once (threaded, fused kernels: 1.3x to 80x faster there);
+# Thresholds measured on the project VM (2 cores; table in docs/DESIGN.md, "Eager evaluation"): a node of at
+# least LARGE_ELEMENTS sends its graph to the engine at once (threaded, fused kernels: 1.3x to 80x faster there);
 # below that the node path often wins (numpy's own SIMD exp/sin beat the kernels' at 64K elements), so
 # graphs with MIN_NODES nodes or a node of MEDIUM_ELEMENTS are measured both ways (see the module text)
 # and the rest (a few small nodes: the `.item()` loop) never leave the node path.
