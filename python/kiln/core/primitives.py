@@ -47,6 +47,9 @@ class Primitive:
     # Params normalised against the traced input shape (slice bounds): shapeless replay at another
     # input shape must be refused, as the rule would answer for the old shape.
     fixed_at_trace: bool = False
+    # Communicates with other processes (mx.distributed): runs on every evaluation, so tracing never turns
+    # it into a trace-time constant, even when none of its inputs depends on the traced function's inputs.
+    effects: bool = False
     doc: str = field(default="", compare=False)
 
 
@@ -71,7 +74,7 @@ def is_elementwise(name: str) -> bool:
 def _load_families():
     # Importing a family module registers its records.
     from .prims import elementwise, reduce, shape  # noqa: F401
-    for optional in ("index", "linalg", "random", "conv", "sort"):
+    for optional in ("index", "linalg", "random", "conv", "sort", "distributed"):
         try:
             __import__(f"{__package__}.prims.{optional}")
         except ModuleNotFoundError as e:
