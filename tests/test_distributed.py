@@ -14,9 +14,11 @@ import time
 import traceback
 
 import kiln.core as mx
+import kiln.nn as nn
 import numpy as np
 import pytest
 from kiln.core import dtypes as dt
+from kiln.utils import tree_flatten, tree_map
 
 D = mx.distributed
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -254,6 +256,100 @@ def check_vmap(g):
     total = sum(value(k, mx.float32, (3, 2 * n), seed=4) for k in range(n))
     got = mx.vmap(D.sum_scatter)(mx.array(y))
     assert_close(got, total[:, 2 * r:2 * r + 2], mx.float32)
+
+
+def check_average_gradients_in_buckets(g):
+    n, r = g.size(), g.rank()
+    shapes = {"w": ((3, 4), mx.float32), "b": ((4,), mx.float32), "h": ((5,), mx.float16),
+              "layers": [((2, 2), mx.float32), ((7,), mx.float16)]}
+    make = lambda k, seed: tree_map(lambda spec: mx.array(value(k, spec[1], spec[0], seed), dtype=spec[1]),  # noqa: E731
+                                    shapes, is_leaf=lambda t: isinstance(t, tuple))
+    want = tree_map(lambda *vs: sum(np.array(v, np.float64) for v in vs) / n, *[make(k, 1) for k in range(n)])
+    calls = []
+    real = D.all_sum
+    D.all_sum = lambda x, **kw: calls.append(x.shape) or real(x, **kw)
+    try:
+        for size, reduces in ((32 * 1024**2, 2), (40, 3), (0, 5)):  # one per dtype; [w], [b l0], [h l1]; none
+            calls.clear()
+            got = nn.average_gradients(make(r, 1), all_reduce_size=size)
+            assert len(calls) == reduces, (size, calls)
+            for (key, a), (_, b) in zip(tree_flatten(got), tree_flatten(want)):
+                assert a.dtype == (mx.float16 if key in ("h", "layers.1") else mx.float32), key
+                np.testing.assert_allclose(np.array(a), b, rtol=2e-3, atol=1e-3, err_msg=key)
+    finally:
+        D.all_sum = real
+
+
+def check_clip_grad_norm_sharded(g):
+    n, r = g.size(), g.rank()
+    shards = [{"w": value(k, mx.float32, (3,), seed=2), "b": value(k, mx.float32, (2, 2), seed=3)} for k in range(n)]
+    norm = np.sqrt(sum(np.sum(s["w"] ** 2) + np.sum(s["b"] ** 2) for s in shards))
+    for max_norm in (norm / 2, 2 * norm):
+        clipped, got = nn.utils.clip_grad_norm_sharded(tree_map(mx.array, shards[r]), float(max_norm))
+        np.testing.assert_allclose(got.item(), norm, rtol=1e-5)
+        scale = min(max_norm / (norm + 1e-6), 1.0)
+        np.testing.assert_allclose(np.array(clipped["w"]), shards[r]["w"] * scale, rtol=1e-5)
+
+
+def _gather_features(y):
+    """Concatenate every rank's slice of the last axis (an all-to-sharded layer's output)."""
+    return mx.moveaxis(D.all_gather(mx.moveaxis(y, -1, 0)), 0, -1)
+
+
+def check_sharded_linear_layers_match_the_unsharded_layer(g):
+    from kiln.nn.layers.distributed import shard_inplace, shard_linear
+
+    n, r = g.size(), g.rank()
+    mx.random.seed(4)  # the same full layers on every rank
+    first, second = nn.Linear(6 * n, 4 * n), nn.Linear(4 * n, 5)
+    x = mx.array(value(0, mx.float32, (3, 6 * n), seed=9))
+    up, down = shard_linear(first, "all-to-sharded"), shard_linear(second, "sharded-to-all")
+    assert repr(up) == f"AllToShardedLinear(input_dims={6 * n}, output_dims={4 * n}, bias=True)", repr(up)
+    np.testing.assert_allclose(np.array(_gather_features(up(x))), np.array(first(x)), rtol=1e-5, atol=1e-6)
+    cols = slice(r * 6, (r + 1) * 6)
+    np.testing.assert_allclose(np.array(shard_linear(first, "sharded-to-all")(x[:, cols])), np.array(first(x)),
+                               rtol=1e-5, atol=1e-5)
+    # the Megatron MLP: the chain and its gradients equal the unsharded chain's
+    full = lambda x: (mx.tanh(second(mx.tanh(first(x)))) ** 2).sum()  # noqa: E731
+    sharded = lambda x: (mx.tanh(down(mx.tanh(up(x)))) ** 2).sum()  # noqa: E731
+    np.testing.assert_allclose(sharded(x).item(), full(x).item(), rtol=1e-5)
+    np.testing.assert_allclose(np.array(mx.grad(sharded)(x)), np.array(mx.grad(full)(x)), rtol=1e-4, atol=1e-6)
+    compiled = mx.compile(mx.grad(sharded))
+    np.testing.assert_allclose(np.array(compiled(x)), np.array(mx.grad(full)(x)), rtol=1e-4, atol=1e-6)
+    grads = nn.value_and_grad(up, lambda x: (mx.tanh(down(mx.tanh(up(x)))) ** 2).sum())(x)[1]
+    full_grads = nn.value_and_grad(first, full)(x)[1]
+    rows = slice(r * 4, (r + 1) * 4)
+    np.testing.assert_allclose(np.array(grads["weight"]), np.array(full_grads["weight"])[rows], rtol=1e-4, atol=1e-6)
+    # segments: a fused projection of 3 parts is sharded part by part
+    fused = nn.Linear(2, 3 * n)
+    mine = shard_linear(fused, "all-to-sharded", segments=3)
+    parts = np.split(np.array(fused.weight), 3)
+    np.testing.assert_array_equal(np.array(mine.weight), np.concatenate([p[r:r + 1] for p in parts]))
+    # in place: the module keeps its class, its weight becomes the shard
+    inplace = nn.Linear(6 * n, 5)
+    reference = np.array(inplace.weight)
+    shard_inplace(inplace, "sharded-to-all")
+    np.testing.assert_array_equal(np.array(inplace.weight), reference[:, cols])
+    assert type(inplace) is nn.Linear
+
+
+def check_quantized_sharded_layers(g):
+    from kiln.nn.layers.distributed import shard_linear
+
+    n, r = g.size(), g.rank()
+    mx.random.seed(5)
+    wide, narrow = nn.Linear(32 * n, 8), nn.Linear(32, 4 * n)
+    qwide, qnarrow = [nn.QuantizedLinear.from_linear(m, group_size=32, bits=8) for m in (wide, narrow)]
+    x = mx.array(value(0, mx.float32, (2, 32 * n), seed=11))
+    to_all = shard_linear(qwide, "sharded-to-all")
+    assert isinstance(to_all, nn.QuantizedShardedToAllLinear) and not to_all.trainable_parameters()
+    assert "input_dims=%d, output_dims=8" % (32 * n) in repr(to_all), repr(to_all)
+    cols = slice(32 * r, 32 * (r + 1))
+    np.testing.assert_allclose(np.array(to_all(x[:, cols])), np.array(qwide(x)), rtol=1e-4, atol=1e-4)
+    to_sharded = shard_linear(qnarrow, "all-to-sharded")
+    assert isinstance(to_sharded, nn.QuantizedAllToShardedLinear)
+    y = _gather_features(to_sharded(x[:, :32]))
+    np.testing.assert_allclose(np.array(y), np.array(qnarrow(x[:, :32])), rtol=1e-4, atol=1e-4)
 
 
 def _expect_error(kind, fn, *fragments):
