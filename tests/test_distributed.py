@@ -444,7 +444,7 @@ def run_mpi(n: int, *argv: str, timeout: float = 120) -> subprocess.CompletedPro
     from kiln.launch import launch_env
 
     return subprocess.run(mpi_command(n, *argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                          env=launch_env())
+                          env=launch_env({"KILN_DISTRIBUTED_TIMEOUT": "60"}))  # a hang becomes an error
 
 
 def _mpi_missing() -> str | None:
@@ -520,6 +520,24 @@ def test_signatures_match_mlx(mlx):
         assert keyword_only == ["group", "stream"], name
         positional = theirs[theirs.index("(") + 1:theirs.index(", *,")].split(", ")
         assert [p.split(":")[0] for p in positional] == names[:-2], (theirs, names)
+
+
+def _losses(text: str) -> list:
+    return [float(line.split()[-1]) for line in text.splitlines() if line.startswith("step ")]
+
+
+@needs_mpi
+def test_data_parallel_example_prints_the_losses_of_one_process():
+    example = os.path.join(ROOT, "examples", "data_parallel.py")
+    alone = subprocess.run([sys.executable, example, "--steps", "30"], capture_output=True, text=True, timeout=120,
+                           cwd=ROOT)
+    assert alone.returncode == 0, alone.stderr
+    together = run_mpi(2, example, "--steps", "30")
+    assert together.returncode == 0, together.stdout + together.stderr
+    assert "2 process(es)" in together.stdout
+    ours, reference = _losses(together.stdout), _losses(alone.stdout)
+    assert len(ours) == len(reference) == 4 and reference[-1] < 0.1 * reference[0]
+    np.testing.assert_allclose(ours, reference, rtol=1e-4)
 
 
 @needs_mpi
