@@ -18,6 +18,7 @@ import kiln.nn as nn
 import numpy as np
 import pytest
 from kiln.core import dtypes as dt
+from kiln.launch import launch_env
 from kiln.utils import tree_flatten, tree_map
 
 D = mx.distributed
@@ -425,6 +426,8 @@ def dead_peer(how: str) -> None:
     """Rank 1 dies (killed, or by an uncaught exception) while rank 0 waits for it in all_sum."""
     g = D.init(strict=True)
     mx.eval(D.all_sum(mx.ones((2,))))
+    if g.rank() == 0:
+        print(f"rank 0 sees {os.environ.get('KILN_LAUNCH_CHECK')}", flush=True)
     if g.rank() == 1:
         if how == "kill":
             os.kill(os.getpid(), 9)
@@ -441,8 +444,6 @@ def mpi_command(n: int, *argv: str) -> list:
 
 
 def run_mpi(n: int, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    from kiln.launch import launch_env
-
     return subprocess.run(mpi_command(n, *argv), capture_output=True, text=True, timeout=timeout, cwd=ROOT,
                           env=launch_env({"KILN_DISTRIBUTED_TIMEOUT": "60"}))  # a hang becomes an error
 
@@ -480,6 +481,28 @@ def test_under_mpirun(n, check):
     assert not failures, "\n".join(failures)
     passed = [line for line in out.splitlines() if line.startswith(f"PASS {check} ")]
     assert len(passed) == n, out
+
+
+def test_launcher_says_when_mpi_is_missing(monkeypatch, capsys):
+    import kiln.launch as launch
+
+    monkeypatch.setattr(launch, "find_mpirun", lambda: None)
+    assert launch.main(["-n", "2", "train.py"]) == 1
+    assert "mpirun was not found" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # `import mpi4py` now raises ImportError
+    assert launch.main(["-n", "2", "train.py"]) == 1
+    assert "mpi4py was not found" in capsys.readouterr().err
+
+
+def test_launcher_command_for_hosts(monkeypatch):
+    import kiln.launch as launch
+
+    monkeypatch.setattr(launch, "find_mpirun", lambda: "/opt/mpi/bin/mpirun")
+    monkeypatch.setattr(launch, "_is_open_mpi", lambda _: True)
+    local = launch.mpirun_command(4, ["python", "train.py"])
+    assert local == ["/opt/mpi/bin/mpirun", "-np", "4", "--oversubscribe", "--bind-to", "none", "python", "train.py"]
+    remote = launch.mpirun_command(8, ["python", "t.py"], hostfile="hosts.txt", env_names=("A",))
+    assert remote == ["/opt/mpi/bin/mpirun", "-np", "8", "-x", "A", "--hostfile", "hosts.txt", "python", "t.py"]
 
 
 # -- one process, no launcher ----------------------------------------------------------------------------------
@@ -544,8 +567,12 @@ def test_data_parallel_example_prints_the_losses_of_one_process():
 @pytest.mark.parametrize("how,says", [("kill", "exited on\nsignal 9"), ("raise", "calling\n\"abort\"")])
 def test_a_dead_peer_ends_the_job(how, says):
     # What users see: mpirun ends every process and says which rank died and how; no one waits forever.
-    result = run_mpi(2, __file__, "dead", how, timeout=90)
+    # Started through the launcher's command line, which also forwards --env.
+    command = [sys.executable, "-m", "kiln.launch", "-n", "2", "--env", "KILN_LAUNCH_CHECK=forwarded", __file__,
+               "dead", how]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=ROOT, env=launch_env())
     out = result.stdout + result.stderr
+    assert "rank 0 sees forwarded" in out, out
     assert result.returncode != 0, out
     assert "without its peer" not in out
     assert "rank 1" in out and says in out, out
