@@ -4,6 +4,15 @@ collective and point-to-point ops, which are lazy graph primitives (records in p
 Every transfer opens with a rendezvous of small headers (op, dtype, shape) whose wait is bounded by
 $KILN_DISTRIBUTED_TIMEOUT seconds, so mismatched calls and absent peers raise an error naming the op and the
 ranks instead of hanging or corrupting memory; the transfer itself is then one blocking MPI call.
+
+What a user sees when things go wrong:
+- ranks disagree on a collective's op, shape or dtype: a ValueError on every rank listing each rank's call;
+  a recv whose shape or dtype differs from the send: a ValueError on the receiver. The group stays usable.
+- a peer never arrives (stuck, skipped the call, recv without a send): after the timeout (default 600 s;
+  0 waits forever) a RuntimeError naming the op and the missing ranks; that group is then unusable.
+- a peer dies: mpirun ends every process of the job and prints which rank died and how; an uncaught
+  exception on one rank aborts the whole job (MPI_Abort) instead of leaving its peers waiting.
+- a send never received by the time its process exits: reported on stderr after the timeout, then abort.
 """
 
 from __future__ import annotations
