@@ -17,8 +17,9 @@ What a user sees when things go wrong:
 
 from __future__ import annotations
 
-import importlib.util
 import atexit
+import importlib.util
+import itertools
 import os
 import sys
 import time
@@ -84,14 +85,13 @@ def _wait(mpi, requests: list, deadline: float) -> bool:
     Spins briefly, then sleeps in short steps: on an oversubscribed machine a spinning rank would steal
     the core its late peer needs. The wake-up delay stays under a millisecond.
     """
-    for spin in range(1 << 30):
+    for spin in itertools.count():
         if mpi.Request.Testall(requests):
             return True
         if spin > 200:
             if time.monotonic() > deadline:
                 return False
             time.sleep(min(1e-3, 1e-5 * (spin - 200)))
-    return False
 
 
 def _cancel(requests: list) -> None:
