@@ -192,6 +192,8 @@ def check_compiled_matches_eager_and_traces_once(g):
         y = sum(a * b for a, b in zip(xs, ws)) + np.maximum.reduce(xs)
         np.testing.assert_allclose(np.array(got[0]), np.exp(-y * y), rtol=1e-5, atol=1e-6)
     assert len(traces) == 1 + 3, traces  # one trace, plus the three eager calls
+    optimized = compiled.graphs(x, w)["optimized"]  # a cache hit: no new trace
+    assert len(traces) == 4 and all(f" {op}[group=" in optimized for op in ("all_sum", "all_max", "all_gather"))
 
 
 def check_compiled_point_to_point_runs_every_call(g):
