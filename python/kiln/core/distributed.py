@@ -12,7 +12,8 @@ What a user sees when things go wrong:
   0 waits forever) a RuntimeError naming the op and the missing ranks; that group is then unusable.
 - a peer dies: mpirun ends every process of the job and prints which rank died and how; an uncaught
   exception on one rank aborts the whole job (MPI_Abort) instead of leaving its peers waiting.
-- a send never received by the time its process exits: reported on stderr after the timeout, then abort.
+- a send still undelivered when its process exits (MPI buffers small ones; large ones wait for their
+  receiver): after the timeout it is reported on stderr and the job aborts instead of hanging at exit.
 """
 
 from __future__ import annotations
