@@ -355,6 +355,28 @@ def check_quantized_sharded_layers(g):
     np.testing.assert_allclose(np.array(y), np.array(qnarrow(x[:, :32])), rtol=1e-4, atol=1e-4)
 
 
+def check_fully_sharded_module(g):
+    # Forward equals the unsharded model; each shard's gradient is its rows of the mean over ranks of the
+    # full model's gradients on each rank's batch (data-parallel training with sharded parameters).
+    n, r = g.size(), g.rank()
+    build = lambda: nn.Sequential(nn.Linear(3, 4 * n), nn.ReLU(), nn.Linear(4 * n, 2 * n))  # noqa: E731
+    mx.random.seed(6)
+    reference = build()
+    mx.random.seed(6)
+    wrapped = nn.fully_shard(build())
+    assert repr(wrapped).startswith("FullyShardedModule(num_sharded_params=4"), repr(wrapped)
+    assert tree_flatten(wrapped.parameters())[0][1].shape == (4, 3)
+    xs = [mx.array(value(k, mx.float32, (5, 3), seed=12)) for k in range(n)]
+    np.testing.assert_allclose(np.array(wrapped(xs[r])), np.array(reference(xs[r])), rtol=1e-5, atol=1e-6)
+    _, grads = nn.value_and_grad(wrapped, lambda x: (wrapped(x) ** 2).mean())(xs[r])
+    full = [nn.value_and_grad(reference, lambda x: (reference(x) ** 2).mean())(x)[1] for x in xs]
+    mean = tree_map(lambda *gs: sum(np.array(a) for a in gs) / n, *full)
+    for (key, got), (_, want) in zip(tree_flatten(grads["module"]), tree_flatten(mean)):
+        rows = want.shape[0] // n
+        np.testing.assert_allclose(np.array(got), want[r * rows:(r + 1) * rows], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert nn.fully_shard(wrapped) is wrapped
+
+
 def _expect_error(kind, fn, *fragments):
     try:
         mx.eval(fn())
@@ -519,6 +541,12 @@ def test_single_process_world():
         D.send(x, 0)
     with pytest.raises(ValueError, match="Cannot recv from a singleton group"):
         D.recv_like(x, 0)
+    layer = nn.Linear(2, 2)
+    assert nn.fully_shard(layer) is layer
+    grads = {"w": mx.array([3.0, 4.0])}
+    clipped, norm = nn.utils.clip_grad_norm_sharded(grads, 1.0)
+    assert norm.item() == pytest.approx(5.0)
+    np.testing.assert_allclose(np.array(clipped["w"]), [0.6, 0.8], rtol=1e-5)
 
 
 def test_init_strict_and_backends(monkeypatch):

@@ -1,5 +1,6 @@
 """Tensor-parallel linear layers (MLX's `mlx.nn.layers.distributed`): each process of a group holds a shard of
-the weight; `shard_linear` and `shard_inplace` cut an ordinary layer's parameters into those shards.
+the weight; `shard_linear` and `shard_inplace` cut an ordinary layer's parameters into those shards, and
+`fully_shard` keeps only a shard of any module's parameters on each process (gathered for each call).
 
 "all-to-sharded": every rank holds the same input and computes its slice of the output features (the
 gradient of the shared input is summed over ranks). "sharded-to-all": every rank holds a slice of the input
@@ -8,12 +9,13 @@ features and the partial products are summed with all_sum, so every rank ends wi
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from functools import lru_cache
 
 import kiln.core as mx
-from kiln.utils import tree_map_with_path
+from kiln.utils import tree_flatten, tree_map_with_path, tree_unflatten
 
 from .base import Module
 from .linear import Linear
@@ -299,3 +301,107 @@ class QuantizedShardedToAllLinear(_QuantizedSharded):
     def __call__(self, x):
         x = mx.distributed.all_sum(self._matmul(x), group=self.group)
         return x + self["bias"] if "bias" in self else x
+
+
+def _gather_parameters(group, full_shapes: list, compute_dtype):
+    """A differentiable all-gather of parameter shards (each the rank's rows of a parameter).
+
+    Forward: every rank's shards travel in one all_gather and are cut back into full parameters. Backward:
+    the full cotangents are summed over ranks with one sum_scatter, each rank keeping its rows, and divided by
+    the group size: the shard's gradient is the mean of the ranks' gradients (data-parallel training).
+    """
+    size = group.size()
+    lengths = [math.prod(shape) // size for shape in full_shapes]
+    offsets = list(itertools.accumulate(lengths))[:-1]
+
+    def cast(a):
+        return a if compute_dtype is None or a.dtype == compute_dtype else a.astype(compute_dtype)
+
+    @mx.custom_function
+    def gather(*shards):
+        row = mx.concatenate([cast(s.reshape(1, -1)) for s in shards], axis=1)
+        rows = mx.distributed.all_gather(row, group=group)  # (size, total): rank k's shards in row k
+        return [part.reshape(shape) for part, shape in zip(mx.split(rows, offsets, axis=1), full_shapes)]
+
+    @gather.vjp
+    def gather_vjp(shards, cotangents, outputs):
+        shards = shards if isinstance(shards, (list, tuple)) else [shards]
+        cotangents = cotangents if isinstance(cotangents, (list, tuple)) else [cotangents]
+        joined = mx.concatenate([c.reshape(size, -1) for c in cotangents], axis=1)
+        mine = mx.distributed.sum_scatter(joined, group=group) / size
+        return tuple(part.reshape(s.shape).astype(s.dtype)
+                     for part, s in zip(mx.split(mine, offsets, axis=1), shards))
+
+    return gather
+
+
+def _shardable(module, key, value) -> bool:
+    return not isinstance(value, FullyShardedModule) and Module.valid_parameter_filter(module, key, value)
+
+
+class FullyShardedModule(Module):
+    """Wrap a module so each member of the group holds only a shard (rows of axis 0) of its parameters.
+
+    The full parameters are gathered for each call and the gradients reduce-scattered (averaged) in the
+    backward pass, so each member stores and updates only its shard. Every parameter's axis 0 must be
+    divisible by the group size. Build one with :func:`fully_shard`.
+
+    Args:
+        module (Module): The module whose parameters are sharded.
+        group (Group, optional): The group to shard across. Default: ``None`` (the global group).
+        compute_dtype (Dtype, optional): Cast the gathered parameters to this dtype. Default: ``None``.
+    """
+
+    def __init__(self, module: Module, group=None, compute_dtype=None):
+        super().__init__()
+        group = group or mx.distributed.init()
+        size = group.size()
+        flat = tree_flatten(module.filter_and_map(_shardable))
+        for path, a in flat:
+            if a.ndim == 0:
+                raise ValueError(f"Cannot shard parameter '{path}' because it is a scalar.")
+            if a.shape[0] % size:
+                raise ValueError(f"Cannot shard parameter '{path}' with shape {a.shape} across {size} devices: "
+                                 f"axis 0 must be divisible by {size}.")
+        object.__setattr__(self, "_paths", [path for path, _ in flat])  # a plain attribute, not a parameter
+        module.update(_shard(module.filter_and_map(_shardable), lambda path, weight: 0, group))
+        self.module = module
+        self._gather = _gather_parameters(group, [a.shape for _, a in flat], compute_dtype)
+
+    def _extra_repr(self) -> str:
+        return f"num_sharded_params={len(self._paths)}"
+
+    def _gathered_call(self, fn, *args, **kwargs):
+        shards = self.module.filter_and_map(_shardable)
+        full = self._gather(*[a for _, a in tree_flatten(shards)])
+        self.module.update(tree_unflatten(list(zip(self._paths, full))))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.module.update(shards)
+
+    def __call__(self, *args, **kwargs):
+        return self._gathered_call(self.module, *args, **kwargs)
+
+    def as_linear(self, *args, **kwargs):
+        """The wrapped module's ``as_linear`` with the full parameters (e.g. a tied embedding)."""
+        return self._gathered_call(self.module.as_linear, *args, **kwargs)
+
+
+def fully_shard(module: Module, *, group=None, compute_dtype=None) -> Module:
+    """Wrap ``module`` in a :class:`FullyShardedModule`.
+
+    Args:
+        module (Module): The module to wrap.
+        group (Group, optional): The group to shard across. Default: ``None`` (the global group).
+        compute_dtype (Dtype, optional): Cast the gathered parameters to this dtype. Default: ``None``.
+
+    Returns:
+        Module: the wrapped module, or ``module`` itself in a group of one, when it is wrapped already, or
+        when it has no parameters to shard.
+    """
+    group = group or mx.distributed.init()
+    if group.size() == 1 or isinstance(module, FullyShardedModule):
+        return module
+    wrapped = FullyShardedModule(module, group=group, compute_dtype=compute_dtype)
+    return wrapped if wrapped._paths else module
