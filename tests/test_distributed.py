@@ -134,6 +134,26 @@ def check_send_recv_ring(g):
         assert_close(got, value((r - 1) % n, dtype, (4, 3), seed=7), dtype)
 
 
+def check_large_results_are_recycled_only_when_free(g):
+    n = g.size()
+    count = 1 << 19  # 2 MB of float32: large enough to be recycled
+    a = D.all_sum(mx.full((count,), 1.0))
+    b = D.all_sum(mx.full((count,), 2.0))
+    head = b[:10]
+    mx.eval(a, head)
+    del b  # `head` still views b's buffer
+    c = D.all_sum(mx.full((count,), 3.0))
+    mx.eval(c)
+    for got, want in ((a, n), (head, 2 * n), (c, 3 * n)):
+        assert np.all(np.array(got) == want), (np.array(got)[:3], want)
+    freed = id(a._data)
+    del a
+    d = D.all_sum(mx.full((count,), 4.0))
+    mx.eval(d)
+    assert id(d._data) == freed  # the pool keeps the buffer alive, so an equal id means it was reused
+    assert np.all(np.array(d) == 4 * n) and np.all(np.array(head) == 2 * n) and np.all(np.array(c) == 3 * n)
+
+
 def check_point_to_point_pairs(g):
     n, r = g.size(), g.rank()
     partner = r ^ 1

@@ -47,6 +47,9 @@ _TAG_COLLECTIVE, _TAG_P2P_HEADER, _TAG_P2P_DATA = 32001, 32002, 32003
 _HEADER_LEN = 12
 _MAX_HEADER_DIMS = 8
 _OPS = ("all_sum", "all_max", "all_min", "all_gather", "sum_scatter", "split", "send", "recv")
+# Result buffers at least this large are recycled once nothing holds them (see Group._output).
+_RECYCLE_MIN_BYTES = 1 << 20
+_RECYCLE_COUNT = 4
 
 
 def _timeout_s() -> float:
@@ -135,6 +138,7 @@ class Group:
         self._size = comm.Get_size() if comm is not None else 1
         self._broken = None  # why the group may no longer be used (after a timeout)
         self._pending_sends = []  # (dst, requests, header, bytes) of sends MPI may still be reading
+        self._recycled = []  # large result buffers this group handed out, reused once nothing holds them
         if comm is not None:
             _groups.append(self)
 
@@ -201,6 +205,22 @@ class Group:
             raise ValueError(f"[{op}] the ranks of the group called different operations or passed arrays of "
                              f"different shapes or dtypes: {listing}.")
 
+    def _output(self, shape: tuple, dtype) -> np.ndarray:
+        """A buffer for a result. A large one handed out before that no array or view holds any more (its
+        reference count says so: views and arrays hold their base) is reused: a training loop's gradients
+        then land in memory already mapped, instead of fresh pages the kernel must fault in and zero."""
+        dtype = np.dtype(dtype)
+        if int(np.prod(shape)) * dtype.itemsize < _RECYCLE_MIN_BYTES:
+            return np.empty(shape, dtype)
+        for buf in self._recycled:
+            # three references: the list, `buf`, getrefcount's argument
+            if sys.getrefcount(buf) == 3 and buf.shape == shape and buf.dtype == dtype:
+                buf.flags.writeable = True  # kiln made it read-only when it became an array's buffer
+                return buf
+        buf = np.empty(shape, dtype)
+        self._recycled = (self._recycled + [buf])[-_RECYCLE_COUNT:]
+        return buf
+
     def _all_reduce(self, op: str, x: np.ndarray) -> np.ndarray:
         if self._comm is None:
             return x
@@ -210,7 +230,7 @@ class Group:
             stacked = self._all_gather(op, x, rendezvous=False).reshape((self._size,) + x.shape)
             return (np.maximum if op == "all_max" else np.minimum).reduce(stacked, axis=0)
         send = _contiguous(x, _WIDEN.get(d))
-        out = np.empty_like(send)
+        out = self._output(send.shape, send.dtype) if d not in _WIDEN else np.empty_like(send)
         self._comm.Allreduce(send, out, op=_mpi_op(self._mpi, op, d))
         return out.astype(x.dtype, copy=False)
 
@@ -221,7 +241,7 @@ class Group:
             return x.reshape(shape)
         if rendezvous:
             self._rendezvous(op, x.shape, dt.from_numpy(x.dtype))
-        out = np.empty((n,) + x.shape, x.dtype)
+        out = self._output((n,) + x.shape, x.dtype)
         self._comm.Allgather([_bytes(x), self._mpi.BYTE], [out.reshape(-1).view(np.uint8), self._mpi.BYTE])
         return out.reshape(shape)
 
