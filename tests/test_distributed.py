@@ -75,7 +75,9 @@ def assert_close(got: mx.array, want: np.ndarray, dtype) -> None:
 # -- the checks (run on every rank, in this order) -----------------------------------------------------------
 def check_world(g):
     assert D.is_available() and D.init() is g
-    assert g.size() == int(os.environ["OMPI_COMM_WORLD_SIZE"]) and g.rank() == int(os.environ["OMPI_COMM_WORLD_RANK"])
+    size = os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ["PMI_SIZE"]  # Open MPI, or MPICH
+    rank = os.environ.get("OMPI_COMM_WORLD_RANK") or os.environ["PMI_RANK"]
+    assert (g.size(), g.rank()) == (int(size), int(rank))
     assert D.init(strict=True, backend="mpi") is g
 
 
