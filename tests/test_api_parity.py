@@ -11,7 +11,6 @@ import pytest
 # a name missing from kiln and absent here fails the test; a name here that kiln now has fails it too.
 INTENTIONALLY_MISSING = {
     "fft": "the FFT submodule needs its own primitives (not written yet)",
-    "distributed": "kiln runs in one process; no collective communication back end",
     "ArrayAt": "kiln's `array.at` helper has its own class name (indexing._At*)",
     "ArrayIterator": "kiln arrays iterate with a generator",
     "ArrayLike": "protocol type of MLX's bindings; kiln accepts any object with __array__",

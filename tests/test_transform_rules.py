@@ -26,6 +26,8 @@ for _module in pkgutil.iter_modules(_prims.__path__):
 # Primitives without a sample generator, each with the reason it is checked elsewhere.
 NO_SAMPLES = {
     "custom": "its params hold the user's Python function; covered by the custom_function tests in test_autodiff.py",
+    "send": "point-to-point needs a peer process: tests/test_distributed.py checks it under mpirun",
+    "recv": "point-to-point needs a peer process: tests/test_distributed.py checks it under mpirun",
 }
 # Differentiable primitives whose vjp is intentionally not the derivative of the forward.
 FD_EXEMPT = {
@@ -321,6 +323,18 @@ SAMPLES.update({
     "view": lambda rng: [Case([_u(rng, (2, 4)).astype(np.float32)], dtype=mx.int16),
                          Case([_u(rng, (2, 4)).astype(np.float32)], dtype=mx.uint32)],
     "as_strided": lambda rng: [Case([_u(rng, (3, 4))], shape=(2, 3), strides=(2, 1), offset=1)],
+})
+
+# communication (prims/distributed.py) in this process's group of one, where each is the identity (all_gather
+# stacks a scalar); tests/test_distributed.py checks them across processes. all_max, all_min and sum_scatter
+# have no derivative rules, as in MLX: fd=False checks that they say so.
+_ONE = mx.distributed.init()
+SAMPLES.update({
+    "all_sum": lambda rng: [Case([_u(rng, (2, 3))], group=_ONE), Case([_u(rng, ())], group=_ONE)],
+    "all_max": lambda rng: [Case([_u(rng, (2, 3))], group=_ONE, fd=False)],
+    "all_min": lambda rng: [Case([_u(rng, (2, 3))], group=_ONE, fd=False)],
+    "all_gather": lambda rng: [Case([_u(rng, (2, 3))], group=_ONE), Case([_u(rng, ())], group=_ONE)],
+    "sum_scatter": lambda rng: [Case([_u(rng, (2, 3))], group=_ONE, fd=False)],
 })
 
 

@@ -50,6 +50,9 @@ class Primitive:
     # Valid at every input rank: no param encodes the rank (axes, permutations, target shapes), so a
     # shapeless trace made only of such equations serves inputs of another rank. None: elementwise kinds.
     rank_agnostic: Optional[bool] = None
+    # Communicates with other processes (mx.distributed): runs on every evaluation, so tracing never turns
+    # it into a trace-time constant, even when none of its inputs depends on the traced function's inputs.
+    effects: bool = False
     doc: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -78,7 +81,7 @@ def is_elementwise(name: str) -> bool:
 def _load_families():
     # Importing a family module registers its records.
     from .prims import elementwise, reduce, shape  # noqa: F401
-    for optional in ("index", "linalg", "random", "conv", "sort", "quantized"):
+    for optional in ("index", "linalg", "random", "conv", "sort", "quantized", "distributed"):
         try:
             __import__(f"{__package__}.prims.{optional}")
         except ModuleNotFoundError as e:

@@ -13,6 +13,7 @@ import threading
 
 from .array import array, evaluate, postorder, transform_scope
 from .graph import Eqn, Graph, Lit, Var
+from .primitives import REGISTRY
 
 # Constants with at most this many dimensions are written inline as literals (0: scalars only).
 _LITERAL_MAX_NDIM = 0
@@ -120,12 +121,17 @@ def _constant(graph: Graph, node):
 
 
 def _depends_on_inputs(outputs, input_ids) -> set:
-    """ids of nodes that (transitively) read an input placeholder."""
+    """ids of nodes that (transitively) read an input placeholder or communicate."""
     depends = set()
     for node in postorder(outputs):
-        if id(node) in input_ids or any(id(x) in depends for x in node._inputs):
+        if id(node) in input_ids or any(id(x) in depends for x in node._inputs) or _has_effects(node):
             depends.add(id(node))
     return depends
+
+
+def _has_effects(node) -> bool:
+    """A pending communication (mx.distributed) is a step of the graph, never a trace-time constant."""
+    return node._data is None and node._prim is not None and REGISTRY[node._prim].effects
 
 
 def _reachable(outputs, depends) -> list:

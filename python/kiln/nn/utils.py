@@ -1,14 +1,15 @@
-"""nn.value_and_grad, nn.utils.checkpoint and nn.average_gradients: gradients with respect to a model's
-trainable parameters."""
+"""nn.value_and_grad, nn.utils.checkpoint, nn.average_gradients and nn.utils.clip_grad_norm_sharded: gradients
+with respect to a model's trainable parameters, and their reduction across processes."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
 import kiln.core as mx
-from kiln.utils import tree_flatten, tree_unflatten
+from kiln.utils import tree_flatten, tree_map, tree_reduce, tree_unflatten
 
 from .layers.base import Module
 
@@ -86,18 +87,74 @@ def average_gradients(gradients: Any, group: Any = None, all_reduce_size: int = 
                       communication_stream: Any = None):
     """Average the gradients across the distributed processes in ``group``.
 
-    kiln runs in a single process, so the average over the (one-member) group is the gradients themselves.
+    Small arrays are concatenated into buckets of about ``all_reduce_size`` bytes (one dtype per bucket), so
+    many small gradients cost a few large all-reduces instead of many small ones.
 
     Args:
-        gradients (Any): The Python tree of gradients.
-        group (optional): The process group; ``None`` (the global group) or a group of size 1.
-        all_reduce_size (int): Bytes per communication step in MLX; unused in a single process.
-        communication_stream (optional): Unused in a single process.
+        gradients (Any): The Python tree of gradients; the same structure on every process.
+        group (Group, optional): The processes to average over. Default: ``None`` (the global group).
+        all_reduce_size (int): Group arrays until their size in bytes reaches this number; one all-reduce per
+            group. If less than or equal to 0, every array is reduced on its own. Default: ``32 MiB``.
+        communication_stream (Stream, optional): Accepted for MLX compatibility; kiln has one CPU stream.
 
     Returns:
-        The averaged gradients (``gradients`` unchanged).
+        The tree of averaged gradients.
     """
-    size = 1 if group is None else group.size()
-    if size != 1:
-        raise ValueError(f"[average_gradients] kiln runs in a single process but the group has {size} members.")
-    return gradients
+    group = group or mx.distributed.init()
+    size = group.size()
+    if size == 1:
+        return gradients
+    flat = tree_flatten(gradients)
+    if not flat:
+        return gradients
+    averaged = {}
+    for bucket in _buckets([g for _, g in flat], all_reduce_size):
+        arrays = [flat[i][1] for i in bucket]
+        if len(arrays) == 1:
+            averaged[bucket[0]] = mx.distributed.all_sum(arrays[0], group=group) / size
+            continue
+        joined = mx.distributed.all_sum(mx.concatenate([a.reshape(-1) for a in arrays]), group=group) / size
+        offsets = list(itertools.accumulate(a.size for a in arrays))[:-1]
+        for i, part, a in zip(bucket, mx.split(joined, offsets), arrays):
+            averaged[i] = part.reshape(a.shape)
+    return tree_unflatten([(key, averaged[i]) for i, (key, _) in enumerate(flat)])
+
+
+def _buckets(arrays: list, limit: int) -> list:
+    """Indices of `arrays` in groups of one dtype whose bytes reach `limit` (the last may be smaller).
+
+    Every process computes the same buckets from the same tree, so their all-reduces pair up.
+    """
+    if limit <= 0:
+        return [[i] for i in range(len(arrays))]
+    open_buckets, done = {}, []
+    for i, a in enumerate(arrays):
+        bucket, nbytes = open_buckets.get(a.dtype, ([], 0))
+        bucket.append(i)
+        nbytes += a.nbytes
+        if nbytes >= limit:
+            done.append(bucket)
+            open_buckets.pop(a.dtype, None)
+        else:
+            open_buckets[a.dtype] = (bucket, nbytes)
+    return done + [bucket for bucket, _ in open_buckets.values()]
+
+
+def clip_grad_norm_sharded(gradients: Any, max_norm: float, group: Any = None):
+    """Clip the global norm of gradients that are sharded across a group.
+
+    The sharded form of ``optimizers.clip_grad_norm``: each process holds a shard of the gradients, so the
+    squared norms are summed over the group before rescaling.
+
+    Args:
+        gradients (Any): A tree holding this process's shard of the gradients.
+        max_norm (float): The largest allowed global norm.
+        group (Group, optional): The group the gradients are sharded across. Default: ``None`` (global).
+
+    Returns:
+        (Any, array): The (possibly rescaled) local shard and the global gradient norm.
+    """
+    local = tree_reduce(lambda total, g: total + g.square().sum(), gradients, 0.0)
+    norm = mx.sqrt(mx.distributed.all_sum(local, group=group))
+    scale = mx.minimum(max_norm / (norm + 1e-6), 1.0)
+    return tree_map(lambda g: g * scale, gradients), norm
