@@ -83,7 +83,6 @@ class array:
 
     __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "_consumers",
                  "__weakref__")
-    __array_priority__ = 100
 
     def __init__(self, val, dtype=None):
         self._consumers = None
