@@ -288,6 +288,16 @@ SAMPLES.update({
     "det": lambda rng: [Case([_well_conditioned(rng, 3)])],
     "slogdet": lambda rng: [Case([_well_conditioned(rng, 3)], output=0), Case([_well_conditioned(rng, 3)], output=1)],
 })
+# Fourier transforms (prims/fft.py). Complex inputs are not finite-differenced, and a real-to-complex output is
+# not either (its vjp, the adjoint under MLX's convention, is checked against real MLX in test_fft.py): diff=[].
+SAMPLES["fft"] = lambda rng: [
+    Case([(_u(rng, (3, 4)) + 1j * _u(rng, (3, 4))).astype(np.complex64)], axes=(1,), inverse=False, real=False, last=0),
+    Case([(_u(rng, (2, 3, 4)) + 1j * _u(rng, (2, 3, 4))).astype(np.complex64)], axes=(2, 0), inverse=True,
+         real=False, last=0),
+    Case([_u(rng, (3, 5))], diff=[], axes=(1,), inverse=False, real=True, last=0),
+    Case([(_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))).astype(np.complex64)], axes=(0, 1), inverse=True, real=True,
+         last=5),
+]
 for _name in ("scatter", "scatter_add", "scatter_multiply", "scatter_maximum", "scatter_minimum"):
     SAMPLES[_name] = _scatter(_name)
 # complex parts and bit views (prims/extra.py); complex inputs are not finite-differenced

@@ -32,7 +32,7 @@ def _export(module_name: str):
 for _m in _PUBLIC_MODULES:
     _export(_m)
 
-for _sub in ("random", "linalg", "fast"):
+for _sub in ("random", "linalg", "fast", "fft"):
     try:
         globals()[_sub] = _importlib.import_module(f"{__name__}.{_sub}")
     except ModuleNotFoundError as _e:
