@@ -18,7 +18,6 @@ INTENTIONALLY_MISSING = {
     "ThreadLocalStream": "kiln has one CPU stream per thread already; no thread-local stream objects",
     "new_thread_local_stream": "see ThreadLocalStream",
     "new_thread_unsafe_stream": "see ThreadLocalStream",
-    "clear_streams": "see ThreadLocalStream",
     "FunctionExporter": "MLX's .mlxfn export format is not implemented (kiln.core.export covers export_to_dot)",
     "export_function": "see FunctionExporter",
     "import_function": "see FunctionExporter",
@@ -47,8 +46,7 @@ def test_missing_names_only_shrink():
 
 def test_array_has_mlx_methods():
     mlx = pytest.importorskip("mlx.core")
-    allowed = {"__array_namespace__"}  # kiln does not claim array-API namespace conformance
-    missing = sorted(n for n in dir(mlx.array) if not hasattr(mx.array, n) and n not in allowed)
+    missing = sorted(n for n in dir(mlx.array) if not hasattr(mx.array, n))
     assert not missing, f"kiln.core.array lacks {missing}"
 
 
@@ -310,3 +308,67 @@ def test_dequantize_reads_mlx_weights():
         theirs = np.array(mlx.dequantize(*[mlx.array(t) for t in packed], group_size=64, bits=bits))
         ours = np.array(mx.dequantize(*[mx.array(t) for t in packed], group_size=64, bits=bits))
         np.testing.assert_array_equal(ours, theirs)
+
+
+def test_version_namespace_and_streams():
+    import kiln
+
+    assert mx.__version__ == kiln.__version__ and mx.__version__[0].isdigit()
+    assert mx.array([1.0]).__array_namespace__() is mx
+    s = mx.new_stream(mx.cpu)
+    mx.set_default_stream(s)
+    mx.clear_streams()
+    assert mx.default_stream(mx.cpu).index == 0 and mx.new_stream(mx.cpu).index == 1
+
+
+@pytest.mark.parametrize("num,endpoint", [(5, True), (5, False), (1, False), (0, True), (7, False)])
+def test_linspace_endpoint_matches_numpy(num, endpoint):
+    got = mx.linspace(-1.0, 3.0, num, endpoint=endpoint)
+    assert got.dtype == mx.float32
+    np.testing.assert_allclose(np.array(got), np.linspace(-1.0, 3.0, num, endpoint=endpoint), rtol=1e-6)
+
+
+def test_tree_merge_matches_mlx():
+    mlx_utils = pytest.importorskip("mlx.utils")
+    from collections import namedtuple
+
+    from kiln.utils import tree_merge
+
+    Pair = namedtuple("Pair", "x y")
+    cases = [
+        ({"a": 1, "b": {"c": 2}}, {"b": {"d": 3}, "e": [4]}),
+        ([1, None, {"x": 1}], [None, 2, {"y": 2}, 5]),
+        (Pair(1, None), Pair(None, 2)),
+        ({}, {"a": 1}),
+        ([], []),
+    ]
+    for a, b in cases:
+        assert tree_merge(a, b) == mlx_utils.tree_merge(a, b)
+    assert tree_merge({"a": 1, "b": [1]}, {"a": 2, "b": [5]}, lambda x, y: x + y) == {"a": 3, "b": [6]}
+    for impl in (tree_merge, mlx_utils.tree_merge):
+        with pytest.raises(ValueError):
+            impl({"a": 1}, {"a": 2})
+        with pytest.raises(ValueError):
+            impl([], {})
+
+
+@pytest.mark.parametrize("nesterov", [True, False])
+def test_muon_matches_mlx(nesterov):
+    mlx = pytest.importorskip("mlx.core")
+    mlx_optim = pytest.importorskip("mlx.optimizers")
+    import kiln.optimizers as optim
+
+    rng = np.random.default_rng(0)
+    params = {"w": rng.standard_normal((4, 6)), "conv": rng.standard_normal((3, 2, 2, 2)), "b": rng.standard_normal(5)}
+    grads = [{k: rng.standard_normal(v.shape) for k, v in params.items()} for _ in range(3)]
+
+    def run(core, opt):
+        p = {k: core.array(v.astype(np.float32)) for k, v in params.items()}
+        for g in grads:
+            p = opt.apply_gradients({k: core.array(v.astype(np.float32)) for k, v in g.items()}, p)
+        return {k: np.array(v) for k, v in p.items()}
+
+    got = run(mx, optim.Muon(learning_rate=0.05, nesterov=nesterov))
+    want = run(mlx, mlx_optim.Muon(learning_rate=0.05, nesterov=nesterov))
+    for k in params:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)

@@ -2,6 +2,8 @@
 
 import importlib as _importlib
 
+from .. import __version__  # noqa: F401  (kiln's own version, as mx.__version__ is MLX's)
+
 from .array import array
 from .dtypes import (  # noqa: F401
     Dtype, DtypeCategory, bfloat16, bool_, complex64, complexfloating, float16, float32, float64, floating,

@@ -216,6 +216,12 @@ class array:
             return data.astype(dtype)
         return data.copy() if copy else data
 
+    def __array_namespace__(self, api_version=None):
+        """The array-API namespace of kiln arrays: ``kiln.core`` (as MLX answers ``mlx.core``)."""
+        import kiln.core
+
+        return kiln.core
+
     def __bool__(self) -> bool:
         if self.size != 1:
             raise ValueError("The truth value of an array with more than one element is ambiguous.")

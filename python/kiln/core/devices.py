@@ -7,7 +7,7 @@ import contextlib
 import enum
 import threading
 
-__all__ = ["DeviceType", "Device", "Stream", "cpu", "gpu", "default_device", "set_default_device",
+__all__ = ["clear_streams", "DeviceType", "Device", "Stream", "cpu", "gpu", "default_device", "set_default_device",
            "default_stream", "set_default_stream", "new_stream", "stream", "synchronize", "is_available",
            "device_count"]
 
@@ -119,3 +119,12 @@ def stream(s):
 
 def synchronize(stream: Stream | None = None) -> None:
     """Wait for outstanding work: kiln evaluates synchronously, so there is none."""
+
+
+def clear_streams() -> None:
+    """Destroy the streams created so far: kiln's streams hold no resources, so this resets the default
+    streams and the stream numbering, as a process that made none."""
+    with _lock:
+        _default_streams.clear()
+        _default_streams[Device(cpu)] = Stream(Device(cpu), 0)
+        _state["next_stream"] = 1

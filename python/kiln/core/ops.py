@@ -589,13 +589,14 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     return array._from_numpy(data.astype(d.np), d)
 
 
-def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array:
-    """`num` evenly spaced values from `start` to `stop`, both included.
+def linspace(start, stop, num: int = 50, endpoint: bool = True, dtype=dt.float32, stream=None) -> array:
+    """`num` evenly spaced values from `start` to `stop`.
 
     Args:
         start (scalar): The first value.
         stop (scalar): The last value.
         num (int): How many values (default 50).
+        endpoint (bool): If ``True`` (default), ``stop`` is the last value; otherwise it is excluded.
         dtype (Dtype): The output dtype (default float32).
 
     Returns:
@@ -604,7 +605,7 @@ def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array
     if num < 0:
         raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
     d = dt.as_dtype(dtype, "linspace")
-    return array._from_numpy(np.linspace(start, stop, num).astype(d.np), d)
+    return array._from_numpy(np.linspace(start, stop, num, endpoint=endpoint).astype(d.np), d)
 
 
 def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
