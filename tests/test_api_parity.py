@@ -372,3 +372,82 @@ def test_muon_matches_mlx(nesterov):
     want = run(mlx, mlx_optim.Muon(learning_rate=0.05, nesterov=nesterov))
     for k in params:
         np.testing.assert_allclose(got[k], want[k], rtol=1e-4, atol=1e-5, err_msg=k)
+
+
+# -- errors MLX raises, checked against real MLX: each case runs on both libraries ------------------------------
+def _error_cases(core, nn, optim):
+    c = core.array([1 + 2j, 3 - 1j])
+    cm = core.array([[1 + 2j, 0], [0, 1j]])
+    return {
+        "det complex": lambda: core.linalg.det(cm),
+        "slogdet complex": lambda: core.linalg.slogdet(cm),
+        "floor complex": lambda: core.floor(c),
+        "ceil complex": lambda: core.ceil(c),
+        "erf complex": lambda: core.erf(c),
+        "erfinv complex": lambda: core.erfinv(c),
+        "expm1 complex": lambda: core.expm1(c),
+        "sigmoid complex": lambda: core.sigmoid(c),
+        "remainder complex": lambda: core.remainder(c, c),
+        "arctan2 complex": lambda: core.arctan2(c, c),
+        "asarray copy=False": lambda: core.asarray(np.ones(2), copy=False),
+        "array + list": lambda: core.array([1, 2]) + [1, 2],
+        "list * array": lambda: [1, 2] * core.array([1, 2]),
+        "array < list": lambda: core.array([1]) < [2],
+        "GroupNorm groups": lambda: nn.GroupNorm(3, 8),
+        "GroupNorm eps": lambda: nn.GroupNorm(2, 8, eps=0.0),
+        "LayerNorm eps": lambda: nn.LayerNorm(4, eps=-1.0),
+        "RMSNorm eps": lambda: nn.RMSNorm(4, eps=0.0),
+        "InstanceNorm eps": lambda: nn.InstanceNorm(4, eps=-1.0),
+        "BatchNorm eps": lambda: nn.BatchNorm(4, eps=-1.0),
+        "Adam eps": lambda: optim.Adam(1e-3, eps=-1.0),
+        "grad negative argnum": lambda: core.grad(lambda x: x, argnums=-1)(core.array(1.0)),
+        "grad duplicate argnums": lambda: core.grad(lambda x, y: x, argnums=(0, 0))(core.array(1.0), core.array(1.0)),
+        "arange zero step": lambda: core.arange(0, 10, 0),
+        "arange infinite": lambda: core.arange(float("inf")),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_error_cases(mx, *[None] * 2)))
+def test_errors_match_mlx(case):
+    mlx_core = pytest.importorskip("mlx.core")
+    import kiln.nn
+    import kiln.optimizers
+    import mlx.nn
+    import mlx.optimizers
+
+    with pytest.raises(ValueError):
+        _error_cases(mlx_core, mlx.nn, mlx.optimizers)[case]()  # the oracle: MLX refuses this
+    with pytest.raises(ValueError):
+        _error_cases(mx, kiln.nn, kiln.optimizers)[case]()
+
+
+def test_complex_autodiff_matches_mlx():
+    mlx = pytest.importorskip("mlx.core")
+    z = np.array([1 + 2j, 3 - 1j], np.complex64)
+    w = np.array([[2 - 1j], [1 + 1j]], np.complex64)
+    funcs = {"abs": lambda m, x: m.abs(x), "prod": lambda m, x: m.prod(x), "matmul": lambda m, x: x @ m.array(w),
+             "multiply": lambda m, x: x * m.array(w[:, 0])}
+    for name, f in funcs.items():
+        results = []
+        for m in (mx, mlx):
+            x = m.array(z)
+            out = f(m, x)
+            ct = m.ones_like(out) * (1 + 0.5j) if out.dtype == m.complex64 else m.ones_like(out)
+            (tangent,) = m.jvp(lambda a: f(m, a), [x], [m.ones_like(x) * (0.5 + 1j)])[1]
+            (cotangent,) = m.vjp(lambda a: f(m, a), [x], [ct])[1]
+            results.append((str(out.dtype).split(".")[-1], str(tangent.dtype).split(".")[-1], np.array(tangent),
+                            np.array(cotangent)))
+        (kd, ktd, kt, kc), (md, mtd, mt, mc) = results
+        assert (kd, ktd) == (md, mtd), name
+        np.testing.assert_allclose(kt, mt, rtol=1e-5, err_msg=name)
+        np.testing.assert_allclose(kc, mc, rtol=1e-5, err_msg=name)
+
+
+def test_channel_dropout_keeps_the_dtype():
+    import kiln.nn as nn
+
+    for layer, shape in ((nn.Dropout2d(0.5), (2, 4, 4, 3)), (nn.Dropout3d(0.5), (2, 3, 4, 4, 3))):
+        out = layer(mx.ones(shape, dtype=mx.bfloat16))
+        assert out.dtype == mx.bfloat16
+        values = set(np.unique(np.array(out.astype(mx.float32))).tolist())
+        assert values <= {0.0, 2.0}

@@ -611,10 +611,18 @@ def _method(name: str, fn):
     setattr(array, name, fn)
 
 
+def _refuse_sequence(name: str, other):
+    # MLX's operators take arrays and scalars only: `a + [1, 2]` is an error there, not an implicit array.
+    if isinstance(other, (list, tuple)):
+        raise ValueError(f"Cannot perform {name.strip('_')} on an array and {type(other).__name__}.")
+
+
 def _forward(fn, reflected=False):
-    if reflected:
-        return lambda self, other: fn(other, self)
-    return lambda self, other: fn(self, other)
+    def method(self, other):
+        _refuse_sequence(method.__name__, other)
+        return fn(other, self) if reflected else fn(self, other)
+
+    return method
 
 
 def _true_divide_in_place(self, other):
@@ -641,6 +649,7 @@ def _in_place(fn):
     while arrays computed from it earlier keep what they computed."""
 
     def method(self, other):
+        _refuse_sequence(method.__name__, other)
         new = fn(self, other)
         self._rebind(new, self._snapshot())
         return self

@@ -158,8 +158,11 @@ def _normalize_argnums(argnums, argnames):
     if not isinstance(nums, (list, tuple)) or not all(isinstance(n, int) for n in nums):
         raise TypeError(f"[grad] argnums must be an int or a sequence of ints, got {argnums!r}.")
     nums = list(nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError("[grad] Duplicate argnums.")
+    for i, n in enumerate(nums):
+        if n < 0:
+            raise ValueError(f"[grad] Can't compute the gradient of negative argument index {n}.")
+        if n in nums[:i]:
+            raise ValueError(f"[grad] Duplicate argument index {n} is not allowed.")
     # As MLX, one argnum (even given as a one-element sequence) gives its gradient unwrapped.
     return nums, len(nums) == 1, argnames
 

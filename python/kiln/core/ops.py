@@ -197,9 +197,17 @@ def _named(fn, name: str, doc: str):
     return fn
 
 
-def _unary_float(name):
+def _refuse_complex(op: str, a: array) -> array:
+    """MLX defines these ops on real numbers only; numpy would answer (or fail) differently for complex."""
+    if a.dtype == dt.complex64:
+        raise ValueError(f"[{op}] Not supported for complex64.")
+    return a
+
+
+def _unary_float(name, real_only=False):
     def fn(a, stream=None) -> array:
-        return bind(name, _float_input(name, a))
+        x = _float_input(name, a)
+        return bind(name, _refuse_complex(name, x) if real_only else x)
 
     return _named(fn, name, f"""Element-wise {name}. Integer and bool inputs are computed in float32.
 
@@ -212,7 +220,7 @@ def _unary_float(name):
 
 
 exp = _unary_float("exp")
-expm1 = _unary_float("expm1")
+expm1 = _unary_float("expm1", real_only=True)
 log = _unary_float("log")
 log1p = _unary_float("log1p")
 log2 = _unary_float("log2")
@@ -232,9 +240,9 @@ tanh = _unary_float("tanh")
 arcsinh = _unary_float("arcsinh")
 arccosh = _unary_float("arccosh")
 arctanh = _unary_float("arctanh")
-sigmoid = _unary_float("sigmoid")
-erf = _unary_float("erf")
-erfinv = _unary_float("erfinv")
+sigmoid = _unary_float("sigmoid", real_only=True)
+erf = _unary_float("erf", real_only=True)
+erfinv = _unary_float("erfinv", real_only=True)
 
 
 def negative(a, stream=None) -> array:
@@ -246,12 +254,12 @@ def negative(a, stream=None) -> array:
 
 
 def floor(a, stream=None) -> array:
-    a = to_array(a, op="floor")
+    a = _refuse_complex("floor", to_array(a, op="floor"))
     return a if not dt.is_floating(a.dtype) else bind("floor", a)
 
 
 def ceil(a, stream=None) -> array:
-    a = to_array(a, op="ceil")
+    a = _refuse_complex("ceil", to_array(a, op="ceil"))
     return a if not dt.is_floating(a.dtype) else bind("ceil", a)
 
 
@@ -348,6 +356,13 @@ def _integer_only(op, a, b, x, y):
     return x, y
 
 
+def _real_operands(op, a, b, x, y):
+    if x.dtype == dt.complex64:
+        raise ValueError(f"[{op}] Complex type not supported." if op == "remainder" else
+                         f"[{op}] Not supported for complex64.")
+    return x, y
+
+
 def _shift_operands(op, a, b, x, y):
     """Shifts are integer-only; two bools shift as uint8, as in MLX."""
     x, y = _integer_only(op, a, b, x, y)
@@ -361,11 +376,11 @@ subtract = _binary("subtract")
 multiply = _binary("multiply")
 divide = _binary("divide", float_result=True)
 floor_divide = _binary("floor_divide")
-remainder = _binary("remainder")
+remainder = _binary("remainder", check=_real_operands)
 power = _binary("power")
 maximum = _binary("maximum")
 minimum = _binary("minimum")
-arctan2 = _binary("arctan2", float_result=True)
+arctan2 = _binary("arctan2", float_result=True, check=_real_operands)
 logaddexp = _binary("logaddexp", float_result=True)
 equal = _binary("equal")
 not_equal = _binary("not_equal")
@@ -569,6 +584,8 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     if step is None:
         step = 1
     if step == 0:
+        raise ValueError("[arange] step must be nonzero.")
+    if not builtins.all(math.isfinite(v) for v in (start, stop, step)):
         raise ValueError("[arange] Cannot compute length.")
     any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
     d = dt.as_dtype(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)

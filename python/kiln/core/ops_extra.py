@@ -359,11 +359,13 @@ def asarray(a, dtype=None, *, copy=None) -> array:
     Args:
         a: Input data.
         dtype (Dtype, optional): The dtype of the result.
-        copy (bool, optional): Accepted for the array API; kiln arrays are immutable, so a copy is never needed.
+        copy (bool, optional): ``False`` is refused, as in MLX: creating an array always copies the data.
 
     Returns:
         array: The array.
     """
+    if copy is False:
+        raise ValueError("[asarray] Unable to avoid copy while creating an array as requested.")
     if isinstance(a, array):
         return a if dtype is None else ops.astype(a, dtype)
     return array(a, dtype)
