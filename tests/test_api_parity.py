@@ -18,8 +18,6 @@ INTENTIONALLY_MISSING = {
     "ThreadLocalStream": "kiln has one CPU stream per thread already; no thread-local stream objects",
     "new_thread_local_stream": "see ThreadLocalStream",
     "new_thread_unsafe_stream": "see ThreadLocalStream",
-    "from_fp8": "fp8 (e4m3) conversion is not implemented",
-    "to_fp8": "fp8 (e4m3) conversion is not implemented",
     "gather_qmm": "quantized gather matmul is not implemented (gather_mm and quantized_matmul are)",
     "gather_qqmm": "matmuls with both operands quantized are not implemented",
     "qqmm": "matmuls with both operands quantized are not implemented",

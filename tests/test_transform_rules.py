@@ -298,6 +298,12 @@ SAMPLES["fft"] = lambda rng: [
     Case([(_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))).astype(np.complex64)], axes=(0, 1), inverse=True, real=True,
          last=5),
 ]
+# small float formats (prims/float_formats.py): codes are integers, so only vmap is checked
+SAMPLES["float_encode"] = lambda rng: [Case([_u(rng, (2, 3), -500, 500)], format="e4m3"),
+                                       Case([_u(rng, (3,), -8, 8)], format="e2m1")]
+SAMPLES["float_decode"] = lambda rng: [Case([_ints(rng, (2, 3), 0, 256, np.uint8)], format="e4m3", dtype=mx.float32),
+                                       Case([_ints(rng, (4,), 0, 256, np.uint8)], format="e8m0", dtype=mx.float32),
+                                       Case([_ints(rng, (4,), 0, 16, np.uint8)], format="e2m1", dtype=mx.float16)]
 for _name in ("scatter", "scatter_add", "scatter_multiply", "scatter_maximum", "scatter_minimum"):
     SAMPLES[_name] = _scatter(_name)
 # complex parts and bit views (prims/extra.py); complex inputs are not finite-differenced

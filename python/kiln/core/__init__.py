@@ -13,7 +13,8 @@ from .dtypes import (  # noqa: F401
 
 # Modules whose `__all__` forms the public namespace. Each owns one family of ops or one transform.
 _PUBLIC_MODULES = ("_format", "ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
-                   "export", "ops_conv", "ops_extra", "fileio", "memory", "quantized")
+                   "export", "ops_conv", "ops_extra", "fileio", "memory", "quantized",
+                   "quant_modes")
 
 
 def _export(module_name: str):

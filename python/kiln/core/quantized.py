@@ -8,7 +8,7 @@ All ops are compositions of kiln ops (shifts, masks, sums), so they trace, vmap 
 from __future__ import annotations
 
 from . import dtypes as dt
-from . import ops
+from . import ops, quant_modes
 from .array import array
 
 __all__ = ["block_masked_mm", "dequantize", "gather_mm", "quantize", "quantized_matmul", "segmented_mm"]
@@ -19,11 +19,6 @@ _GROUP_SIZES = (32, 64, 128)
 
 def _shape_text(shape) -> str:
     return "(" + ",".join(str(s) for s in shape) + ")"
-
-
-def _check_mode(op: str, mode: str):
-    if mode != "affine":
-        raise ValueError(f"[{op}] kiln supports only mode='affine', got '{mode}'.")
 
 
 def _check_params(op: str, group_size, bits) -> tuple:
@@ -75,7 +70,8 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
     Returns:
         tuple: ``(w_q, scales, biases)``.
     """
-    _check_mode("quantize", mode)
+    if mode != "affine":  # the floating-point modes live in quant_modes.py
+        return quant_modes.quantize_mode(w, group_size, bits, mode, global_scale)
     group_size, bits = _check_params("quantize", group_size, bits)
     w = ops.to_array(w, op="quantize")
     if w.ndim < 2:
@@ -133,7 +129,10 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
     Returns:
         array: The dequantized array.
     """
-    _check_mode("dequantize", mode)
+    if mode != "affine":
+        if biases is not None:
+            raise ValueError(f"[dequantize] Biases must be null for quantization mode '{mode}'.")
+        return quant_modes.dequantize_mode(w, scales, group_size, bits, mode, global_scale, dtype)
     group_size, bits = _check_params("dequantize", group_size, bits)
     w = ops.to_array(w, op="dequantize")
     scales = ops.to_array(scales, op="dequantize")
@@ -175,6 +174,10 @@ def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group
     Returns:
         array: The product.
     """
+    if mode != "affine":
+        if biases is not None:
+            raise ValueError(f"[quantized_matmul] Biases must be null for quantization mode '{mode}'.")
+        return quant_modes.quantized_matmul_mode(x, w, scales, transpose, group_size, bits, mode)
     x = ops.to_array(x, op="quantized_matmul")
     weights = dequantize(w, scales, biases, group_size=group_size, bits=bits, mode=mode)
     weights = ops.astype(weights, dt.result_type(x, weights))
