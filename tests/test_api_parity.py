@@ -427,8 +427,8 @@ def test_complex_autodiff_matches_mlx():
             x = m.array(z)
             out = f(m, x)
             ct = m.ones_like(out) * (1 + 0.5j) if out.dtype == m.complex64 else m.ones_like(out)
-            (tangent,) = m.jvp(lambda a: f(m, a), [x], [m.ones_like(x) * (0.5 + 1j)])[1]
-            (cotangent,) = m.vjp(lambda a: f(m, a), [x], [ct])[1]
+            (tangent,) = m.jvp(lambda a, f=f, m=m: f(m, a), [x], [m.ones_like(x) * (0.5 + 1j)])[1]
+            (cotangent,) = m.vjp(lambda a, f=f, m=m: f(m, a), [x], [ct])[1]
             results.append((str(out.dtype).split(".")[-1], str(tangent.dtype).split(".")[-1], np.array(tangent),
                             np.array(cotangent)))
         (kd, ktd, kt, kc), (md, mtd, mt, mc) = results
@@ -438,7 +438,7 @@ def test_complex_autodiff_matches_mlx():
 
 
 def test_channel_dropout_keeps_the_dtype():
-    import kiln.nn as nn
+    from kiln import nn
 
     for layer, shape in ((nn.Dropout2d(0.5), (2, 4, 4, 3)), (nn.Dropout3d(0.5), (2, 3, 4, 4, 3))):
         out = layer(mx.ones(shape, dtype=mx.bfloat16))

@@ -54,7 +54,8 @@ def run_file(folder: str, name: str, backend: str, timeout: float) -> dict:
     env = dict(os.environ, PYTHONPATH=folder + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.time()
     try:
-        proc = subprocess.run([sys.executable, "-c", _CHILD, backend, folder, name], capture_output=True,
+        proc = subprocess.run([sys.executable, "-c", _CHILD, backend, folder, name], check=False,
+                              capture_output=True,
                               text=True, timeout=timeout, env=env, cwd=folder)
     except subprocess.TimeoutExpired:
         return {"timeout": True, "seconds": timeout}
@@ -86,7 +87,8 @@ def main(argv=None) -> int:
         passed = s["run"] - s["skipped"] - len(bad)
         total_run += s["run"] - s["skipped"]
         total_passed += passed
-        print(f"{name:32s} {passed:4d} / {s['run'] - s['skipped']:4d} passed  ({s['skipped']} skipped, {s['seconds']} s)")
+        counted = s["run"] - s["skipped"]
+        print(f"{name:32s} {passed:4d} / {counted:4d} passed  ({s['skipped']} skipped, {s['seconds']} s)")
         if args.v:
             for test_id, last_line in bad:
                 print(f"    {test_id.split('.', 1)[-1]}: {last_line}")

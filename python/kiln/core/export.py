@@ -10,7 +10,7 @@ import contextlib
 from . import function_file
 from .array import array, bind, transform_scope
 
-__all__ = ["export_to_dot", "export_function", "import_function", "exporter", "FunctionExporter"]
+__all__ = ["FunctionExporter", "export_function", "export_to_dot", "exporter", "import_function"]
 
 
 def _label(node) -> str:
@@ -61,7 +61,7 @@ def _split_inputs(op: str, args: tuple, kwargs: dict) -> tuple:
     """MLX's two calling forms: `f(*arrays, **arrays)`, or `f(tuple_or_list_of_arrays, dict_of_arrays)`."""
     if args and isinstance(args[0], (list, tuple)) and not kwargs and len(args) <= 2:
         rest = args[1] if len(args) == 2 else {}
-        if not isinstance(rest, dict):
+        if not isinstance(rest, dict):  # MLX raises ValueError for every malformed input here
             raise ValueError(f"[{op}] After a sequence of positional inputs only a dict of keyword inputs may "
                              f"follow, got {type(rest).__name__}.")
         args, kwargs = tuple(args[0]), dict(rest)
@@ -70,7 +70,7 @@ def _split_inputs(op: str, args: tuple, kwargs: dict) -> tuple:
     for where, value in [(f"positional input {i}", a) for i, a in enumerate(args)] + [
             (f"keyword input '{k}'", v) for k, v in kwargs.items()]:
         if not isinstance(value, array):
-            raise ValueError(f"[{op}] Inputs must be arrays; {where} is a {type(value).__name__}.")
+            raise ValueError(f"[{op}] Inputs must be arrays; {where} is a {type(value).__name__}.")  # noqa: TRY004
     return tuple(args), dict(kwargs)
 
 
@@ -78,8 +78,8 @@ def _flat_outputs(result) -> list:
     outs = list(result) if isinstance(result, (list, tuple)) else [result]
     for o in outs:
         if not isinstance(o, array):
-            raise ValueError("[export_function] The function must return an array or a flat tuple or list of "
-                             f"arrays, got a {type(o).__name__} among its outputs.")
+            message = f"a flat tuple or list of arrays, got a {type(o).__name__} among its outputs"
+            raise ValueError(f"[export_function] The function must return an array or {message}.")  # noqa: TRY004
     return outs
 
 
@@ -125,7 +125,7 @@ def export_function(file, fun, *args, shapeless: bool = False, metadata: str | N
         **kwargs (array): Example keyword inputs.
     """
     if callable(file):
-        raise ValueError("[export_function] Exporting to a callback is not supported by kiln; pass a file path.")
+        raise ValueError("[export_function] Exporting to a callback is not supported; pass a path.")  # noqa: TRY004
     args, kwargs = _split_inputs("export_function", args, kwargs)
     _write(file, [_trace(fun, args, kwargs, shapeless)], metadata)
 

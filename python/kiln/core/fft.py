@@ -13,8 +13,24 @@ from . import ops
 from .array import array, bind
 from .prims import fft as _prim  # noqa: F401  (registers the fft primitive)
 
-__all__ = ["fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn",
-           "irfftn", "fftshift", "ifftshift", "fftfreq", "rfftfreq"]
+__all__ = [
+    "fft",
+    "fft2",
+    "fftfreq",
+    "fftn",
+    "fftshift",
+    "ifft",
+    "ifft2",
+    "ifftn",
+    "ifftshift",
+    "irfft",
+    "irfft2",
+    "irfftn",
+    "rfft",
+    "rfft2",
+    "rfftfreq",
+    "rfftn",
+]
 
 
 def _normalised_axes(op: str, axes, ndim: int) -> tuple:

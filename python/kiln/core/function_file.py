@@ -115,7 +115,8 @@ def _encode_graph(graph: Graph, buffers: _Buffers) -> dict:
         params = {k: _encode_value(v, f"parameter '{k}' of {e.prim}") for k, v in e.params.items()}
         eqns.append([e.prim, [ref(v) for v in e.inputs], params, None])
         eqns[-1][3] = define(e.out)
-    return {"vars": shapes, "inputs": inputs, "consts": consts, "eqns": eqns, "outputs": [ref(v) for v in graph.outputs]}
+    outputs = [ref(v) for v in graph.outputs]
+    return {"vars": shapes, "inputs": inputs, "consts": consts, "eqns": eqns, "outputs": outputs}
 
 
 def encode(traces: list, metadata: str | None) -> bytes:
@@ -243,7 +244,7 @@ def _check_rule(prim: str, ins: tuple, params: dict, out: Var):
     """The equation's declared type must be what its shape rule answers for its inputs and params."""
     try:
         shape, dtype = REGISTRY[prim].shape_rule(*ins, **params)
-    except Exception as e:  # a damaged params dict can fail a rule in any way: it is a format error here
+    except Exception as e:  # noqa: BLE001  (damaged params can fail a rule in any way: a format error here)
         _fail(f"equation {prim} is inconsistent: {type(e).__name__}: {str(e)[:100]}")
     _expect(tuple(shape) == out.shape and dtype == out.dtype, f"equation {prim} declares a wrong result type")
 

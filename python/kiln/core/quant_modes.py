@@ -16,7 +16,7 @@ from .array import array, bind
 from .ops_extra import view
 from .prims import float_formats  # noqa: F401  (registers float_encode / float_decode)
 
-__all__ = ["to_fp8", "from_fp8"]
+__all__ = ["from_fp8", "to_fp8"]
 
 # mode -> (element format, bits, group size, scale format)
 MODES = {
