@@ -11,16 +11,9 @@ import pytest
 # a name missing from kiln and absent here fails the test; a name here that kiln now has fails it too.
 INTENTIONALLY_MISSING = {
     "distributed": "kiln runs in one process; no collective communication back end",
-    "ArrayAt": "kiln's `array.at` helper has its own class name (indexing._At*)",
-    "ArrayIterator": "kiln arrays iterate with a generator",
-    "ArrayLike": "protocol type of MLX's bindings; kiln accepts any object with __array__",
-    "StreamContext": "kiln.core.stream returns its own context manager",
-    "ThreadLocalStream": "kiln has one CPU stream per thread already; no thread-local stream objects",
-    "new_thread_local_stream": "see ThreadLocalStream",
-    "new_thread_unsafe_stream": "see ThreadLocalStream",
     "gather_qmm": "quantized gather matmul is not implemented (gather_mm and quantized_matmul are)",
-    "gather_qqmm": "matmuls with both operands quantized are not implemented",
-    "qqmm": "matmuls with both operands quantized are not implemented",
+    "gather_qqmm": "CUDA-only in MLX: its CPU build raises '[QQMatmul] NYI' (both operands quantized)",
+    "qqmm": "CUDA-only in MLX: its CPU build raises '[QQMatmul] NYI' (both operands quantized)",
 }
 
 
@@ -445,3 +438,21 @@ def test_channel_dropout_keeps_the_dtype():
         assert out.dtype == mx.bfloat16
         values = set(np.unique(np.array(out.astype(mx.float32))).tolist())
         assert values <= {0.0, 2.0}
+
+
+def test_stream_and_iteration_types():
+    assert isinstance(mx.stream(mx.cpu), mx.StreamContext)
+    with mx.stream(mx.new_thread_local_stream(mx.cpu)) as context:
+        assert isinstance(context.stream, mx.ThreadLocalStream) and context.stream.device == mx.cpu
+    assert isinstance(mx.new_thread_unsafe_stream(mx.cpu), mx.Stream)
+    it = iter(mx.array([[1, 2], [3, 4]]))
+    assert isinstance(it, mx.ArrayIterator)
+    assert [r.tolist() for r in it] == [[1, 2], [3, 4]]
+    assert isinstance(mx.array([1.0]).at, mx.ArrayAt)
+
+    class Wrapped:
+        def __mlx_array__(self):
+            return mx.array([3.0, 4.0])
+
+    assert isinstance(Wrapped(), mx.ArrayLike)
+    assert mx.array(Wrapped()).tolist() == [3.0, 4.0]

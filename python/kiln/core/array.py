@@ -8,6 +8,7 @@ unless a transform (grad, jvp, ...) is active, which needs the graph kept.
 from __future__ import annotations
 
 import threading
+import typing
 import weakref
 from operator import attrgetter
 
@@ -253,7 +254,7 @@ class array:
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d array")  # raised by iter() itself, as MLX does
-        return (self[i] for i in range(self._shape[0]))
+        return ArrayIterator(self)
 
     __hash__ = object.__hash__  # MLX hashes arrays by identity
 
@@ -532,8 +533,34 @@ def _flatten_list(val, out):
             out.append(v)
 
 
+@typing.runtime_checkable
+class ArrayLike(typing.Protocol):
+    """Any Python object which has an ``__mlx_array__`` method that returns an :obj:`array`; ``array(obj)``
+    converts it."""
+
+    def __mlx_array__(self) -> array: ...
+
+
+class ArrayIterator:
+    """A helper object to iterate over the 1st dimension of an array."""
+
+    def __init__(self, a: array):
+        self._array, self._next = a, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> array:
+        if self._next >= self._array.shape[0]:
+            raise StopIteration
+        self._next += 1
+        return self._array[self._next - 1]
+
+
 def _lazy_source(val, dtype):
     """For array(x) where x is an array or a list/tuple of arrays: the lazy array to copy, else None."""
+    if not isinstance(val, array) and hasattr(type(val), "__mlx_array__"):
+        val = val.__mlx_array__()  # MLX's ArrayLike protocol: the object converts itself
     if isinstance(val, array):
         return val if dtype is None else ops.astype(val, dtype)
     if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
