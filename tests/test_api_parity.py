@@ -456,3 +456,20 @@ def test_stream_and_iteration_types():
 
     assert isinstance(Wrapped(), mx.ArrayLike)
     assert mx.array(Wrapped()).tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("subscripts,shapes", [
+    ("ij,jk,kl->il", [(2, 3), (3, 4), (4, 5)]), ("i,j->ij", [(3,), (4,)]), ("ii->i", [(3, 3)]),
+    ("ea,fb,abcd,gc,hd->efgh", [(4, 4), (4, 5), (4, 5, 6, 7), (3, 6), (2, 7)]),
+    ("...ij,...jk->...ik", [(2, 2, 3), (2, 3, 4)]), ("abc,bcd,dea", [(2, 3, 4), (3, 4, 5), (5, 6, 2)]),
+])
+def test_einsum_path_and_result_match_mlx_and_numpy(subscripts, shapes):
+    mlx = pytest.importorskip("mlx.core")
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    path, text = mx.einsum_path(subscripts, *[mx.array(a) for a in arrays])
+    assert (path, text) == mlx.einsum_path(subscripts, *[mlx.array(a) for a in arrays])
+    assert path == [tuple(p) for p in np.einsum_path(subscripts, *arrays, optimize="greedy")[0][1:]]
+    want = np.einsum(subscripts, *[a.astype(np.float64) for a in arrays])
+    np.testing.assert_allclose(np.array(mx.einsum(subscripts, *[mx.array(a) for a in arrays])), want,
+                               rtol=1e-4, atol=1e-4)

@@ -7,9 +7,9 @@ import enum
 import threading
 
 __all__ = ["clear_streams", "StreamContext", "ThreadLocalStream", "new_thread_local_stream",
-           "new_thread_unsafe_stream", "DeviceType", "Device", "Stream", "cpu", "gpu", "default_device", "set_default_device",
-           "default_stream", "set_default_stream", "new_stream", "stream", "synchronize", "is_available",
-           "device_count"]
+           "new_thread_unsafe_stream", "DeviceType", "Device", "Stream", "cpu", "gpu", "default_device",
+           "set_default_device", "default_stream", "set_default_stream", "new_stream", "stream", "synchronize",
+           "is_available", "device_count"]
 
 
 class DeviceType(enum.Enum):

@@ -145,8 +145,8 @@ def _add_metadata(gguf, writer, key: str, value):
         writer.add_array(key, list(value))
         return
     if not isinstance(value, array):
-        raise ValueError(f"[save_gguf] Metadata value of '{key}' must be an array, a string or a list of "  # noqa: TRY004
-                         f"strings, got {type(value).__name__}.")
+        message = f"must be an array, a string or a list of strings, got {type(value).__name__}"
+        raise ValueError(f"[save_gguf] Metadata value of '{key}' {message}.")  # noqa: TRY004
     data = np.asarray(value)
     vtype = getattr(gguf.GGUFValueType, _METADATA_TYPES.get(value.dtype.name, ""), None)
     if vtype is None or data.ndim > 1:
