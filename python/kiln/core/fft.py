@@ -335,3 +335,144 @@ def rfftfreq(n: int, d: float = 1.0, stream=None) -> array:
     """
     n = _check_window_length("rfftfreq", n)
     return array((np.arange(n // 2 + 1) / (d * n)).astype(np.float32))
+
+
+_NORMS = ("backward", "ortho", "forward")
+
+
+def _frame_window(op: str, n_fft: int, win_length, window) -> array:
+    """The analysis window, centred and zero-padded to n_fft (a rectangular one by default)."""
+    win_length = n_fft if win_length is None else int(win_length)
+    if not 0 < win_length <= n_fft:
+        raise ValueError(f"[{op}] win_length must be in (0, n_fft], got {win_length} with n_fft={n_fft}.")
+    window = ops.ones((win_length,)) if window is None else ops.to_array(window, op=op)
+    if window.ndim != 1 or window.shape[0] != win_length:
+        raise ValueError(f"[{op}] window must be one-dimensional of length win_length={win_length}, got shape "
+                         f"{tuple(window.shape)}.")
+    left = (n_fft - win_length) // 2
+    return ops.pad(window, [(left, n_fft - win_length - left)])
+
+
+def _check_stft_sizes(op: str, n_fft, hop_length, norm) -> tuple:
+    if n_fft <= 0:
+        raise ValueError(f"[{op}] n_fft must be positive, got {n_fft}.")
+    hop_length = max(n_fft // 4, 1) if hop_length is None else int(hop_length)
+    if hop_length <= 0:
+        raise ValueError(f"[{op}] hop_length must be positive, got {hop_length}.")
+    if norm not in _NORMS:
+        raise ValueError(f"[{op}] norm must be one of {_NORMS}, got {norm!r}.")
+    return int(n_fft), hop_length
+
+
+def _norm_factor(norm: str, n_fft: int, inverse: bool) -> float:
+    """What the unnormalised (forward) or 1/n-normalised (inverse) transform is multiplied by for `norm`."""
+    if norm == "ortho":
+        return n_fft ** 0.5 if inverse else n_fft ** -0.5
+    if norm == "forward":
+        return float(n_fft) if inverse else 1.0 / n_fft
+    return 1.0
+
+
+def stft(x, n_fft: int = 2048, hop_length=None, win_length=None, window=None, center: bool = True,
+         pad_mode: str = "reflect", norm: str = "backward", onesided=None, stream=None) -> array:
+    """Short-Time Fourier Transform.
+
+    Splits the last axis of ``x`` into overlapping frames of length ``n_fft``, applies ``window``, and takes
+    the Fourier Transform of each frame.
+
+    Args:
+        x (array): The input array.
+        n_fft (int, optional): Size of the Fourier Transform. Default: ``2048``.
+        hop_length (int, optional): Samples between frames. Default: ``n_fft // 4``.
+        win_length (int, optional): Window size. Default: ``n_fft``.
+        window (array, optional): A one-dimensional window, centered and zero-padded to ``n_fft``.
+          Default: a rectangular window.
+        center (bool, optional): Pad both ends by ``n_fft // 2`` so frames are centered. Default: ``True``.
+        pad_mode (str, optional): ``"reflect"``, ``"constant"`` or ``"edge"``, used when ``center``.
+          Default: ``"reflect"``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
+        onesided (bool, optional): Return only non-negative frequencies. Default: ``True`` for real input,
+          ``False`` for complex input.
+
+    Returns:
+        array: The STFT, complex, of shape ``(..., n_freq, n_frames)``.
+    """
+    x = ops.to_array(x, op="stft")
+    n_fft, hop_length = _check_stft_sizes("stft", n_fft, hop_length, norm)
+    if x.ndim < 1:
+        raise ValueError("[stft] The input must have at least one dimension.")
+    if pad_mode not in ("reflect", "constant", "edge"):
+        raise ValueError(f"[stft] pad_mode must be 'reflect', 'constant' or 'edge', got {pad_mode!r}.")
+    is_complex = x.dtype == dt.complex64
+    onesided = not is_complex if onesided is None else bool(onesided)
+    if onesided and is_complex:
+        raise ValueError("[stft] onesided=True needs a real input.")
+    if not is_complex:
+        x = ops.astype(x, dt.float32)
+    window = ops.astype(_frame_window("stft", n_fft, win_length, window), x.dtype)
+    if center:
+        widths = [(0, 0)] * (x.ndim - 1) + [(n_fft // 2, n_fft // 2)]
+        x = ops.pad(x, widths, mode=pad_mode)
+    length = x.shape[-1]
+    if length < n_fft:
+        raise ValueError(f"[stft] The input (length {length} after padding) is shorter than n_fft={n_fft}.")
+    n_frames = 1 + (length - n_fft) // hop_length
+    starts = ops.arange(0, n_frames * hop_length, hop_length)
+    frames = ops.take(x, starts[:, None] + ops.arange(n_fft)[None, :], axis=-1) * window
+    spectrum = (rfft if onesided else fft)(frames, axis=-1) * _norm_factor(norm, n_fft, inverse=False)
+    return ops.swapaxes(spectrum, -1, -2)
+
+
+def istft(stft_matrix, n_fft=None, hop_length=None, win_length=None, window=None, center: bool = True,
+          norm: str = "backward", onesided=None, length=None, stream=None) -> array:
+    """Inverse Short-Time Fourier Transform: overlap-adds the windowed inverse transform of each frame,
+    normalized by the squared-window envelope.
+
+    Args:
+        stft_matrix (array): The STFT, of shape ``(..., n_freq, n_frames)``.
+        n_fft (int, optional): Size of the Fourier Transform. Default: inferred from ``n_freq`` and
+          ``onesided`` (even when onesided; pass ``n_fft`` for an odd size).
+        hop_length (int, optional): Samples between frames. Default: ``n_fft // 4``.
+        win_length (int, optional): Window size. Default: ``n_fft``.
+        window (array, optional): A one-dimensional window. Default: a rectangular window.
+        center (bool, optional): Whether the STFT was centered. Default: ``True``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
+        onesided (bool, optional): Whether the STFT has only non-negative frequencies. Default: ``True``.
+        length (int, optional): Trim or zero-pad the output to this length.
+
+    Returns:
+        array: The reconstructed signal (real when ``onesided``).
+    """
+    spectrum = ops.astype(ops.to_array(stft_matrix, op="istft"), dt.complex64)
+    if spectrum.ndim < 2:
+        raise ValueError("[istft] The STFT must have at least two dimensions (n_freq, n_frames).")
+    onesided = True if onesided is None else bool(onesided)
+    n_freq, n_frames = spectrum.shape[-2], spectrum.shape[-1]
+    if n_fft is None:
+        n_fft = 2 * (n_freq - 1) if onesided else n_freq
+    n_fft, hop_length = _check_stft_sizes("istft", int(n_fft), hop_length, norm)
+    expected = n_fft // 2 + 1 if onesided else n_fft
+    if n_freq != expected:
+        raise ValueError(f"[istft] {n_freq} frequencies do not match n_fft={n_fft} (expected {expected}).")
+    columns = ops.swapaxes(spectrum, -1, -2)
+    frames = irfft(columns, n=n_fft, axis=-1) if onesided else ifft(columns, axis=-1)
+    window = _frame_window("istft", n_fft, win_length, window)
+    frames = frames * ops.astype(window, frames.dtype) * _norm_factor(norm, n_fft, inverse=True)
+    total = n_fft + hop_length * (n_frames - 1)
+    positions = ops.reshape(ops.arange(0, n_frames * hop_length, hop_length)[:, None] + ops.arange(n_fft)[None, :],
+                            (-1,))
+    lead = frames.shape[:-2]
+    flat = ops.reshape(frames, (-1, n_frames * n_fft))
+    signal = ops.zeros((flat.shape[0], total), dtype=flat.dtype).at[:, positions].add(flat)
+    envelope = ops.zeros((total,)).at[positions].add(ops.reshape(ops.broadcast_to(window * window,
+                                                                                  (n_frames, n_fft)), (-1,)))
+    signal = signal / ops.astype(ops.where(envelope > 1e-11, envelope, 1.0), signal.dtype)
+    signal = ops.reshape(signal, lead + (total,))
+    start = n_fft // 2 if center else 0
+    stop = total - n_fft // 2 if center else total
+    if length is not None:
+        stop = start + int(length)
+    signal = signal[..., start:min(stop, total)]
+    if length is not None and signal.shape[-1] < length:
+        signal = ops.pad(signal, [(0, 0)] * (signal.ndim - 1) + [(0, int(length) - signal.shape[-1])])
+    return signal
