@@ -472,3 +472,17 @@ def test_einsum_path_and_result_match_mlx_and_numpy(subscripts, shapes):
     want = np.einsum(subscripts, *[a.astype(np.float64) for a in arrays])
     np.testing.assert_allclose(np.array(mx.einsum(subscripts, *[mx.array(a) for a in arrays])), want,
                                rtol=1e-4, atol=1e-4)
+
+
+def test_numpy_view_without_copy_writes_through_as_in_mlx():
+    mlx = pytest.importorskip("mlx.core")
+    for lib in (mx, mlx):
+        a = lib.arange(3)
+        kept = a + 1
+        lib.eval(kept)  # evaluated before the write: keeps its values
+        view = np.array(a, copy=False)
+        view[0] = 7
+        assert a[0].item() == 7 and (a * 2).tolist() == [14, 2, 4], lib
+        assert kept.tolist() == [1, 2, 3], lib
+    assert isinstance(np.array(mx.arange(3)) == mx.arange(3), np.ndarray)  # numpy wins mixed comparisons
+    assert bool(np.all(np.arange(3) == mx.arange(3)))

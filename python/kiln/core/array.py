@@ -215,6 +215,13 @@ class array:
         data = self._numpy()
         if dtype is not None:
             return data.astype(dtype)
+        if copy is False:
+            # MLX's `np.array(a, copy=False)` is a writable view: writes through it change `a`. The array
+            # takes a private copy first, so arrays that shared its old buffer keep their values.
+            if not data.flags.writeable:
+                data = np.array(data)
+                self._data = data
+            return data
         return data.copy() if copy else data
 
     def __array_namespace__(self, api_version=None):
