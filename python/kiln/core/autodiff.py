@@ -206,8 +206,10 @@ def value_and_grad(fun, argnums=None, argnames=()):
                 args[n] = tree_map(mark, args[n])
             for k in names:
                 kwargs[k] = tree_map(mark, kwargs[k])
-            marked_pos = [args[n] for n in nums]
-            marked_kw = {k: kwargs[k] for k in names}
+            # Structural copies: the gradient keeps the arguments' structure even when the function mutates
+            # the containers it receives (appends to a list, sets a dict key), as MLX's does.
+            marked_pos = [tree_map(_same, args[n]) for n in nums]
+            marked_kw = {k: tree_map(_same, kwargs[k]) for k in names}
             out = fun(*args, **kwargs)
             loss = out[0] if isinstance(out, (list, tuple)) and out else out
             if not isinstance(loss, array):
@@ -232,6 +234,10 @@ def value_and_grad(fun, argnums=None, argnames=()):
         return out, g
 
     return wrapped
+
+
+def _same(x):
+    return x
 
 
 def _ones_like(x):
