@@ -486,3 +486,10 @@ def test_numpy_view_without_copy_writes_through_as_in_mlx():
         assert kept.tolist() == [1, 2, 3], lib
     assert isinstance(np.array(mx.arange(3)) == mx.arange(3), np.ndarray)  # numpy wins mixed comparisons
     assert bool(np.all(np.arange(3) == mx.arange(3)))
+
+
+@pytest.mark.skipif(__import__("sys").version_info < (3, 12), reason="Python classes get the buffer protocol in 3.12")
+def test_buffer_protocol():
+    a = mx.array([1, 2, 3], mx.uint8)
+    assert bytes(memoryview(a)) == b"\x01\x02\x03"
+    assert memoryview(mx.ones((2, 3))).shape == (2, 3)

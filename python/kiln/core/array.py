@@ -224,6 +224,11 @@ class array:
             return data
         return data.copy() if copy else data
 
+    def __buffer__(self, flags: int) -> memoryview:
+        """The buffer protocol (``memoryview(a)``, ``bytes(a)``): a Python class can provide it from Python
+        3.12 on (PEP 688); older Pythons reach the data through ``np.array(a)``."""
+        return memoryview(self._numpy())
+
     def __array_namespace__(self, api_version=None):
         """The array-API namespace of kiln arrays: ``kiln.core`` (as MLX answers ``mlx.core``)."""
         import kiln.core
