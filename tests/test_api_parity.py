@@ -493,3 +493,14 @@ def test_buffer_protocol():
     a = mx.array([1, 2, 3], mx.uint8)
     assert bytes(memoryview(a)) == b"\x01\x02\x03"
     assert memoryview(mx.ones((2, 3))).shape == (2, 3)
+
+
+@pytest.mark.parametrize("args,dtype", [((0, 1, 0.1), "float32"), ((0, 100, 0.37), "float32"), ((0, 10, 0.1), "float16"),
+                                        ((-3, 3, 0.7), "int32"), ((10, 0, -3), None), ((0, 10, 2), "bfloat16")])
+def test_arange_values_match_mlx(args, dtype):
+    mlx = pytest.importorskip("mlx.core")
+    ours = mx.arange(*args, **({"dtype": getattr(mx, dtype)} if dtype else {}))
+    theirs = mlx.arange(*args, **({"dtype": getattr(mlx, dtype)} if dtype else {}))
+    np.testing.assert_array_equal(np.array(ours.astype(mx.float32)), np.array(theirs.astype(mlx.float32)))
+    with pytest.raises(ValueError, match=r"\[arange\] Maximum size exceeded"):
+        mx.arange(0, 2**31)

@@ -592,6 +592,8 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
     n = builtins.max(0, math.ceil((stop - start) / step))
+    if n > np.iinfo(np.int32).max:
+        raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
     if dt.is_integer(d):
         # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
@@ -599,10 +601,12 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
         spacing = math.trunc(start + step) - first
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
-    # floats: start + i * step in the output dtype, as MLX computes it
-    index = np.arange(n).astype(d.np)
+    # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
+    terms = np.full(n, step).astype(d.np)
+    if n:
+        terms[0] = start
     with np.errstate(all="ignore"):
-        data = np.asarray(start).astype(d.np) + index * np.asarray(step).astype(d.np)
+        data = np.cumsum(terms, dtype=d.np)
     return array._from_numpy(data.astype(d.np), d)
 
 
