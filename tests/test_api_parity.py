@@ -504,3 +504,21 @@ def test_arange_values_match_mlx(args, dtype):
     np.testing.assert_array_equal(np.array(ours.astype(mx.float32)), np.array(theirs.astype(mlx.float32)))
     with pytest.raises(ValueError, match=r"\[arange\] Maximum size exceeded"):
         mx.arange(0, 2**31)
+
+
+def test_damaged_files_raise_runtime_errors_as_in_mlx(tmp_path):
+    mlx = pytest.importorskip("mlx.core")
+    (tmp_path / "bad.npy").write_bytes(b"\x93NUMPY\x01\x00garbage")
+    (tmp_path / "bad.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{}garbage")
+    (tmp_path / "bad.gguf").write_bytes(b"GGUF" + bytes(10))
+    for name in ("bad.npy", "bad.safetensors", "bad.gguf"):
+        for lib in (mlx, mx):
+            with pytest.raises(RuntimeError):
+                lib.load(str(tmp_path / name))
+
+
+def test_async_eval_defers_errors_to_evaluation():
+    bad = mx.linalg.inv(mx.zeros((2, 2)))  # singular: kiln's inv refuses it when evaluated
+    mx.async_eval(bad)  # as MLX: no error here
+    with pytest.raises(ValueError, match=r"\[linalg::inv\]"):
+        mx.eval(bad)

@@ -223,21 +223,27 @@ def _infer_format(file, fmt) -> str:
 def _load_npy(raw: bytes):
     import io
 
-    return _from_storage(np.load(io.BytesIO(raw), allow_pickle=False))
+    try:
+        return _from_storage(np.load(io.BytesIO(raw), allow_pickle=False))
+    except (ValueError, EOFError, OSError) as e:  # numpy's errors for a damaged file; MLX raises RuntimeError
+        raise RuntimeError(f"[load] Invalid .npy file: {e}") from None
 
 
 def _load_npz(raw: bytes) -> dict:
     import io
 
-    with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-        return {name: _from_storage(archive[name]) for name in archive.files}
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            return {name: _from_storage(archive[name]) for name in archive.files}
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise RuntimeError(f"[load] Invalid .npz file: {e}") from None
 
 
 def _load_safetensors(raw: bytes):
     try:
         entries = safetensors.deserialize(raw)
     except safetensors.SafetensorError as e:
-        raise ValueError(f"[load] Invalid safetensors file: {e}") from None
+        raise RuntimeError(f"[load] Invalid safetensors file: {e}") from None
     out = {}
     for name, entry in entries:
         d = _SAFETENSORS_DTYPES.get(entry["dtype"])

@@ -105,7 +105,7 @@ def load_gguf(file) -> tuple:
     except OSError:
         raise RuntimeError(f"[load] Failed to open file {os.fspath(file)}") from None
     except (ValueError, IndexError, KeyError, TypeError) as e:  # the gguf parser's errors on malformed files
-        raise ValueError(f"[load_gguf] Invalid GGUF file {os.fspath(file)}: {e}") from None
+        raise RuntimeError(f"[load_gguf] Invalid GGUF file {os.fspath(file)}: {e}") from None
     plain = _plain_types(gguf)
     quantized = {gguf.GGMLQuantizationType.Q8_0: _q8_0, gguf.GGMLQuantizationType.Q4_0: _q4_0,
                  gguf.GGMLQuantizationType.Q4_1: _q4_1}

@@ -1212,7 +1212,16 @@ def _array_leaves(tree, out: list) -> None:
 
 
 def async_eval(*trees) -> None:
-    eval(*trees)
+    """Start evaluating the arrays in ``trees``. kiln evaluates them now; as in MLX, a failure is reported when
+    the arrays are evaluated (``mx.eval``, ``.item()``), not here: failed arrays stay unevaluated.
+
+    Args:
+        *trees: Arrays or trees of arrays.
+    """
+    try:
+        eval(*trees)
+    except ValueError:
+        pass
 
 
 # -- linear algebra ---------------------------------------------------------------------------------
