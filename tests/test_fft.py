@@ -197,3 +197,15 @@ def test_stft_errors():
         mx.fft.stft(mx.ones((32,)), n_fft=8, norm="twice")
     with pytest.raises(ValueError, match=r"\[istft\] 3 frequencies do not match"):
         mx.fft.istft(mx.ones((3, 4), dtype=mx.complex64), n_fft=8)
+
+
+@pytest.mark.parametrize("name", ["fft", "ifft", "rfft", "irfft", "fft2", "ifft2", "fftn", "ifftn", "rfft2", "irfft2",
+                                  "rfftn", "irfftn"])
+@pytest.mark.parametrize("norm", ["backward", "ortho", "forward"])
+def test_norm_matches_numpy(name, norm):
+    x = _real(6, 8)
+    inp = np.fft.rfftn(x).astype(np.complex64) if name.startswith("irfft") else x
+    want = getattr(np.fft, name)(inp.astype(np.complex128 if inp.dtype.kind == "c" else np.float64), norm=norm)
+    np.testing.assert_allclose(np.array(getattr(mx.fft, name)(mx.array(inp), norm=norm)), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=rf"\[{name}\] Invalid norm"):
+        getattr(mx.fft, name)(mx.array(inp), norm="sideways")

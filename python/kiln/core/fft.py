@@ -6,6 +6,8 @@ Every transform checks its arguments, crops or zero-pads the input to the reques
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import dtypes as dt
@@ -33,6 +35,18 @@ __all__ = [
 ]
 
 
+_NORMS = ("backward", "ortho", "forward")
+
+
+def _norm_factor(norm: str, n: int, inverse: bool) -> float:
+    """What the unnormalised (forward) or 1/n-normalised (inverse) transform is multiplied by for `norm`."""
+    if norm == "ortho":
+        return n ** 0.5 if inverse else n ** -0.5
+    if norm == "forward":
+        return float(n) if inverse else 1.0 / n
+    return 1.0
+
+
 def _normalised_axes(op: str, axes, ndim: int) -> tuple:
     out = []
     for ax in axes:
@@ -44,8 +58,11 @@ def _normalised_axes(op: str, axes, ndim: int) -> tuple:
     return tuple(out)
 
 
-def _transform(op: str, a, s, axes, inverse: bool, real: bool) -> array:
-    """Check the arguments, fit the input to the sizes `s` along `axes`, then bind the primitive."""
+def _transform(op: str, a, s, axes, inverse: bool, real: bool, norm: str = "backward") -> array:
+    """Check the arguments, fit the input to the sizes `s` along `axes`, bind the primitive, then scale for
+    `norm` (the primitive is unnormalised forward and 1/n-normalised inverse: numpy's "backward")."""
+    if norm not in _NORMS:
+        raise ValueError(f"[{op}] Invalid norm. Expected one of {{'backward', 'ortho', 'forward'}}, got {norm!r}.")
     a = ops.to_array(a, op=op)
     if axes is None:
         if s is not None:
@@ -68,7 +85,9 @@ def _transform(op: str, a, s, axes, inverse: bool, real: bool) -> array:
         sizes[-1] = s[-1] // 2 + 1
     a = ops.astype(a, dt.float32 if real and not inverse else dt.complex64)
     a = _fit(a, axes, sizes)
-    return bind("fft", a, axes=axes, inverse=inverse, real=real, last=s[-1] if real and inverse else 0)
+    out = bind("fft", a, axes=axes, inverse=inverse, real=real, last=s[-1] if real and inverse else 0)
+    factor = _norm_factor(norm, math.prod(s), inverse)
+    return out if factor == 1.0 else out * factor
 
 
 def _fit(a: array, axes: tuple, sizes: list) -> array:
@@ -91,7 +110,7 @@ def _one_axis(n, axis):
     return (None if n is None else [n]), [axis]
 
 
-def fft(a, n=None, axis=-1, stream=None) -> array:
+def fft(a, n=None, axis=-1, norm: str = "backward", stream=None) -> array:
     """One dimensional discrete Fourier Transform.
 
     Args:
@@ -99,56 +118,62 @@ def fft(a, n=None, axis=-1, stream=None) -> array:
         n (int, optional): Size of the transformed axis: the input is cropped or zero-padded to it.
           Default: ``a.shape[axis]``.
         axis (int, optional): Axis along which to perform the FFT. Default: ``-1``.
+        norm (str, optional): ``"backward"`` (no scaling forward, ``1/n`` inverse), ``"ortho"`` or
+          ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT of the input along the given axis (complex64).
     """
-    return _transform("fft", a, *_one_axis(n, axis), inverse=False, real=False)
+    return _transform("fft", a, *_one_axis(n, axis), inverse=False, real=False, norm=norm)
 
 
-def ifft(a, n=None, axis=-1, stream=None) -> array:
+def ifft(a, n=None, axis=-1, norm: str = "backward", stream=None) -> array:
     """One dimensional inverse discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         n (int, optional): Size of the transformed axis. Default: ``a.shape[axis]``.
         axis (int, optional): Axis along which to perform the inverse FFT. Default: ``-1``.
+        norm (str, optional): ``"backward"`` (no scaling forward, ``1/n`` inverse), ``"ortho"`` or
+          ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The inverse DFT of the input along the given axis (complex64).
     """
-    return _transform("ifft", a, *_one_axis(n, axis), inverse=True, real=False)
+    return _transform("ifft", a, *_one_axis(n, axis), inverse=True, real=False, norm=norm)
 
 
-def fft2(a, s=None, axes=(-2, -1), stream=None) -> array:
+def fft2(a, s=None, axes=(-2, -1), norm: str = "backward", stream=None) -> array:
     """Two dimensional discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the FFT. Default: ``[-2, -1]``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT of the input along the given axes (complex64).
     """
-    return _transform("fft2", a, s, axes, inverse=False, real=False)
+    return _transform("fft2", a, s, axes, inverse=False, real=False, norm=norm)
 
 
-def ifft2(a, s=None, axes=(-2, -1), stream=None) -> array:
+def ifft2(a, s=None, axes=(-2, -1), norm: str = "backward", stream=None) -> array:
     """Two dimensional inverse discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the inverse FFT. Default: ``[-2, -1]``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The inverse DFT of the input along the given axes (complex64).
     """
-    return _transform("ifft2", a, s, axes, inverse=True, real=False)
+    return _transform("ifft2", a, s, axes, inverse=True, real=False, norm=norm)
 
 
-def fftn(a, s=None, axes=None, stream=None) -> array:
+def fftn(a, s=None, axes=None, norm: str = "backward", stream=None) -> array:
     """n-dimensional discrete Fourier Transform.
 
     Args:
@@ -156,42 +181,46 @@ def fftn(a, s=None, axes=None, stream=None) -> array:
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the FFT. Default: all axes (``s`` then
           needs ``axes``).
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT of the input along the given axes (complex64).
     """
-    return _transform("fftn", a, s, axes, inverse=False, real=False)
+    return _transform("fftn", a, s, axes, inverse=False, real=False, norm=norm)
 
 
-def ifftn(a, s=None, axes=None, stream=None) -> array:
+def ifftn(a, s=None, axes=None, norm: str = "backward", stream=None) -> array:
     """n-dimensional inverse discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the inverse FFT. Default: all axes.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The inverse DFT of the input along the given axes (complex64).
     """
-    return _transform("ifftn", a, s, axes, inverse=True, real=False)
+    return _transform("ifftn", a, s, axes, inverse=True, real=False, norm=norm)
 
 
-def rfft(a, n=None, axis=-1, stream=None) -> array:
+def rfft(a, n=None, axis=-1, norm: str = "backward", stream=None) -> array:
     """One dimensional discrete Fourier Transform on a real input.
 
     Args:
         a (array): The input array (a complex input is cast to real, as MLX).
         n (int, optional): Size of the transformed axis. Default: ``a.shape[axis]``.
         axis (int, optional): Axis along which to perform the FFT. Default: ``-1``.
+        norm (str, optional): ``"backward"`` (no scaling forward, ``1/n`` inverse), ``"ortho"`` or
+          ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT along the axis, whose size becomes ``n // 2 + 1`` (complex64).
     """
-    return _transform("rfft", a, *_one_axis(n, axis), inverse=False, real=True)
+    return _transform("rfft", a, *_one_axis(n, axis), inverse=False, real=True, norm=norm)
 
 
-def irfft(a, n=None, axis=-1, stream=None) -> array:
+def irfft(a, n=None, axis=-1, norm: str = "backward", stream=None) -> array:
     """The inverse of :func:`rfft`.
 
     Args:
@@ -199,28 +228,31 @@ def irfft(a, n=None, axis=-1, stream=None) -> array:
         n (int, optional): Size of the real output along the axis; the input is cropped or zero-padded to
           ``n // 2 + 1``. Default: ``2 * (a.shape[axis] - 1)``.
         axis (int, optional): Axis along which to perform the inverse FFT. Default: ``-1``.
+        norm (str, optional): ``"backward"`` (no scaling forward, ``1/n`` inverse), ``"ortho"`` or
+          ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The real inverse DFT along the axis (float32).
     """
-    return _transform("irfft", a, *_one_axis(n, axis), inverse=True, real=True)
+    return _transform("irfft", a, *_one_axis(n, axis), inverse=True, real=True, norm=norm)
 
 
-def rfft2(a, s=None, axes=(-2, -1), stream=None) -> array:
+def rfft2(a, s=None, axes=(-2, -1), norm: str = "backward", stream=None) -> array:
     """Two dimensional real discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the FFT. Default: ``[-2, -1]``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT; the last transformed axis becomes ``s[-1] // 2 + 1`` long (complex64).
     """
-    return _transform("rfft2", a, s, axes, inverse=False, real=True)
+    return _transform("rfft2", a, s, axes, inverse=False, real=True, norm=norm)
 
 
-def irfft2(a, s=None, axes=(-2, -1), stream=None) -> array:
+def irfft2(a, s=None, axes=(-2, -1), norm: str = "backward", stream=None) -> array:
     """The inverse of :func:`rfft2`.
 
     Args:
@@ -228,28 +260,30 @@ def irfft2(a, s=None, axes=(-2, -1), stream=None) -> array:
         s (list(int), optional): Sizes of the real output along ``axes``. Default: the input's sizes, the
           last one ``2 * (a.shape[axes[-1]] - 1)``.
         axes (list(int), optional): Axes along which to perform the inverse FFT. Default: ``[-2, -1]``.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The real inverse DFT (float32).
     """
-    return _transform("irfft2", a, s, axes, inverse=True, real=True)
+    return _transform("irfft2", a, s, axes, inverse=True, real=True, norm=norm)
 
 
-def rfftn(a, s=None, axes=None, stream=None) -> array:
+def rfftn(a, s=None, axes=None, norm: str = "backward", stream=None) -> array:
     """n-dimensional real discrete Fourier Transform.
 
     Args:
         a (array): The input array.
         s (list(int), optional): Sizes of the transformed axes. Default: the input's sizes along ``axes``.
         axes (list(int), optional): Axes along which to perform the FFT. Default: all axes.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The DFT; the last transformed axis becomes ``s[-1] // 2 + 1`` long (complex64).
     """
-    return _transform("rfftn", a, s, axes, inverse=False, real=True)
+    return _transform("rfftn", a, s, axes, inverse=False, real=True, norm=norm)
 
 
-def irfftn(a, s=None, axes=None, stream=None) -> array:
+def irfftn(a, s=None, axes=None, norm: str = "backward", stream=None) -> array:
     """The inverse of :func:`rfftn`.
 
     Args:
@@ -257,11 +291,12 @@ def irfftn(a, s=None, axes=None, stream=None) -> array:
         s (list(int), optional): Sizes of the real output along ``axes``. Default: the input's sizes, the
           last one ``2 * (a.shape[axes[-1]] - 1)``.
         axes (list(int), optional): Axes along which to perform the inverse FFT. Default: all axes.
+        norm (str, optional): ``"backward"``, ``"ortho"`` or ``"forward"``. Default: ``"backward"``.
 
     Returns:
         array: The real inverse DFT (float32).
     """
-    return _transform("irfftn", a, s, axes, inverse=True, real=True)
+    return _transform("irfftn", a, s, axes, inverse=True, real=True, norm=norm)
 
 
 def _shift(op: str, a, axes, sign: int) -> array:
@@ -337,9 +372,6 @@ def rfftfreq(n: int, d: float = 1.0, stream=None) -> array:
     return array((np.arange(n // 2 + 1) / (d * n)).astype(np.float32))
 
 
-_NORMS = ("backward", "ortho", "forward")
-
-
 def _frame_window(op: str, n_fft: int, win_length, window) -> array:
     """The analysis window, centred and zero-padded to n_fft (a rectangular one by default)."""
     win_length = n_fft if win_length is None else int(win_length)
@@ -362,15 +394,6 @@ def _check_stft_sizes(op: str, n_fft, hop_length, norm) -> tuple:
     if norm not in _NORMS:
         raise ValueError(f"[{op}] norm must be one of {_NORMS}, got {norm!r}.")
     return int(n_fft), hop_length
-
-
-def _norm_factor(norm: str, n_fft: int, inverse: bool) -> float:
-    """What the unnormalised (forward) or 1/n-normalised (inverse) transform is multiplied by for `norm`."""
-    if norm == "ortho":
-        return n_fft ** 0.5 if inverse else n_fft ** -0.5
-    if norm == "forward":
-        return float(n_fft) if inverse else 1.0 / n_fft
-    return 1.0
 
 
 def stft(x, n_fft: int = 2048, hop_length=None, win_length=None, window=None, center: bool = True,
