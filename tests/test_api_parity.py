@@ -522,3 +522,66 @@ def test_async_eval_defers_errors_to_evaluation():
     mx.async_eval(bad)  # as MLX: no error here
     with pytest.raises(ValueError, match=r"\[linalg::inv\]"):
         mx.eval(bad)
+
+
+@pytest.mark.parametrize("starts,axes,update_shape", [([1, 1], [0, 1], (2, 3, 3)), ([1, 1], [0, 2], (2, 3, 2)),
+                                                      ([2], [1], (2, 3, 3)), ([0, 1], [-3, -2], (2, 3, 3))])
+def test_dynamic_slice_update_matches_mlx(starts, axes, update_shape):
+    mlx = pytest.importorskip("mlx.core")
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((4, 5, 3)).astype(np.float32)
+    u = rng.standard_normal(update_shape).astype(np.float32)
+    source = mx.array(a)
+    ours = mx.slice_update(source, mx.array(u), mx.array(starts), axes)
+    theirs = mlx.slice_update(mlx.array(a), mlx.array(u), mlx.array(starts), axes)
+    np.testing.assert_array_equal(np.array(ours), np.array(theirs))
+    np.testing.assert_array_equal(np.array(source), a)  # functional: the input is unchanged
+
+
+def _mlx_parameter_names(fn) -> list | None:
+    """Parameter names from the first line of a nanobind docstring, `name(a: array, /, axis: int = -1, ...)`."""
+    import re
+
+    lines = (fn.__doc__ or "").strip().splitlines()
+    match = re.match(r"\w+\((.*)\)", lines[0]) if lines else None
+    if match is None:
+        return None
+    names, depth, current = [], 0, ""
+    for ch in match.group(1) + ",":
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "," and depth == 0:
+            names.append(current.strip().split(":")[0].split("=")[0].strip())
+            current = ""
+        else:
+            current += ch
+    return [n for n in names if n and n not in ("/", "*") and not n.startswith("*")]
+
+
+# keyword names kiln spells differently, each with its reason
+KEYWORD_EXCEPTIONS = {
+    ("", "issubdtype"): "MLX's positional-only arg1/arg2 are never passed by keyword",
+    ("", "repeat"): "MLX names the input `array`, which would shadow kiln's array class; it is passed positionally",
+}
+
+
+def test_functions_accept_mlx_keyword_arguments():
+    import inspect
+
+    mlx = pytest.importorskip("mlx.core")
+    missing = []
+    for prefix, theirs, ours in (("", mlx, mx), ("fft", mlx.fft, mx.fft), ("linalg", mlx.linalg, mx.linalg),
+                                 ("random", mlx.random, mx.random), ("fast", mlx.fast, mx.fast)):
+        for name in _public(theirs):
+            fn, kfn = getattr(theirs, name), getattr(ours, name, None)
+            if kfn is None or isinstance(fn, type) or not callable(fn) or (prefix, name) in KEYWORD_EXCEPTIONS:
+                continue
+            names = _mlx_parameter_names(fn)
+            try:
+                params = inspect.signature(kfn).parameters
+            except (TypeError, ValueError):
+                continue
+            if names is None or any(p.kind == p.VAR_KEYWORD for p in params.values()):
+                continue
+            missing += [f"{prefix}.{name}({n}=)" for n in names if n not in params and n != "stream"]
+    assert not missing, missing

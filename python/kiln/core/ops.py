@@ -559,12 +559,14 @@ def full_like(a, vals, dtype=None, stream=None) -> array:
     return bind("fill", a, value=_scalar_array(vals, d, "full_like").item(), dtype=d)
 
 
-def zeros_like(a, stream=None) -> array:
-    return full_like(a, 0)
+def zeros_like(a, dtype=None, stream=None) -> array:
+    """An array of zeros shaped like `a`, of `a`'s type or `dtype`."""
+    return full_like(a, 0, dtype=dtype)
 
 
-def ones_like(a, stream=None) -> array:
-    return full_like(a, 1)
+def ones_like(a, dtype=None, stream=None) -> array:
+    """An array of ones shaped like `a`, of `a`'s type or `dtype`."""
+    return full_like(a, 1, dtype=dtype)
 
 
 def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
@@ -799,12 +801,15 @@ def _scan(name, a, axis, reverse, inclusive):
     return bind(name, a, axis=ax, reverse=bool(reverse), inclusive=bool(inclusive))
 
 
-def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
-    return _scan("cumsum", a, axis, reverse, inclusive)
+def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
+    """Cumulative sum along `axis` (of the flattened array when None), accumulated in `dtype` if given."""
+    return _scan("cumsum", a if dtype is None else astype(to_array(a, op="cumsum"), dtype), axis, reverse, inclusive)
 
 
-def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
-    return _scan("cumprod", a, axis, reverse, inclusive)
+def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
+    """Cumulative product along `axis` (of the flattened array when None), accumulated in `dtype` if given."""
+    x = a if dtype is None else astype(to_array(a, op="cumprod"), dtype)
+    return _scan("cumprod", x, axis, reverse, inclusive)
 
 
 def cummax(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
