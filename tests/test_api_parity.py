@@ -495,8 +495,9 @@ def test_buffer_protocol():
     assert memoryview(mx.ones((2, 3))).shape == (2, 3)
 
 
-@pytest.mark.parametrize("args,dtype", [((0, 1, 0.1), "float32"), ((0, 100, 0.37), "float32"), ((0, 10, 0.1), "float16"),
-                                        ((-3, 3, 0.7), "int32"), ((10, 0, -3), None), ((0, 10, 2), "bfloat16")])
+@pytest.mark.parametrize("args,dtype", [((0, 1, 0.1), "float32"), ((0, 100, 0.37), "float32"),
+                                        ((0, 10, 0.1), "float16"), ((-3, 3, 0.7), "int32"), ((10, 0, -3), None),
+                                        ((0, 10, 2), "bfloat16")])
 def test_arange_values_match_mlx(args, dtype):
     mlx = pytest.importorskip("mlx.core")
     ours = mx.arange(*args, **({"dtype": getattr(mx, dtype)} if dtype else {}))
