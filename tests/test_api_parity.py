@@ -586,3 +586,23 @@ def test_functions_accept_mlx_keyword_arguments():
                 continue
             missing += [f"{prefix}.{name}({n}=)" for n in names if n not in params and n != "stream"]
     assert not missing, missing
+
+
+def test_array_methods_accept_mlx_keyword_arguments():
+    import inspect
+
+    mlx = pytest.importorskip("mlx.core")
+    missing = []
+    for name in dir(mlx.array):
+        ours = getattr(mx.array, name, None)
+        names = _mlx_parameter_names(getattr(mlx.array, name)) if not name.startswith("__") else None
+        if ours is None or names is None or not callable(ours):
+            continue
+        try:
+            params = inspect.signature(ours).parameters
+        except (TypeError, ValueError):
+            continue
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            missing += [f"array.{name}({n}=)" for n in names if n not in params and n not in ("self", "stream")]
+    assert not missing, missing
+    assert mx.array([1.0, 2.0, 4.0]).var(correction=1).item() == pytest.approx(7 / 3)

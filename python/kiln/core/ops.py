@@ -741,7 +741,10 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
     return _divide_by_count(sum(a, axes, keepdims), a, axes)
 
 
-def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
+def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
+    """Variance over `axis` with `ddof` (or its array-API name `correction`) degrees of freedom removed."""
+    if correction is not None:
+        ddof = correction
     a = to_array(a, op="var")
     axes = _axes("var", a.ndim, axis)
     if not dt.is_floating(a.dtype):
@@ -751,8 +754,9 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
     return _divide_by_count(sum(multiply(d, d), axes, keepdims), a, axes, ddof)
 
 
-def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
-    return sqrt(var(a, axis, keepdims, ddof))
+def std(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
+    """Standard deviation over `axis` with `ddof` (or `correction`) degrees of freedom removed."""
+    return sqrt(var(a, axis, keepdims, ddof, correction=correction))
 
 
 def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
