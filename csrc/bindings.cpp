@@ -5,6 +5,7 @@
 #include <nanobind/stl/vector.h>
 
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
+#define PY_ARRAY_UNIQUE_SYMBOL kiln_ARRAY_API  // shared with the other files that use numpy's C API
 #include <numpy/arrayobject.h>
 
 #include <cstring>
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "families.h"
 #include "graph.h"
 #include "jit.h"
 #include "kernel_abi.h"
@@ -1026,6 +1028,7 @@ NB_MODULE(_engine, m) {
   }
   m.doc() = "kiln's C++ engine: simplify, fuse, render, JIT-compile and run elementwise kernels.";
   m.attr("__version__") = KILN_VERSION;
+  kiln::register_families(m);
   m.def("build_info", &kiln::build_info, "Version and build flags of the engine.");
   m.def("optimize", &kiln::optimize, "spec"_a, "Simplify and fuse a compact graph; render one kernel per region.");
   m.def("load_kernel", &kiln::load_kernel, "name"_a, "source"_a,

@@ -2,6 +2,8 @@
 // Disk layout (one flat directory, 0700, owned by the user):
 //   <key>.ok                the content hash of the library, written last, atomically
 //   <key>-<hash>.so         the library; a reader checks its bytes against <hash> before dlopen
+// Every file is 0600 and every directory kiln creates 0700, whatever the umask (set with chmod after
+// creation); an entry that is not a regular file owned by us and closed to others is never loaded.
 // key = hash(source, compiler identity, flags, kiln version). Anything that fails a check is deleted and
 // rebuilt. Temporary files get unique names and are renamed into place, so concurrent writers are safe.
 #include "jit.h"
@@ -82,7 +84,8 @@ bool write_atomic(const std::string& dir, const std::string& path, const std::st
   if (fd < 0) {
     return false;
   }
-  bool ok = ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+  bool ok = ::fchmod(fd, 0600) == 0;  // the umask may have taken bits away; 0600 exactly
+  ok = ok && ::write(fd, data.data(), data.size()) == static_cast<ssize_t>(data.size());
   ok = ::close(fd) == 0 && ok;
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());
@@ -111,7 +114,9 @@ bool make_dirs(const std::string& path) {
   for (size_t i = 1; i <= path.size(); ++i) {
     if (i == path.size() || path[i] == '/') {
       std::string part = path.substr(0, i);
-      if (::mkdir(part.c_str(), 0700) != 0 && errno != EEXIST) {
+      if (::mkdir(part.c_str(), 0700) == 0) {
+        ::chmod(part.c_str(), 0700);  // a umask such as 0277 would leave it unusable
+      } else if (errno != EEXIST) {
         return false;
       }
     }
@@ -135,6 +140,13 @@ std::string check_dir(const std::string& dir) {
     return "other users can write to it";
   }
   return "";
+}
+
+// A cache file is trusted only if it is a regular file (not a link) we own that no one else can read or write.
+bool private_file(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == ::geteuid() &&
+         (st.st_mode & (S_IRWXG | S_IRWXO)) == 0;
 }
 
 kiln_kernel_fn open_library(const std::string& path, const std::string& name, const std::string& key,
@@ -164,11 +176,12 @@ kiln_kernel_fn load_from_disk(const std::string& dir, const std::string& key, co
   std::string bytes;
   std::string error;
   kiln_kernel_fn fn = nullptr;
-  if (sum.size() == 32 && read_file(lib, &bytes) && hash128(bytes) == sum) {
+  if (sum.size() == 32 && private_file(ok_path) && private_file(lib) && read_file(lib, &bytes) &&
+      hash128(bytes) == sum) {
     fn = open_library(lib, name, key, &error);
   }
   if (!fn) {
-    // Corrupt, truncated or foreign: delete it; the caller rebuilds it.
+    // Corrupt, truncated, foreign or open to other users: delete it; the caller rebuilds it.
     ::unlink(ok_path.c_str());
     if (sum.size() == 32 && sum.find('/') == std::string::npos) {
       ::unlink(lib.c_str());
@@ -323,7 +336,8 @@ Loaded load(const std::string& name, const std::string& full_source) {
     throw std::runtime_error("[compile] kernel " + name + " failed to compile:\n" + output);
   }
   std::string bytes;
-  if (!read_file(tmp_lib, &bytes)) {
+  // The linker creates the library 0777 minus the umask (0777 itself under umask 000).
+  if (::chmod(tmp_lib.c_str(), 0600) != 0 || !read_file(tmp_lib, &bytes)) {
     throw std::runtime_error("[compile] compiled kernel " + name + " is missing");
   }
   const std::string sum = hash128(bytes);

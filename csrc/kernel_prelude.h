@@ -349,9 +349,10 @@ KILN_INLINE double kiln_erfinv(double y) {
   return km::fabs(y) < 1.0 ? x : (y == 1.0 ? KILN_INF : (y == -1.0 ? -KILN_INF : KILN_NAN));
 }
 
-// sin and cos share one reduction: x = q pi/2 + r, |r| <= pi/4, done in double (so Metal, which has no
-// double, calls metal::precise instead). Max error 1 ULP (measured 0.50) for |x| < 2^20; beyond it the
-// error grows with |x|.
+// sin and cos for |x| < 2^20 share one reduction: x = q pi/2 + r, |r| <= pi/4, done in double (max error
+// 1 ULP, measured 0.50; the error would grow with |x| beyond). Larger and non-finite arguments take a rarely
+// taken branch to kiln_math.h's exact Payne-Hanek reduction (kiln_sin_any, 1 ULP for every float; Metal uses
+// it for every argument, having no double).
 KILN_INLINE void kiln_sincos_reduce(float x, double& r, int& q) {
   const double xd = (double)x;
   const double qd = km::rint(xd * 0.63661977236758134308);
@@ -380,6 +381,9 @@ KILN_INLINE double kiln_cos_poly(double r) {
   return KILN_FMA(p, z, 1.0);
 }
 KILN_INLINE float kiln_sin(float x) {
+  if (__builtin_expect(!(km::fabs(x) < 1048576.0f), 0)) {
+    return kiln_sin_any(x);
+  }
   double r;
   int q;
   kiln_sincos_reduce(x, r, q);
@@ -387,17 +391,19 @@ KILN_INLINE float kiln_sin(float x) {
   const double c = kiln_cos_poly(r);
   const double v = (q & 1) ? c : s;
   const float out = (float)((q & 2) ? -v : v);
-  return x == 0.0f ? x : (km::fabs(x) < KILN_INF ? out : KILN_NAN);
+  return x == 0.0f ? x : out;
 }
 KILN_INLINE float kiln_cos(float x) {
+  if (__builtin_expect(!(km::fabs(x) < 1048576.0f), 0)) {
+    return kiln_cos_any(x);
+  }
   double r;
   int q;
   kiln_sincos_reduce(x, r, q);
   const double s = kiln_sin_poly(r);
   const double c = kiln_cos_poly(r);
   const double v = (q & 1) ? s : c;
-  const float out = (float)(((q + 1) & 2) ? -v : v);
-  return km::fabs(x) < KILN_INF ? out : KILN_NAN;
+  return (float)(((q + 1) & 2) ? -v : v);
 }
 KILN_INLINE double kiln_sin(double x) { return km::sin(x); }
 KILN_INLINE double kiln_cos(double x) { return km::cos(x); }

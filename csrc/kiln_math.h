@@ -13,9 +13,10 @@
 //
 // Max error, ULP of the float32 result against a float64 reference (dense sweeps with special values in
 // tests/test_engine_math.py; erf over every float, benchmarks/erf_exhaustive.cpp):
-//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 4, poly_tanh 3, sigmoid 3
-//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.52); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1),
-//   absolute: it cancels near x = -y.
+//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 4, poly_tanh 3, sigmoid 3, sin_any 1, cos_any 1
+//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.78, 0.94, 0.92; sigmoid, sin and cos over every float,
+//   benchmarks/math_exhaustive.cpp); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1), absolute: it cancels
+//   near x = -y.
 // The CPU kernels use kiln_poly_exp/log/tanh for exp, log and tanh; Metal kernels use metal::precise there
 // (tests/test_metal.py lists the functions whose results legitimately differ between the two).
 #ifndef KILN_MATH_H
@@ -26,6 +27,8 @@
 #define KILN_MATH inline
 namespace kf {
 typedef uint u32;
+typedef ulong u64;
+typedef long i64;
 inline float fma(float a, float b, float c) { return metal::fma(a, b, c); }
 inline float rint(float x) { return metal::rint(x); }
 inline float fabs(float x) { return metal::fabs(x); }
@@ -40,6 +43,8 @@ inline u32 as_u32(float x) { return as_type<u32>(x); }
 #define KILN_MATH static inline __attribute__((always_inline))
 namespace kf {
 typedef uint32_t u32;
+typedef uint64_t u64;
+typedef int64_t i64;
 KILN_MATH float fma(float a, float b, float c) {
 #if defined(__FMA__) || defined(__aarch64__)
   return __builtin_fmaf(a, b, c);
@@ -238,6 +243,128 @@ KILN_MATH float kiln_erfinv(float x) {
   const float a = kf::fabs(x);
   const float edge = a == 1.0f ? kf::copysign(kiln_inf(), x) : kiln_qnan();
   return a < 1.0f ? r : (kf::isnan(x) ? x : edge);
+}
+
+// ---- sin and cos -----------------------------------------------------------------------------------------
+// x = (4k + q) pi/2 + r with |r| <= pi/4, exact for every finite float (Payne-Hanek, in integers, no branch):
+// |x| = M 2^(E-150) with M the 24-bit significand. M times a 128-bit window of 2/pi's binary digits holds
+// |x| 2/pi mod 4 with 62 fraction bits; the window starts where the digits left out above it only add
+// multiples of 4 (k0 below), and the digits below it change the result by less than 2^-70. No float32 lies
+// closer to a multiple of pi/2 than about 2^-30 of it, so r keeps 32 significant bits; it comes back as a
+// float pair r + lo. Inputs below pi/4 are their own r. Branch-free, with 64-bit integers (Metal has them):
+// Metal kernels use kiln_sin_any/kiln_cos_any for every argument, the CPU prelude for |x| >= 2^20 (below
+// that its double-precision reduction is faster; both are within 1 ULP).
+KILN_MATH kf::u32 kiln_two_over_pi_bits(int i) {
+  // Bits 32 i + 1 ... 32 i + 32 of 2/pi's fraction, i in [0, 6] (selects, not a table: no gather).
+  kf::u32 w = 0xA2F9836Eu;
+  w = i == 1 ? 0x4E441529u : w;
+  w = i == 2 ? 0xFC2757D1u : w;
+  w = i == 3 ? 0xF534DDC0u : w;
+  w = i == 4 ? 0xDB629599u : w;
+  w = i == 5 ? 0x3C439041u : w;
+  w = i == 6 ? 0xFE5163ABu : w;
+  return w;
+}
+
+struct kiln_reduced {
+  float r;   // r + lo is the reduced argument
+  float lo;
+  int q;     // the quadrant, 0..3
+};
+
+KILN_MATH kiln_reduced kiln_trig_reduce(float a) {
+  // a = |x|, finite.
+  const kf::u32 ia = kf::as_u32(a);
+  const int e = (int)(ia >> 23);
+  const kf::u64 m = (kf::u64)((ia & 0x7fffffu) | 0x800000u);
+  const int k0 = e > 152 ? (e - 152) >> 5 : 0;  // words of 2/pi above the window: multiples of 4
+  // m times the window, as limbs p1..p4 of 32 bits (p0, bits 0..31, only carries into p1).
+  kf::u64 t = m * (kf::u64)kiln_two_over_pi_bits(k0 + 3);
+  t = m * (kf::u64)kiln_two_over_pi_bits(k0 + 2) + (t >> 32);
+  const kf::u64 p1 = t & 0xffffffffu;
+  t = m * (kf::u64)kiln_two_over_pi_bits(k0 + 1) + (t >> 32);
+  const kf::u64 p2 = t & 0xffffffffu;
+  t = m * (kf::u64)kiln_two_over_pi_bits(k0) + (t >> 32);
+  const kf::u64 p3 = t & 0xffffffffu;
+  const kf::u64 p4 = t >> 32;
+  // |x| 2/pi = product 2^(e - 278 - 32 k0): its units bit is bit 278 + 32 k0 - e of the product, and the
+  // 64 bits from low = that - 62 up hold 2 integer bits (q) and 62 fraction bits. low is in [33, 90] here.
+  const int low = 216 + 32 * k0 - e;
+  const int b = low & 31;
+  const bool from_p1 = low < 64;
+  const kf::u64 under = from_p1 ? ((p2 << 32) | p1) : ((p3 << 32) | p2);
+  const kf::u64 over = from_p1 ? p3 : p4;
+  const kf::u64 f = (under >> b) | ((over << 1) << (63 - b));
+  // Round to the nearest quadrant: the fraction becomes signed, in [-1/2, 1/2).
+  const kf::u64 half = (kf::u64)1 << 61;
+  const kf::u64 rounded = f + half;
+  const int quadrant = (int)(rounded >> 62);
+  const kf::i64 frac = (kf::i64)(rounded & ((half << 1) - 1)) - (kf::i64)half;
+  const float hi = (float)frac;
+  const float rest = (float)(frac - (kf::i64)hi);
+  const float scale = kf::as_float(0x20800000u);  // 2^-62
+  const float fh = hi * scale;
+  const float fl = rest * scale;
+  // (fh + fl) pi/2 with pi/2 = P1 + P2 and the product's rounding error kept (fma).
+  const float P1 = 1.57079637f;
+  const float P2 = -4.37113883e-08f;
+  const float rh = fh * P1;
+  const float rl = kf::fma(fh, P2, kf::fma(fl, P1, kf::fma(fh, P1, -rh)));
+  const float r = rh + rl;
+  const float r_lo = rl - (r - rh);
+  // Selects between values computed on every path: a conditional float operation (which may trap, as far
+  // as the compiler knows) would stop the loop from vectorising.
+  const bool small = a < 0.785398163f;
+  kiln_reduced out;
+  out.r = small ? a : r;
+  out.lo = small ? 0.0f : r_lo;
+  out.q = small ? 0 : quadrant;
+  return out;
+}
+
+// sin(r + lo) and cos(r + lo) for |r| <= pi/4 (Cephes' sinf/cosf coefficients); lo is tiny next to r.
+KILN_MATH float kiln_sin_kernel(float r, float lo) {
+  const float z = r * r;
+  float p = -1.9515295891e-4f;
+  p = kf::fma(p, z, 8.3321608736e-3f);
+  p = kf::fma(p, z, -1.6666654611e-1f);
+  return r + kf::fma(r * z, p, lo);
+}
+KILN_MATH float kiln_cos_kernel(float r, float lo) {
+  // 1 - z/2 + z^2 p: w = 1 - h rounds, and the tail ((1 - w) - h) is exact (fdlibm's cos kernel), as is
+  // z's own rounding error zl.
+  const float z = r * r;
+  const float zl = kf::fma(r, r, -z);
+  float p = 2.443315711809948e-5f;
+  p = kf::fma(p, z, -1.388731625493765e-3f);
+  p = kf::fma(p, z, 4.166664568298827e-2f);
+  const float h = 0.5f * z;
+  const float w = 1.0f - h;
+  const float tail = ((1.0f - w) - h) + kf::fma(z * z, p, kf::fma(-r, lo, -0.5f * zl));
+  return w + tail;
+}
+
+KILN_MATH float kiln_sin_any(float x) {
+  const float a = kf::fabs(x);
+  const kiln_reduced red = kiln_trig_reduce(a < kiln_inf() ? a : 0.0f);
+  const int q = red.q;
+  const float odd = kiln_cos_kernel(red.r, red.lo);
+  const float even = kiln_sin_kernel(red.r, red.lo);
+  const float v = (q & 1) ? odd : even;
+  const bool negate = ((kf::as_u32(x) >> 31) ^ (kf::u32)((q >> 1) & 1)) != 0u;  // sin(-x) = -sin(x)
+  const float out = negate ? -v : v;
+  return a < kiln_inf() ? out : kiln_qnan();
+}
+
+KILN_MATH float kiln_cos_any(float x) {
+  const float a = kf::fabs(x);
+  const kiln_reduced red = kiln_trig_reduce(a < kiln_inf() ? a : 0.0f);
+  const int q = red.q;
+  const float odd = kiln_sin_kernel(red.r, red.lo);
+  const float even = kiln_cos_kernel(red.r, red.lo);
+  const float v = (q & 1) ? odd : even;
+  const float out = ((q + 1) & 2) ? -v : v;
+  return a < kiln_inf() ? out : kiln_qnan();
 }
 
 #endif  // KILN_MATH_H

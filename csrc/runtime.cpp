@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <list>
+#include <string>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -207,9 +208,16 @@ class Pool {
 };
 
 int default_threads() {
+  // Only a plain positive integer (spaces around it allowed) counts; kiln.core.env warns about the rest.
   const char* env = std::getenv("KILN_NUM_THREADS");
-  if (env && *env) {
-    int n = std::atoi(env);
+  if (env) {
+    std::string s(env);
+    size_t first = s.find_first_not_of(" \t");
+    size_t last = s.find_last_not_of(" \t");
+    std::string digits = first == std::string::npos ? "" : s.substr(first, last - first + 1);
+    bool valid = !digits.empty() && digits.size() <= 6 &&
+                 digits.find_first_not_of("0123456789") == std::string::npos;
+    int n = valid ? std::stoi(digits) : 0;
     if (n >= 1) {
       return n;
     }

@@ -1,6 +1,12 @@
 """Train a small MLP on synthetic data with a compiled training step (no downloads).
 
-Run: PYTHONPATH=python python examples/train_mlp.py
+Run it with kiln installed (the install builds the C++ engine that runs the compiled step):
+
+    python3 -m pip install .            # from the repository root; or `pip install -e .` while developing
+    python3 examples/train_mlp.py
+
+Pointing PYTHONPATH at the source tree imports kiln without its built engine: everything still runs, on the
+reference interpreter, much more slowly, and kiln warns once on stderr that the engine did not load.
 The task: classify points in the plane by which of three interleaved spiral arms they lie on.
 """
 
@@ -71,7 +77,7 @@ def main(steps: int = 300):
     model.eval()
     accuracy = mx.mean(mx.argmax(model(x), axis=1) == y).item()
     print(f"final loss {losses[-1]:.4f} (from {losses[0]:.4f}), train accuracy {accuracy:.3f}, "
-          f"{time.perf_counter() - tic:.1f}s")
+          f"{time.perf_counter() - tic:.1f}s ({mx.engine_status()})")
     return losses, accuracy
 
 

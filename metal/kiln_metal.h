@@ -7,13 +7,15 @@
 // Accuracy (float32; float16 and bfloat16 compute in float32 and round once per op):
 // - exact ops (arithmetic, comparisons, casts, floor/ceil/round, abs, sign, min/max, bit ops, integer
 //   floor_divide/remainder/power/shifts) give the CPU kernels' bits: same expressions, same rounding.
-// - exp, log, log2, log10, sin, cos, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 call
+// - exp, log, log2, log10, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 call
 //   `metal::precise::` (IEEE special values; error bounds as listed in the Metal Shading Language
 //   specification's table of single-precision accuracy). Through the Linux shim they are libm's.
-// - Metal has no expm1, log1p, erf, erfinv, sigmoid or logaddexp: those come from csrc/kiln_math.h, the
+// - Metal has no expm1, log1p, erf, erfinv, sigmoid or logaddexp, and precise::sin/cos need not reduce huge
+//   arguments exactly: those (and sin, cos) come from csrc/kiln_math.h, the
 //   one header the CPU prelude includes too, so they compute the CPU kernels' bits (tests/test_metal.py
 //   checks that through the shim; kiln_math.h says what a GPU must honour for it and lists the bounds:
-//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3 ULP). They use kiln_math.h's own exp and log
+//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3, sin 1, cos 1 ULP; sin and cos differ from the CPU's bits
+//   below 2^20, where the CPU reduces in double). They use kiln_math.h's own exp and log
 //   polynomials, not precise::exp and log, so they do not depend on the GPU's libraries.
 // Kernels must be compiled with fast math off (MTLCompileOptions.mathMode = MTLMathModeSafe): NaN, Inf
 // and signed zeros follow IEEE rules in kiln, as they do in the interpreter.
@@ -270,8 +272,6 @@ inline float kiln_exp(float x) { return metal::precise::exp(x); }
 inline float kiln_log(float x) { return metal::precise::log(x); }
 inline float kiln_log2(float x) { return metal::precise::log2(x); }
 inline float kiln_log10(float x) { return metal::precise::log10(x); }
-inline float kiln_sin(float x) { return metal::precise::sin(x); }
-inline float kiln_cos(float x) { return metal::precise::cos(x); }
 inline float kiln_tan(float x) { return metal::precise::tan(x); }
 inline float kiln_arcsin(float x) { return metal::precise::asin(x); }
 inline float kiln_arccos(float x) { return metal::precise::acos(x); }
@@ -286,3 +286,7 @@ inline float kiln_arctan2(float y, float x) { return metal::precise::atan2(y, x)
 
 // expm1, log1p, erf, erfinv, sigmoid and logaddexp: the CPU kernels' own float32 code, shared (bounds there).
 #include "../csrc/kiln_math.h"
+
+// sin and cos: kiln_math.h's exact reduction for every argument (the CPU uses it for |x| >= 2^20).
+inline float kiln_sin(float x) { return kiln_sin_any(x); }
+inline float kiln_cos(float x) { return kiln_cos_any(x); }

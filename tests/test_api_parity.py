@@ -11,7 +11,6 @@ import pytest
 # a name missing from kiln and absent here fails the test; a name here that kiln now has fails it too.
 INTENTIONALLY_MISSING = {
     "distributed": "kiln runs in one process; no collective communication back end",
-    "gather_qmm": "quantized gather matmul is not implemented (gather_mm and quantized_matmul are)",
     "gather_qqmm": "CUDA-only in MLX: its CPU build raises '[QQMatmul] NYI' (both operands quantized)",
     "qqmm": "CUDA-only in MLX: its CPU build raises '[QQMatmul] NYI' (both operands quantized)",
 }

@@ -563,13 +563,25 @@ def test_b16_shapeless_one_trace_for_many_shapes():
 
     body, runs = counted(plain)
     compiled = mx.compile(body, shapeless=True)
-    for shape in [(), (2,), (5,), (0,), (7,)]:
+    for shape in [(), (2,), (5,), (0,), (7,), (2, 3), (1, 0, 2)]:
         x = mx.array(np.linspace(-3, 3, int(np.prod(shape))).reshape(shape).astype(np.float32))
         y = mx.full(shape, -0.5)
         out = compiled(x, y)
         same(out, plain(x, y))
         close(out, np.abs(np.array(x) - 0.5))
-    assert runs[0] == 2  # the () trace and the 1-d trace: ndim changes retrace, as in MLX
+    assert runs[0] == 1  # every equation is rank-agnostic: one trace serves every rank (spec B16)
+
+
+def test_b16_guide_example_traces_once():
+    body, runs = counted(lambda x, y: mx.abs(x + y))
+    compiled_fun = mx.compile(body, shapeless=True)
+    same(compiled_fun(mx.array(1.0), mx.array(-2.0)), mx.array(1.0))
+    same(compiled_fun(mx.array([1.0, -6.0]), mx.array([-2.0, 3.0])), mx.array([1.0, 3.0]))
+    assert runs[0] == 1
+    # Inputs of different ranks broadcast at the new ranks as the eager ops do.
+    x, y = mx.array([[1.0], [-6.0]]), mx.array([-2.0, 3.0, 0.5])
+    same(compiled_fun(x, y), mx.abs(x + y))
+    assert runs[0] == 1
 
 
 def test_b16_dtype_and_ndim_changes_retrace():
@@ -579,10 +591,57 @@ def test_b16_dtype_and_ndim_changes_retrace():
     compiled(mx.ones((3,)))
     assert runs[0] == 1
     compiled(mx.ones((3,), dtype=mx.int32))
-    assert runs[0] == 2
+    assert runs[0] == 2  # a dtype change always retraces
     out = compiled(mx.ones((3, 4)))
-    assert runs[0] == 3
+    assert runs[0] == 2  # a rank change does not, for a rank-agnostic trace
     same(out, mx.ones((3, 4)) * 2)
+
+
+RANK_DEPENDENT = {
+    "sum over all axes": lambda x: mx.sum(x) * 2,
+    "mean over all axes": lambda x: mx.mean(x) + 1,
+    "transpose": lambda x: mx.transpose(x) + 1,
+    ".T": lambda x: x.T * 3,
+    "reshape": lambda x: x.reshape(-1) - 1,
+    "squeeze": lambda x: mx.squeeze(x) * 2,
+    "softmax": lambda x: mx.softmax(x, axis=-1),
+    "max keepdims": lambda x: x - mx.max(x, keepdims=True),
+}
+
+
+@pytest.mark.parametrize("name", RANK_DEPENDENT)
+@pytest.mark.parametrize("ranks", [(0, 1), (1, 0), (1, 2), (2, 1), (3, 2)])
+def test_b16_rank_dependent_traces_retrace_at_a_new_rank(name, ranks):
+    if name == "softmax" and 0 in ranks:
+        return  # softmax needs an axis
+    body, runs = counted(RANK_DEPENDENT[name])
+    compiled = mx.compile(body, shapeless=True)
+    rng = np.random.default_rng(1)
+    for rank in ranks:
+        shape = (1, 3, 2)[:rank] if name == "squeeze" else (4, 3, 2)[:rank]
+        x = mx.array(rng.standard_normal(shape).astype(np.float32))
+        same(compiled(x), RANK_DEPENDENT[name](x))
+    assert runs[0] == 2
+
+
+def test_b16_rank_agnostic_inner_function_is_reused_in_a_shapeless_outer_trace():
+    inner_body, inner_runs = counted(lambda x: mx.exp(-x))
+    inner = mx.compile(inner_body, shapeless=True)
+    outer_body, outer_runs = counted(lambda x: inner(x) + x)
+    outer = mx.compile(outer_body, shapeless=True)
+    for x in (mx.array(0.5), mx.array([0.5, -1.0]), mx.ones((2, 2))):
+        same(outer(x), mx.exp(-x) + x)
+    assert outer_runs[0] == 1 and inner_runs[0] == 1
+
+
+def test_b16_an_inner_trace_fixed_at_its_rank_makes_the_outer_one_retrace():
+    inner = mx.compile(lambda x: mx.sum(x), shapeless=True)
+    inner(mx.array(1.0))  # traced at rank 0: sum over no axes records nothing
+    outer_body, outer_runs = counted(lambda x: inner(x) * 2)
+    outer = mx.compile(outer_body, shapeless=True)
+    same(outer(mx.array(3.0)), mx.array(6.0))
+    same(outer(mx.array([1.0, 2.0])), mx.array(6.0))
+    assert outer_runs[0] == 2
 
 
 def test_b16_guide_prints(capsys):

@@ -408,6 +408,8 @@ ACCURACY = [
     ("erfinv", mx.erfinv, sp.erfinv,
      np.concatenate([sweep(1.0), 1 - np.geomspace(6e-8, 0.5, 20_000), np.array([1.5, -2.0])]).astype(np.float32), 4),
     ("sigmoid", mx.sigmoid, sp.expit, sweep(120.0), 3),
+    ("sin", mx.sin, np.sin, sweep(3.4e38, lo=1e-45), 1),  # exact reduction for every finite float
+    ("cos", mx.cos, np.cos, sweep(3.4e38, lo=1e-45), 1),
 ]
 
 
@@ -444,7 +446,8 @@ def test_signed_zero_and_specials():
 
 # -- one source of truth: csrc/kiln_math.h gives CPU and Metal kernels the same bits ---------------------------
 REPO = METAL_DIR.parent
-SHARED_FUNCTIONS = ("kiln_expm1", "kiln_log1p", "kiln_erf", "kiln_erfinv", "kiln_sigmoid", "kiln_logaddexp")
+SHARED_FUNCTIONS = ("kiln_expm1", "kiln_log1p", "kiln_erf", "kiln_erfinv", "kiln_sigmoid", "kiln_logaddexp",
+                    "kiln_sin_any", "kiln_cos_any")
 
 
 def test_one_copy_of_the_shared_math():
@@ -534,18 +537,18 @@ def test_logaddexp_same_bits_on_cpu_and_metal():
 
 
 # Functions whose results legitimately differ between the two backends: the CPU kernels use kiln_math.h's
-# polynomials (exp, log, tanh) or a double-precision reduction (sin, cos: csrc/kernel_prelude.h), Metal
-# kernels call metal::precise, whose bounds are the Metal Shading Language specification's (fast math off).
-# Through the shim metal::precise is the host's libm (glibc measured: exp 0.50, log 0.64, tanh 2.03, sin and
-# cos 0.56 ULP). log2, log10, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 are libm on the
+# polynomials (exp, log, tanh), Metal kernels call metal::precise, whose bounds are the Metal Shading Language
+# specification's (fast math off). Through the shim metal::precise is the host's libm (glibc measured: exp 0.50,
+# log 0.64, tanh 2.03 ULP). sin and cos: the CPU reduces |x| < 2^20 in double, Metal (having no double) uses
+# kiln_math.h's exact Payne-Hanek reduction everywhere, as the CPU does from 2^20 up. log2, log10, tan, the inverse and hyperbolic functions, sqrt, pow and atan2 are libm on the
 # CPU and metal::precise on Metal: equal through the shim, within the specification's bounds on a GPU.
 # (name, op, float64 reference, inputs, CPU bound, shim bound), in ULP.
 DIFFERENT = [
     ("exp", mx.exp, np.exp, sweep(104.0), 1, 1),
     ("log", mx.log, np.log, sweep(3e38, lo=1e-45), 1, 1),
     ("tanh", mx.tanh, np.tanh, sweep(20.0), 3, 3),
-    ("sin", mx.sin, np.sin, sweep(2.0**20)[:-2], 1, 1),  # the CPU bound holds for |x| < 2^20: no +-3.4e38
-    ("cos", mx.cos, np.cos, sweep(2.0**20)[:-2], 1, 1),
+    ("sin", mx.sin, np.sin, sweep(3.4e38, lo=1e-45), 1, 1),
+    ("cos", mx.cos, np.cos, sweep(3.4e38, lo=1e-45), 1, 1),
 ]
 
 

@@ -288,6 +288,24 @@ SAMPLES.update({
     "det": lambda rng: [Case([_well_conditioned(rng, 3)])],
     "slogdet": lambda rng: [Case([_well_conditioned(rng, 3)], output=0), Case([_well_conditioned(rng, 3)], output=1)],
 })
+# affine-quantized products (prims/quantized.py): packed words are integers; scales and biases differentiate
+def _words(rng, shape):
+    return rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32)
+
+
+SAMPLES.update({
+    "quantize": lambda rng: [Case([_u(rng, (2, 3, 64))], group_size=32, bits=4, output=k) for k in range(3)],
+    "dequantize": lambda rng: [Case([_words(rng, (3, 8)), _u(rng, (3, 2)), _u(rng, (3, 2))], group_size=32, bits=4,
+                                    dtype=mx.float64)],
+    "quantized_matmul": lambda rng: [
+        Case([_u(rng, (2, 64)), _words(rng, (3, 8)), _u(rng, (3, 2)), _u(rng, (3, 2))], transpose=True,
+             group_size=32, bits=4),
+        Case([_u(rng, (2, 2, 3)), _words(rng, (2, 3, 2)), _u(rng, (2, 3, 1)), _u(rng, (2, 3, 1))], transpose=False,
+             group_size=32, bits=2)],
+    "gather_qmm": lambda rng: [
+        Case([_u(rng, (2, 1, 64)), _words(rng, (3, 3, 8)), _u(rng, (3, 3, 2)), _u(rng, (3, 3, 2)),
+              np.array([0, 1, 1], np.int32), np.array([2, 0, 2], np.int32)], transpose=True, group_size=32, bits=4)],
+})
 # Fourier transforms (prims/fft.py). Complex inputs are not finite-differenced, and a real-to-complex output is
 # not either (its vjp, the adjoint under MLX's convention, is checked against real MLX in test_fft.py): diff=[].
 SAMPLES["fft"] = lambda rng: [

@@ -142,5 +142,5 @@ def test_keyword_arguments_are_refused():
 
 
 def test_evaluating_inside_vmap_names_vmap():
-    with pytest.raises(RuntimeError, match=r"^\[vmap\] Attempted to evaluate"):
+    with pytest.raises(ValueError, match=r"^\[vmap\] Attempted to evaluate"):
         mx.vmap(lambda x: x.item())(mx.ones((2,)))

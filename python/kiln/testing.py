@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from .core import random as _random
 from .core.array import array
 from .core.compile import CompiledFunction, _restore, _snapshot, compile as _compile
 from .core.verify import CompiledMismatch, describe_difference, first_divergence, values_match
@@ -35,8 +36,10 @@ def assert_compiled_matches(fn, *args, rtol: float = 1e-5, atol: float = 1e-6, *
     compiled = fn if isinstance(fn, CompiledFunction) else _compile(fn)
     # Both runs start from the same captured state (inputs=/outputs=), and the check leaves it as it was.
     saved = _snapshot([compiled.inputs, compiled.outputs])
+    key_before = _random.state[0]
     try:
         expected = tree_flatten(plain(*args, **kwargs))
+        drew_random = _random.state[0] is not key_before
         _restore(saved)
         actual = tree_flatten(compiled(*args, **kwargs))
     finally:
@@ -55,10 +58,21 @@ def assert_compiled_matches(fn, *args, rtol: float = 1e-5, atol: float = 1e-6, *
             continue
         e, a = np.asarray(e), np.asarray(a)
         if not values_match(e, a, rtol, atol):
+            if drew_random:
+                raise CompiledMismatch(f"{name}: compiled and eager results differ because the function consumed "
+                                       f"random state (mx.random.state advanced while it ran), so the two calls "
+                                       f"drew different random numbers. {_PASS_A_KEY}")
             detail = _divergence(compiled, args, kwargs, rtol, atol, index)
             raise CompiledMismatch(f"{name}: compiled and eager results differ "
                                    f"({describe_difference(e, a, rtol, atol)}){detail}")
         index += 1
+
+
+_PASS_A_KEY = ("Pass a key instead: give the function a `key` argument, draw with "
+               "`mx.random.uniform(..., key=key)` (split it with `mx.random.split` for several draws) and call "
+               "`assert_compiled_matches(fn, x, key=mx.random.key(0))`; or compile it with "
+               "`mx.compile(fn, inputs=mx.random.state, outputs=mx.random.state)` and pass that, so both runs "
+               "start from the same state.")
 
 
 def _same_constant(e, a) -> bool:

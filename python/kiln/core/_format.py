@@ -36,6 +36,9 @@ def set_printoptions(precision: int = -1) -> None:
 
     Args:
         precision (int): Number of decimal places, or -1 for the default (6 significant digits).
+
+    Returns:
+        None
     """
     if isinstance(precision, bool) or not isinstance(precision, int):
         raise TypeError(f"[set_printoptions] precision must be an int, got {type(precision).__name__}.")

@@ -60,8 +60,8 @@ def _detach(node) -> None:
     node._params = None
 
 
-class PlaceholderError(RuntimeError):
-    pass
+class PlaceholderError(ValueError):
+    """Raised when a traced value (a placeholder without data) is evaluated; a ValueError, as in MLX."""
 
 
 def placeholder_message(origin: str) -> str:
@@ -95,7 +95,7 @@ class array:
             for x in self._inputs:
                 _register_consumer(x, self)
             return
-        data, d = _to_numpy(val, dt.as_dtype(dtype) if dtype is not None else None)
+        data, d = _to_numpy(val, dt.dtype_arg(dtype, "array") if dtype is not None else None)
         self._set_data(data, d)
         self._prim = None
         self._inputs = ()
@@ -434,10 +434,36 @@ _ignore_fp_errors = _errstate_factory()
 _data_of = attrgetter("_data")  # C-level, where a list comprehension is a Python frame per node
 
 
+# (prim, params, input dtypes) -> the native kernel the engine offers for it, for prims with kernel families.
+_native_impls: dict = {}
+_bridge = []  # [core.engine], imported on first use (it imports this module)
+
+
+def _eager_impl(node: "array"):
+    """The implementation eager evaluation runs: the engine's native kernel where it has one (through the
+    Bridge, core/engine.py), else the registry's numpy implementation."""
+    prim = node._prim
+    if not _bridge:
+        from . import engine
+
+        _bridge.append(engine)
+    engine = _bridge[0]
+    if prim not in engine._NATIVE_FAMILIES:
+        return REGISTRY[prim].impl
+    in_dtypes = tuple(x._dtype for x in node._inputs)
+    key = (prim, tuple(sorted(node._params.items())), in_dtypes, node._dtype)
+    impl = _native_impls.get(key)
+    if impl is None:
+        native = engine.native_impl(prim, node._params, in_dtypes, node._dtype)
+        impl = REGISTRY[prim].impl if native is None else (lambda *args, **params: native(*args))
+        _native_impls[key] = impl
+    return impl
+
+
 def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if node._placeholder is not None:
         raise PlaceholderError(placeholder_message(node._placeholder))
-    out = REGISTRY[node._prim].impl(*map(_data_of, node._inputs), **node._params)
+    out = _eager_impl(node)(*map(_data_of, node._inputs), **node._params)
     if type(out) is not np.ndarray:
         out = np.asarray(out)
     want = node._dtype.np
@@ -578,7 +604,7 @@ def _lazy_source(val, dtype):
     if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
         if len({v.shape for v in val}) > 1:
             raise ValueError("[array] Initialization encountered non-uniform length.")
-        d = dt.as_dtype(dtype) if dtype is not None else dt.result_type(*val)
+        d = dt.dtype_arg(dtype, "array") if dtype is not None else dt.result_type(*val)
         return ops.stack([ops.astype(v, d) for v in val])
     return None
 

@@ -105,6 +105,9 @@ def vjp(fun, primals, cotangents):
         fun: a function of arrays returning an array or a list of arrays.
         primals: the inputs, a list of arrays.
         cotangents: one array per output, shaped like it.
+
+    Returns:
+        tuple(list(array), list(array)): The outputs and the vector-Jacobian products.
     """
     primals = [_check_array(p, "vjp") for p in primals]
     with transform_scope():
@@ -122,7 +125,16 @@ def vjp(fun, primals, cotangents):
 
 
 def jvp(fun, primals, tangents):
-    """Jacobian-vector product. Returns (outputs, jvps), both lists."""
+    """Jacobian-vector product. Returns (outputs, jvps), both lists.
+
+    Args:
+        fun (Callable): A function of arrays returning an array or a list of arrays.
+        primals (list(array)): The point to differentiate at.
+        tangents (list(array)): One tangent per primal.
+
+    Returns:
+        tuple(list(array), list(array)): The outputs and their Jacobian-vector products.
+    """
     primals = [_check_array(p, "jvp") for p in primals]
     tangents = [_check_array(t, "jvp") for t in tangents]
     if len(tangents) != len(primals):
@@ -174,6 +186,9 @@ def value_and_grad(fun, argnums=None, argnames=()):
         fun: returns a scalar array, or a tuple/list whose first element is the scalar loss.
         argnums: positional arguments to differentiate (int or sequence, default 0).
         argnames: keyword arguments to differentiate.
+
+    Returns:
+        Callable: A function returning ``(value, gradients)``.
     """
     nums, single, names = _normalize_argnums(argnums, argnames)
 
@@ -247,7 +262,16 @@ def _ones_like(x):
 
 
 def grad(fun, argnums=None, argnames=()):
-    """Returns a function computing the gradient of fun's scalar output (see value_and_grad)."""
+    """Returns a function computing the gradient of fun's scalar output (see value_and_grad).
+
+    Args:
+        fun (Callable): A function of arrays (or trees of arrays) returning a scalar array.
+        argnums (int or list(int), optional): Positional arguments to differentiate; ``0`` by default.
+        argnames (str or list(str), optional): Keyword arguments to differentiate.
+
+    Returns:
+        Callable: A function returning the gradient(s), shaped like the differentiated arguments.
+    """
     vg = value_and_grad(fun, argnums, argnames)
 
     @functools.wraps(fun)
@@ -368,7 +392,14 @@ class custom_function:
 
 
 def checkpoint(fun):
-    """Recompute fun's intermediate values in the backward pass instead of keeping them (mx.checkpoint)."""
+    """Recompute fun's intermediate values in the backward pass instead of keeping them (mx.checkpoint).
+
+    Args:
+        fun (Callable): The function to checkpoint.
+
+    Returns:
+        Callable: A function with the same outputs whose gradients recompute the intermediates.
+    """
     inner = custom_function(fun)
 
     @inner.vjp

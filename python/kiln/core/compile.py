@@ -22,10 +22,11 @@ import weakref
 
 import numpy as np
 
-from . import engine  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
+from . import engine, env  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
 from .array import array, bind, transform_depth, transform_scope
 from .graph import Lit
-from .tracing import graph_from_outputs, replace_arrays, shapeless_scope
+from .shape_check import graph_at_shapes, is_rank_agnostic
+from .tracing import graph_from_outputs, note_rank_decision, replace_arrays, shapeless_scope, watch_rank_decisions
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -35,28 +36,37 @@ _state = {"enabled": True}
 
 
 def disable_compile() -> None:
-    """Make every compiled function (also ones compiled earlier) run eagerly."""
+    """Make every compiled function (also ones compiled earlier) run eagerly.
+
+    Returns:
+        None
+    """
     _state["enabled"] = False
 
 
 def enable_compile() -> None:
-    """Undo `disable_compile` (the MLX_DISABLE_COMPILE environment variable still wins)."""
+    """Undo `disable_compile` (the MLX_DISABLE_COMPILE environment variable still wins).
+
+    Returns:
+        None
+    """
     _state["enabled"] = True
 
 
 def _env_flag(name: str, value_matters: bool = False):
     """A cheap check of an environment variable for the per-call hot path (os.environ encodes the key
     on every lookup). Presence alone counts (MLX's rule), or, with value_matters, a value other than
-    empty or "0"."""
+    empty or an off spelling (env.OFF: 0, off, false, no)."""
     data = getattr(os.environ, "_data", None)
     encode = getattr(os.environ, "encodekey", None)
+    spellings = ("",) + tuple(w for s in env.OFF for w in (s, s.upper(), s.capitalize()))
     if not (isinstance(data, dict) and encode is not None):
         if value_matters:
-            return lambda: os.environ.get(name, "0") not in ("", "0")
+            return lambda: os.environ.get(name, "0") not in spellings
         return lambda: name in os.environ
     key = encode(name)
     if value_matters:
-        off = (None, encode(""), encode("0"))
+        off = (None,) + tuple(encode(w) for w in spellings)
         return lambda: data.get(key) not in off
     return lambda: key in data
 
@@ -76,10 +86,7 @@ def _compile_disabled() -> bool:
 
 
 def _debug_level() -> int:
-    try:
-        return int(os.environ.get("KILN_DEBUG", "0") or 0)
-    except ValueError:
-        return 1
+    return env.debug_level()
 
 
 # -- keys ---------------------------------------------------------------------------------------------
@@ -199,7 +206,8 @@ class _TreeDef:
 
 # -- cache entries -----------------------------------------------------------------------------------
 class _Entry:
-    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs")
+    __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs",
+                 "rank_agnostic")
 
     def __init__(self, graph, program, treedef, n_out, state_paths, key):
         self.graph = graph
@@ -209,6 +217,17 @@ class _Entry:
         self.state_paths = state_paths  # where each captured output goes in the outputs= container
         self.checked_shapes = None
         self.key = key
+        # A shapeless trace valid at every input rank (rank-agnostic equations, no rank decisions in ops).
+        self.rank_agnostic = False
+
+    def at_shapes(self, key, leaves) -> "_Entry":
+        """This rank-agnostic trace re-typed for `leaves` of other ranks: a new Program, no retrace."""
+        graph = graph_at_shapes(self.graph, [x.shape for x in leaves])
+        entry = _Entry(graph, _make_program(graph, True), self.treedef, self.n_out, self.state_paths, key)
+        entry.rank_agnostic = True
+        entry.inputs = self.inputs
+        entry.outputs = self.outputs
+        return entry
 
 
 class _Interpreted:
@@ -225,7 +244,7 @@ class _Interpreted:
 
 
 def _make_program(graph, shapeless: bool):
-    if os.environ.get("KILN_ENGINE", "1") != "0" and engine.available():
+    if engine.available():
         # shapeless: the engine keeps reshapes and broadcasts that are no-ops only at the traced shape
         return engine.compile_graph(graph, shapeless=shapeless)
     return _Interpreted(graph)
@@ -343,6 +362,24 @@ def _labelled_key(key, names) -> dict:
     for path, k in key[4]:
         _labelled(k, "captured input " + "".join(f"[{p!r}]" for p in path), out)
     return out
+
+
+def _rankless(k):
+    """A key (or part of one) with the ranks of its arrays left out: shapeless keys that differ only there."""
+    tag = k[0]
+    if tag == "a":
+        return ("a", k[1])
+    if tag in ("l", "t"):
+        return (tag, k[1], tuple(_rankless(c) for c in k[2]))
+    if tag == "d":
+        return (tag, k[1], tuple((kk, _rankless(c)) for kk, c in k[2]))
+    return k
+
+
+def _rankless_key(key):
+    args, kwargs = key[3]
+    return key[:3] + ((tuple(_rankless(a) for a in args), tuple((n, _rankless(v)) for n, v in kwargs)),
+                      tuple((path, _rankless(v)) for path, v in key[4]))
 
 
 def _describe_change(label, old, new) -> str:
@@ -493,6 +530,8 @@ class CompiledFunction:
             if transform_depth() > 0:
                 if self.shapeless:
                     self._check_shapes(entry, leaves)
+                if not entry.rank_agnostic:
+                    note_rank_decision()  # an enclosing shapeless trace now holds equations fixed at this rank
                 values = replay_graph(entry.graph, leaves)
             else:
                 values = self._run(entry, leaves)
@@ -544,6 +583,10 @@ class CompiledFunction:
             entry = self._lookup(key)
             if entry is not None:
                 return entry, None
+            entry = self._at_new_ranks(key, leaves)
+            if entry is not None:
+                self._cache[key] = entry
+                return entry, None
             self._explain(key)
             snapshot = _snapshot([self.inputs, self.outputs])
             entry = self._trace_locked(key, args, kwargs, leaves, n_args, state_leaves, snapshot)
@@ -551,6 +594,21 @@ class CompiledFunction:
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
             return entry, snapshot
+
+    def _at_new_ranks(self, key, leaves):
+        """A rank-agnostic shapeless trace that differs from `key` only in input ranks, re-typed; or None."""
+        if not self.shapeless:
+            return None
+        rankless = _rankless_key(key)
+        for other in reversed(list(self._cache.values())):
+            if other.rank_agnostic and other.inputs is self.inputs and other.outputs is self.outputs \
+                    and _rankless_key(other.key) == rankless:
+                if _debug_level() >= 1:
+                    name = getattr(self.fun, "__name__", "function")
+                    print(f"[kiln] '{name}': the shapeless trace serves new input ranks "
+                          f"({_describe_key_diff(key, other.key, self._arg_names)}); no retrace", file=sys.stderr)
+                return other.at_shapes(key, leaves)
+        return None
 
     def _trace_locked(self, key, args, kwargs, leaves, n_args, state_leaves, snapshot):
         started = time.perf_counter()
@@ -565,7 +623,8 @@ class CompiledFunction:
         try:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])
-            with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()):
+            with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()), \
+                    watch_rank_decisions() as rank_decisions:
                 result = self.fun(*traced_args, **traced_kwargs)
             out_leaves = []
             treedef = _TreeDef(result, out_leaves)
@@ -600,12 +659,9 @@ class CompiledFunction:
             print(f"[kiln] '{name}': traced in {1e3 * (traced - started):.2f} ms ({len(graph.eqns)} equations), "
                   f"compiled in {1e3 * (time.perf_counter() - traced):.2f} ms "
                   f"({len(program.kernel_sources)} kernels)", file=sys.stderr)
-        if _debug_level() >= 2 and program.graph is not graph:
-            print(f"[kiln] optimized graph of '{name}':\n{program.graph}", file=sys.stderr)
-        if _debug_level() >= 3:
-            for kname, src in program.kernel_sources.items():
-                print(f"[kiln] kernel {kname}:\n{src}", file=sys.stderr)
+        # The optimised graph and kernel sources are logged by the engine, once, as it builds them.
         entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
+        entry.rank_agnostic = self.shapeless and rank_decisions[0] == 0 and is_rank_agnostic(graph)
         entry.inputs = self.inputs
         entry.outputs = self.outputs
         return entry
@@ -699,13 +755,48 @@ def replay_graph(graph, inputs: list) -> list:
 
 
 def compile(fun=None, inputs=None, outputs=None, shapeless: bool = False):  # noqa: A001
-    """Compile `fun`: trace once per input signature, then run the optimised graph (MLX's `mx.compile`).
+    """Compile `fun`: trace it once per input signature, then run the optimised graph (MLX's ``mx.compile``).
+
+    The first call with new input shapes, dtypes or constants traces ``fun`` on placeholder arrays, simplifies
+    and fuses the graph and JIT-compiles its kernels; later calls with the same signature run the cached
+    program without running ``fun``'s Python. ``fun`` must be pure: arrays it reads that are not arguments
+    are frozen at the first trace (capture them with ``inputs=``), and arrays it stores elsewhere must be
+    returned or captured with ``outputs=``. Evaluating a traced array inside ``fun`` (``print``, ``.item()``)
+    raises a ``ValueError``.
+
+    Use it as a function or as a decorator, with or without arguments::
+
+        import kiln.core as mx
+
+        @mx.compile
+        def gelu(x):
+            return x * (1 + mx.erf(x / 2 ** 0.5)) / 2
+
+        @mx.compile(shapeless=True)            # or partial(mx.compile, shapeless=True)
+        def scale(x, y):
+            return mx.abs(x + y)
+
+        state = [mx.random.state]              # random layers: let the key advance between calls
+        step = mx.compile(train_step, inputs=state, outputs=state)
+
+    Environment switches: ``MLX_DISABLE_COMPILE`` (set to anything: run every compiled function eagerly,
+    as ``disable_compile()`` does); ``KILN_ENGINE=0`` (run compiled graphs on the numpy reference interpreter
+    instead of C++ kernels; ``off``/``false``/``no`` also work); ``KILN_DEBUG=1..4`` (on stderr: why each
+    (re)compilation happened; the graphs before and after simplification and fusion; kernel source;
+    timings); ``KILN_VERIFY=1`` (check every compiled call against the interpreter); ``KILN_CACHE_DIR``
+    (where compiled kernels are kept, a private directory); ``KILN_NUM_THREADS`` (threads per kernel).
 
     Args:
-        fun: the function to compile.
-        inputs: a tree (list, dict, module state...) of arrays read as implicit inputs on every call.
-        outputs: a tree of arrays written back as implicit outputs after every call.
-        shapeless: compile once for inputs of any shape (dtype or ndim changes still recompile).
+        fun (Callable, optional): The function to compile. Omitted: returns a decorator with these settings.
+        inputs (list or dict, optional): A tree (list, dict, module state...) of arrays read as implicit
+          inputs on every call.
+        outputs (list or dict, optional): A tree of arrays written back as implicit outputs after every call.
+        shapeless (bool, optional): Compile once for inputs of any shape. A dtype change recompiles; a rank
+          change recompiles only when the traced graph depends on the rank (reductions, transposes,
+          reshapes). Default: ``False``.
+
+    Returns:
+        Callable: The compiled function (``.graphs(*args)`` shows its traced and optimised graphs and kernels).
     """
     if fun is None:
         return functools.partial(compile, inputs=inputs, outputs=outputs, shapeless=shapeless)
@@ -731,7 +822,11 @@ def _check_capture(tree, what: str):
 
 
 def engine_status() -> str:
-    """Which backend runs compiled graphs, in words (for the tour and benchmarks)."""
-    if os.environ.get("KILN_ENGINE", "1") == "0":
-        return "KILN_ENGINE=0: reference interpreter"
+    """Which backend runs compiled graphs, in words (for the tour and benchmarks).
+
+    Returns:
+        str: e.g. ``"C++ engine"`` or why the reference interpreter runs instead.
+    """
+    if not env.engine_enabled():
+        return f"KILN_ENGINE={os.environ.get('KILN_ENGINE')}: reference interpreter"
     return "C++ engine" if engine.available() else "C++ engine unavailable: reference interpreter"

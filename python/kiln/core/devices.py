@@ -13,6 +13,8 @@ __all__ = ["clear_streams", "StreamContext", "ThreadLocalStream", "new_thread_lo
 
 
 class DeviceType(enum.Enum):
+    """The kinds of device (MLX's ``mx.DeviceType``): ``cpu`` and ``gpu``; kiln runs on the CPU."""
+
     cpu = "cpu"
     gpu = "gpu"
 
@@ -68,11 +70,27 @@ _default_streams = {Device(cpu): Stream(Device(cpu), 0)}
 
 
 def is_available(device) -> bool:
+    """Whether a device can run kiln's work (only the CPU can).
+
+    Args:
+        device (Device): The device.
+
+    Returns:
+        bool: ``True`` for the CPU.
+    """
     d = device if isinstance(device, Device) else Device(device)
     return d.type == cpu
 
 
 def device_count(device_type=cpu) -> int:
+    """How many devices of a type there are.
+
+    Args:
+        device_type (DeviceType, optional): The type. Default: ``DeviceType.cpu``.
+
+    Returns:
+        int: 1 for the CPU, 0 for the GPU.
+    """
     return 1 if device_type == cpu else 0
 
 
@@ -86,22 +104,59 @@ def _as_device(device, op: str) -> Device:
 
 
 def default_device() -> Device:
+    """The device ops run on by default (the CPU).
+
+    Returns:
+        Device: The default device.
+    """
     return _state["device"]
 
 
 def set_default_device(device) -> None:
+    """Set the default device (only the CPU is accepted).
+
+    Args:
+        device (Device): The device.
+
+    Returns:
+        None
+    """
     _state["device"] = _as_device(device, "set_default_device")
 
 
 def default_stream(device) -> Stream:
+    """The default stream of a device.
+
+    Args:
+        device (Device): The device.
+
+    Returns:
+        Stream: The stream.
+    """
     return _default_streams[_as_device(device, "default_stream")]
 
 
 def set_default_stream(stream: Stream) -> None:
+    """Set the default stream of its device.
+
+    Args:
+        stream (Stream): The stream.
+
+    Returns:
+        None
+    """
     _default_streams[stream.device] = stream
 
 
 def new_stream(device) -> Stream:
+    """A new stream on a device (kiln runs everything on the CPU, in order).
+
+    Args:
+        device (Device): The device.
+
+    Returns:
+        Stream: The stream.
+    """
     d = _as_device(device, "new_stream")
     with _lock:
         index = _state["next_stream"]
@@ -178,12 +233,23 @@ def new_thread_unsafe_stream(device) -> Stream:
 
 
 def synchronize(stream: Stream | None = None) -> None:
-    """Wait for outstanding work: kiln evaluates synchronously, so there is none."""
+    """Wait for outstanding work: kiln evaluates synchronously, so there is none.
+
+    Args:
+        stream (Stream, optional): The stream to wait for.
+
+    Returns:
+        None
+    """
 
 
 def clear_streams() -> None:
     """Destroy the streams created so far: kiln's streams hold no resources, so this resets the default
-    streams and the stream numbering, as a process that made none."""
+    streams and the stream numbering, as a process that made none.
+
+    Returns:
+        None
+    """
     with _lock:
         _default_streams.clear()
         _default_streams[Device(cpu)] = Stream(Device(cpu), 0)

@@ -114,7 +114,15 @@ def from_numpy(np_dtype) -> Dtype:
 
 
 def issubdtype(a, b) -> bool:
-    """True if `a` (a Dtype or category) is `b` or belongs to category `b`."""
+    """True if `a` (a Dtype or category) is `b` or belongs to category `b`.
+
+    Args:
+        a (Dtype or DtypeCategory): The dtype to test.
+        b (Dtype or DtypeCategory): The dtype or category to test against.
+
+    Returns:
+        bool: The answer.
+    """
     if isinstance(a, Dtype) and isinstance(b, Dtype):
         return a == b
     if isinstance(a, Dtype) and isinstance(b, DtypeCategory):
@@ -250,6 +258,19 @@ def as_dtype(d, op: str = "astype") -> Dtype:
         return from_numpy(d)
     except (TypeError, ValueError):
         raise TypeError(f"[{op}] Unsupported dtype {d!r}.") from None
+
+
+def dtype_arg(d, op: str, default=None) -> Dtype:
+    """The `dtype=` argument of a public op, checked as MLX checks it: a kiln Dtype, or None for `default`.
+
+    A dtype name ("float32"), a Python type (float) or a numpy dtype is a TypeError, as in MLX, so code
+    that runs on kiln also runs on MLX.
+    """
+    if isinstance(d, Dtype):
+        return d
+    if d is None and default is not None:
+        return default
+    raise TypeError(f"[{op}] dtype must be a Dtype such as mx.float32, got {d!r} ({type(d).__name__}).")
 
 
 def finfo_max(d: Dtype) -> float:

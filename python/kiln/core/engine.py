@@ -27,21 +27,28 @@ implementation. numpy's floating-point warnings are off while a program runs, as
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 
 import numpy as np
 
 from . import dtypes as dt
+from . import env
 from .graph import Eqn, Graph, Lit, Var
 from .interpret import run_eqn
 from .primitives import ELEMENTWISE_KINDS, REGISTRY
 
 try:
     from kiln import _engine
-except ImportError:  # pure-Python install: everything runs on the interpreter
+except ImportError as error:  # pure-Python install or source tree: everything runs on the interpreter
     _engine = None
+    if env.engine_enabled():  # KILN_ENGINE=0 asked for exactly this: no warning then
+        warnings.warn(f"kiln: the C++ engine (kiln._engine) did not load ({error}); compiled functions run on the "
+                      "reference interpreter, which is much slower. Install kiln with `pip install .` and run "
+                      "outside the source tree, or set KILN_ENGINE=0 to choose the interpreter.",
+                      RuntimeWarning, stacklevel=2)
+else:
+    env.check_num_threads()
 
 
 def _quiet_fp_state():
@@ -87,7 +94,7 @@ def _warn_once(message: str) -> None:
 
 def available() -> bool:
     """True when compiled graphs can run on the C++ engine."""
-    if _engine is None or os.environ.get("KILN_ENGINE") == "0":
+    if _engine is None or not env.engine_enabled():
         return False
     if not _engine.compiler_path():
         _warn_once("kiln: no C++ compiler found ($CXX or c++ on PATH); compiled functions run on the "
@@ -335,7 +342,7 @@ def native_impl(prim: str, params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
         callable | None: ``fn(*numpy_inputs) -> numpy array`` computing what the registry's implementation
         computes (within the family's stated error bound), or None.
     """
-    if _engine is None or os.environ.get("KILN_ENGINE") == "0":
+    if _engine is None or not env.engine_enabled():
         return None
     chooser = _NATIVE_FAMILIES.get(prim)
     return chooser(params, in_dtypes, out_dtype) if chooser is not None else None
@@ -463,12 +470,9 @@ def compile_graph(graph: Graph, shapeless: bool = False) -> Program:
     result = _engine.optimize(spec)
     fused, steps = _fused_graph(graph, result, values)
     native, sources = _native_program(fused, steps, values)
-    debug = int(os.environ.get("KILN_DEBUG", "0") or 0)
-    if debug >= 2:
-        print(f"kiln: graph after simplify and fuse ({result['rewrites']} rewrites):\n{fused}")
-    if debug >= 3:
-        for name, source in sources.items():
-            print(f"kiln: kernel {name}:\n{source}")
+    env.debug(2, f"graph after simplify and fuse ({result['rewrites']} rewrites):\n{fused}")
+    for name, source in sources.items():
+        env.debug(3, f"kernel {name}:\n{source}")
     return Program(fused, sources, native)
 
 
@@ -523,3 +527,7 @@ def compile_graph_metal_shim(graph: Graph, shapeless: bool = False) -> Program:
     fused, steps = _fused_graph(graph, result, values)
     native, sources = _native_program(fused, steps, values, load=_load_metal_shim)
     return Program(fused, sources, native)
+
+
+if _engine is not None:
+    from . import kernels  # noqa: E402,F401  (registers the native kernel families in _NATIVE_FAMILIES)

@@ -21,7 +21,16 @@ def _label(node) -> str:
 
 
 def export_to_dot(file, *args, **kwargs) -> None:
-    """Write the computation graph of the given arrays (positional or named) to `file` (path or stream)."""
+    """Write the computation graph of the given arrays (positional or named) to `file` (path or stream).
+
+    Args:
+        file (str or file): Path or writable stream.
+        *args (array): Arrays whose graphs to write.
+        **kwargs (array): Named arrays whose graphs to write.
+
+    Returns:
+        None
+    """
     outputs = [(str(i), a) for i, a in enumerate(args)] + list(kwargs.items())
     for name, a in outputs:
         if not isinstance(a, array):
@@ -123,6 +132,9 @@ def export_function(file, fun, *args, shapeless: bool = False, metadata: str | N
         metadata (str, optional): A string saved alongside, read back by ``import_function(...,
           return_metadata=True)``. Default: ``None``.
         **kwargs (array): Example keyword inputs.
+
+    Returns:
+        None
     """
     if callable(file):
         raise ValueError("[export_function] Exporting to a callback is not supported; pass a path.")  # noqa: TRY004

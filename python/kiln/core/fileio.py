@@ -93,6 +93,9 @@ def save(file, arr) -> None:
         file (str, pathlib.Path, file): File to which the array is saved; ``.npy`` is appended to a path
           without it.
         arr (array): Array to be saved.
+
+    Returns:
+        None
     """
     data = _to_storage("save", arr)
     _write("save", file, ".npy", lambda handle: np.save(handle, data, allow_pickle=False))
@@ -129,6 +132,9 @@ def savez(file, *args, **kwargs) -> None:
         file (str, pathlib.Path, file): Path to file to which the arrays are saved.
         *args (arrays): Arrays to be saved, named ``arr_0``, ``arr_1``, ...
         **kwargs (arrays): Arrays to be saved under their keyword names.
+
+    Returns:
+        None
     """
     _savez("savez", file, args, kwargs, zipfile.ZIP_STORED)
 
@@ -140,6 +146,9 @@ def savez_compressed(file, *args, **kwargs) -> None:
         file (str, pathlib.Path, file): Path to file to which the arrays are saved.
         *args (arrays): Arrays to be saved, named ``arr_0``, ``arr_1``, ...
         **kwargs (arrays): Arrays to be saved under their keyword names.
+
+    Returns:
+        None
     """
     _savez("savez_compressed", file, args, kwargs, zipfile.ZIP_DEFLATED)
 
@@ -161,6 +170,9 @@ def save_safetensors(file, arrays: dict, metadata: dict | None = None) -> None:
           path without it.
         arrays (dict(str, array)): The dictionary of names to arrays to be saved.
         metadata (dict(str, str), optional): The dictionary of metadata to be saved.
+
+    Returns:
+        None
     """
     if not isinstance(arrays, dict):
         raise TypeError("[save_safetensors] arrays must be a dictionary of names to arrays.")
@@ -189,6 +201,9 @@ def save_gguf(file, arrays: dict, metadata: dict | None = None) -> None:
         arrays (dict(str, array)): The dictionary of names to arrays to be saved.
         metadata (dict(str, Union[array, str, list(str)]), optional): Metadata: scalars or 1-D arrays,
           strings, or lists of strings.
+
+    Returns:
+        None
     """
     if not _is_path(file):
         raise TypeError("[save_gguf] file must be a path.")

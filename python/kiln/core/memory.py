@@ -51,30 +51,54 @@ def _swap_limit(op: str, key: str, limit) -> int:
 
 
 def clear_cache() -> None:
-    """Clear the memory cache (kiln keeps none: a no-op)."""
+    """Clear the memory cache (kiln keeps none: a no-op).
+
+    Returns:
+        None
+    """
 
 
 def get_active_memory() -> int:
-    """Get the actively used memory in bytes (kiln does not track it: 0)."""
+    """Get the actively used memory in bytes (kiln does not track it: 0).
+
+    Returns:
+        int: Bytes.
+    """
     return 0
 
 
 def get_peak_memory() -> int:
-    """Get the peak amount of used memory in bytes (kiln does not track it: 0)."""
+    """Get the peak amount of used memory in bytes (kiln does not track it: 0).
+
+    Returns:
+        int: Bytes.
+    """
     return 0
 
 
 def reset_peak_memory() -> None:
-    """Reset the peak memory to zero."""
+    """Reset the peak memory to zero.
+
+    Returns:
+        None
+    """
 
 
 def get_cache_memory() -> int:
-    """Get the cache size in bytes (kiln keeps no cache: 0)."""
+    """Get the cache size in bytes (kiln keeps no cache: 0).
+
+    Returns:
+        int: Bytes.
+    """
     return 0
 
 
 def get_memory_limit() -> int:
-    """Get the current memory limit in bytes (by default the machine's physical memory)."""
+    """Get the current memory limit in bytes (by default the machine's physical memory).
+
+    Returns:
+        int: Bytes.
+    """
     return _limits["memory"]
 
 
@@ -116,6 +140,9 @@ def set_wired_limit(limit: int) -> int:
 
 def device_info(d=None) -> dict:
     """Get information about a device.
+
+    Args:
+        d (Device, optional): The device; the default device if omitted.
 
     Returns:
         dict: ``architecture``, ``device_name`` and ``memory_size`` of the CPU.

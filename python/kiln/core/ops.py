@@ -16,6 +16,7 @@ from .array import array, bind
 from .array import evaluate as _evaluate
 from .prims.elementwise import broadcast_shapes as _broadcast_shapes
 from .prims.shape import resolve_reshape as _resolve_reshape
+from .tracing import note_rank_decision as _note_rank_decision
 from .tracing import tracing_shapeless as _tracing_shapeless
 
 Scalar = (bool, int, float, complex, np.number, np.bool_)
@@ -37,7 +38,16 @@ class _AxisError(ValueError, IndexError):
 
 
 def to_array(x, dtype: dt.Dtype | None = None, op: str | None = None) -> array:
-    """An array for x (arrays pass through, cast if dtype is given); `op` names the caller in errors."""
+    """An array for x (arrays pass through, cast if dtype is given); `op` names the caller in errors.
+
+    Args:
+        x (array or scalar or list): The value.
+        dtype (Dtype, optional): Cast to it.
+        op (str, optional): The calling op's name, for error messages.
+
+    Returns:
+        array: The array.
+    """
     if isinstance(x, array):
         return x if dtype is None or x.dtype == dtype else astype(x, dtype)
     if op is None:
@@ -131,6 +141,7 @@ def _promote(op: str, *xs) -> list:
 
 def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
     """Normalise an int/tuple/None axis argument to a sorted tuple of non-negative axes."""
+    _note_rank_decision()
     if axis is None:
         return tuple(range(ndim))
     seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
@@ -147,6 +158,7 @@ def _axes(op: str, ndim: int, axis, allow_none=True) -> tuple:
 
 
 def _axis(op: str, ndim: int, axis: int) -> int:
+    _note_rank_decision()
     if not isinstance(axis, (int, np.integer)):
         raise TypeError(f"[{op}] axis must be an int, got {type(axis).__name__}.")
     if not -ndim <= axis < ndim:
@@ -167,9 +179,7 @@ def astype(a, dtype, stream=None) -> array:
     """
     if type(a) is array and a._dtype is dtype:
         return a  # already that dtype: the common case in promotion and optimizers
-    if dtype is None:
-        raise TypeError("[astype] dtype must be a Dtype, got None.")
-    d = dt.as_dtype(dtype)
+    d = dt.dtype_arg(dtype, "astype")
     a = to_array(a, op="astype")
     if a.dtype == d:
         return a
@@ -246,7 +256,14 @@ erfinv = _unary_float("erfinv", real_only=True)
 
 
 def negative(a, stream=None) -> array:
-    """Element-wise negation (integers wrap; bool is refused, as in MLX)."""
+    """Element-wise negation (integers wrap; bool is refused, as in MLX).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``-a``.
+    """
     a = to_array(a, op="negative")
     if a.dtype == dt.bool_:
         raise ValueError("[negative] Not supported for bool, use logical_not instead.")
@@ -254,16 +271,41 @@ def negative(a, stream=None) -> array:
 
 
 def floor(a, stream=None) -> array:
+    """Element-wise floor (integers are returned unchanged).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The floor of ``a``.
+    """
     a = _refuse_complex("floor", to_array(a, op="floor"))
     return a if not dt.is_floating(a.dtype) else bind("floor", a)
 
 
 def ceil(a, stream=None) -> array:
+    """Element-wise ceiling (integers are returned unchanged).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The ceiling of ``a``.
+    """
     a = _refuse_complex("ceil", to_array(a, op="ceil"))
     return a if not dt.is_floating(a.dtype) else bind("ceil", a)
 
 
 def round(a, decimals: int = 0, stream=None) -> array:  # noqa: A001
+    """Round to the given number of decimals (halves to even).
+
+    Args:
+        a (array): Input array.
+        decimals (int, optional): Number of decimals. Default: ``0``.
+
+    Returns:
+        array: The rounded array.
+    """
     a = to_array(a, op="round")
     if not dt.is_floating(a.dtype):
         return a
@@ -296,21 +338,52 @@ isfinite = _predicate("isfinite")
 
 
 def isposinf(a, stream=None) -> array:
+    """Element-wise test for positive infinity.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The bool result.
+    """
     a = to_array(a, op="isposinf")
     return logical_and(isinf(a), greater(a, 0))
 
 
 def isneginf(a, stream=None) -> array:
+    """Element-wise test for negative infinity.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The bool result.
+    """
     a = to_array(a, op="isneginf")
     return logical_and(isinf(a), less(a, 0))
 
 
 def logical_not(a, stream=None) -> array:
+    """Element-wise logical not (nonzero is True).
+
+    Args:
+        a (array or scalar): Input array.
+
+    Returns:
+        array: The bool result.
+    """
     return bind("logical_not", astype(a, dt.bool_))
 
 
 def bitwise_invert(a, stream=None) -> array:
-    """Element-wise bitwise not (logical not for bool)."""
+    """Element-wise bitwise not (logical not for bool).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``~a``.
+    """
     a = to_array(a, op="bitwise_invert")
     if dt.is_floating(a.dtype):
         raise ValueError(f"[bitwise_invert] Only allowed on integer or boolean types but got type {a.dtype.name}.")
@@ -320,10 +393,26 @@ def bitwise_invert(a, stream=None) -> array:
 
 
 def stop_gradient(a, stream=None) -> array:
+    """The array, with no gradient flowing through it.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``a``, cut off from autodiff.
+    """
     return bind("stop_gradient", to_array(a, op="stop_gradient"))
 
 
 def copy(a, stream=None) -> array:
+    """A copy of the array.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The copy.
+    """
     return bind("copy", to_array(a, op="copy"))
 
 
@@ -396,40 +485,101 @@ right_shift = _binary("right_shift", check=_shift_operands)
 
 
 def true_divide(a, b, stream=None):
+    """Element-wise true division (integer inputs give float32).
+
+    Args:
+        a (array or scalar): Input array.
+        b (array or scalar): Input array.
+
+    Returns:
+        array: ``a / b``.
+    """
     return divide(a, b)
 
 
 def divmod(a, b, stream=None):  # noqa: A001
+    """Element-wise quotient and remainder: ``(floor_divide(a, b), remainder(a, b))``.
+
+    Args:
+        a (array or scalar): Input array.
+        b (array or scalar): Input array.
+
+    Returns:
+        tuple(array): The quotient and the remainder.
+    """
     return floor_divide(a, b), remainder(a, b)
 
 
 def bitwise_xor_any(a, b, stream=None) -> array:
-    """`^`: logical for two bools, bitwise otherwise."""
+    """`^`: logical for two bools, bitwise otherwise.
+
+    Args:
+        a (array or scalar): Input array.
+        b (array or scalar): Input array.
+
+    Returns:
+        array: ``a ^ b``.
+    """
     if isinstance(a, array) and a.dtype == dt.bool_ and isinstance(b, array) and b.dtype == dt.bool_:
         return not_equal(a, b)
     return bitwise_xor(a, b)
 
 
 def logical_and(a, b, stream=None) -> array:
-    """Element-wise logical and: both inputs are cast to bool (nonzero is True), then broadcast."""
+    """Element-wise logical and: both inputs are cast to bool (nonzero is True), then broadcast.
+
+    Args:
+        a (array or scalar): Input array.
+        b (array or scalar): Input array.
+
+    Returns:
+        array: The bool result.
+    """
     x, y = astype(to_array(a, op="logical_and"), dt.bool_), astype(to_array(b, op="logical_and"), dt.bool_)
     return bind("logical_and", x, y)  # the shape rule checks broadcasting
 
 
 def logical_or(a, b, stream=None) -> array:
-    """Element-wise logical or: both inputs are cast to bool (nonzero is True), then broadcast."""
+    """Element-wise logical or: both inputs are cast to bool (nonzero is True), then broadcast.
+
+    Args:
+        a (array or scalar): Input array.
+        b (array or scalar): Input array.
+
+    Returns:
+        array: The bool result.
+    """
     x, y = astype(to_array(a, op="logical_or"), dt.bool_), astype(to_array(b, op="logical_or"), dt.bool_)
     return bind("logical_or", x, y)  # the shape rule checks broadcasting
 
 
 def where(condition, x, y, stream=None) -> array:
-    """Select from x where condition is true, else from y (broadcasting all three)."""
+    """Select from x where condition is true, else from y (broadcasting all three).
+
+    Args:
+        condition (array): Where to take ``x``.
+        x (array or scalar): Values where true.
+        y (array or scalar): Values where false.
+
+    Returns:
+        array: The selected values.
+    """
     c = astype(to_array(condition, op="where"), dt.bool_)
     xa, ya = _promote("where", x, y)
     return bind("select", c, xa, ya)  # the shape rule checks broadcasting, as `[where]`
 
 
 def clip(a, a_min, a_max, stream=None) -> array:
+    """Clip the values of an array to ``[a_min, a_max]``.
+
+    Args:
+        a (array): Input array.
+        a_min (scalar or array, optional): Lower bound; ``None`` for none.
+        a_max (scalar or array, optional): Upper bound; ``None`` for none.
+
+    Returns:
+        array: The clipped array.
+    """
     if a_min is None and a_max is None:
         raise ValueError("[clip] One of min or max must be provided.")
     out = to_array(a, op="clip")
@@ -441,6 +591,17 @@ def clip(a, a_min, a_max, stream=None) -> array:
 
 
 def nan_to_num(a, nan: float = 0.0, posinf=None, neginf=None, stream=None) -> array:
+    """Replace NaN and infinities with finite numbers.
+
+    Args:
+        a (array): Input array.
+        nan (float, optional): Value for NaN. Default: ``0``.
+        posinf (float, optional): Value for +inf; the dtype's largest by default.
+        neginf (float, optional): Value for -inf; the dtype's lowest by default.
+
+    Returns:
+        array: The array with the replacements.
+    """
     a = to_array(a, op="nan_to_num")
     if not dt.is_floating(a.dtype):
         return a
@@ -453,11 +614,27 @@ def nan_to_num(a, nan: float = 0.0, posinf=None, neginf=None, stream=None) -> ar
 
 
 def square(a, stream=None) -> array:
+    """Element-wise square.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``a * a``.
+    """
     a = to_array(a, op="square")
     return bind("square", a)
 
 
 def abs(a, stream=None) -> array:  # noqa: A001
+    """Element-wise absolute value.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The absolute value of ``a``.
+    """
     a = to_array(a, op="abs")
     if dt.is_unsigned(a.dtype) or a.dtype == dt.bool_:
         return a
@@ -465,7 +642,14 @@ def abs(a, stream=None) -> array:  # noqa: A001
 
 
 def sign(a, stream=None) -> array:
-    """Element-wise sign: -1, 0 or 1 (bool and unsigned inputs: 0 or 1 in their own dtype)."""
+    """Element-wise sign: -1, 0 or 1 (bool and unsigned inputs: 0 or 1 in their own dtype).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The signs.
+    """
     a = to_array(a, op="sign")
     if a.dtype == dt.bool_:
         return a
@@ -473,12 +657,26 @@ def sign(a, stream=None) -> array:
 
 
 def degrees(a, stream=None):
-    """Convert angles from radians to degrees (integer inputs give float32)."""
+    """Convert angles from radians to degrees (integer inputs give float32).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``a * 180 / pi``.
+    """
     return multiply(_float_input("degrees", a), 180.0 / math.pi)
 
 
 def radians(a, stream=None):
-    """Convert angles from degrees to radians (integer inputs give float32)."""
+    """Convert angles from degrees to radians (integer inputs give float32).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``a * pi / 180``.
+    """
     return multiply(_float_input("radians", a), math.pi / 180.0)
 
 
@@ -527,7 +725,7 @@ def full(shape, vals, dtype=None, stream=None) -> array:
     # Python scalars follow MLX's defaults; numpy scalars and arrays keep their dtype (numpy float64 -> float32)
     is_py_scalar = _is_scalar(vals) and not isinstance(vals, np.generic)
     v = None if is_py_scalar else to_array(vals, op="full")
-    d = dt.as_dtype(dtype, "full") if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(vals))
+    d = dt.dtype_arg(dtype, "full") if dtype is not None else (v.dtype if v is not None else dt.scalar_dtype(vals))
     _alloc("full", shape, d)
     if v is None:
         v = _scalar_array(vals, d, "full")
@@ -535,37 +733,78 @@ def full(shape, vals, dtype=None, stream=None) -> array:
 
 
 def zeros(shape, dtype=dt.float32, stream=None) -> array:
-    """An array of `shape` and `dtype` (default float32) filled with zeros."""
+    """An array of `shape` and `dtype` (default float32) filled with zeros.
+
+    Args:
+        shape (int or list(int)): The shape.
+        dtype (Dtype, optional): Data type. Default: ``float32``.
+
+    Returns:
+        array: The zeros.
+    """
     shape = _shape_arg("zeros", shape)
-    d = dt.as_dtype(dtype, "zeros")
+    d = dt.dtype_arg(dtype, "zeros", default=dt.float32)
     _alloc("zeros", shape, d)
     return array._from_numpy(np.zeros(shape, d.np), d)
 
 
 def ones(shape, dtype=dt.float32, stream=None) -> array:
-    """An array of `shape` and `dtype` (default float32) filled with ones."""
+    """An array of `shape` and `dtype` (default float32) filled with ones.
+
+    Args:
+        shape (int or list(int)): The shape.
+        dtype (Dtype, optional): Data type. Default: ``float32``.
+
+    Returns:
+        array: The ones.
+    """
     shape = _shape_arg("ones", shape)
-    d = dt.as_dtype(dtype, "ones")
+    d = dt.dtype_arg(dtype, "ones", default=dt.float32)
     _alloc("ones", shape, d)
     return array._from_numpy(np.ones(shape, d.np), d)
 
 
 def full_like(a, vals, dtype=None, stream=None) -> array:
-    """An array shaped like `a`, of `a`'s dtype unless `dtype` is given, filled with `vals`."""
+    """An array shaped like `a`, of `a`'s dtype unless `dtype` is given, filled with `vals`.
+
+    Args:
+        a (array): Input array.
+        vals (scalar or array): The fill value.
+        dtype (Dtype, optional): Data type; ``a``'s by default.
+
+    Returns:
+        array: The filled array.
+    """
     a = to_array(a, op="full_like")
-    d = dt.as_dtype(dtype, "full_like") if dtype is not None else a.dtype
+    d = dt.dtype_arg(dtype, "full_like", default=a.dtype)
     if not _is_scalar(vals):
         return broadcast_to(astype(to_array(vals, op="full_like"), d), a.shape)
     return bind("fill", a, value=_scalar_array(vals, d, "full_like").item(), dtype=d)
 
 
 def zeros_like(a, dtype=None, stream=None) -> array:
-    """An array of zeros shaped like `a`, of `a`'s type or `dtype`."""
+    """An array of zeros shaped like ``a``.
+
+    Args:
+        a (array): Input array.
+        dtype (Dtype, optional): The output type; ``a``'s by default.
+
+    Returns:
+        array: The zeros.
+    """
     return full_like(a, 0, dtype=dtype)
 
 
 def ones_like(a, dtype=None, stream=None) -> array:
-    """An array of ones shaped like `a`, of `a`'s type or `dtype`."""
+    """An array of ones shaped like ``a``.
+
+    Args:
+        a (array): Input array.
+        dtype (Dtype, optional): The output type; ``a``'s by default.
+
+    Returns:
+        array: The ones.
+    """
     return full_like(a, 1, dtype=dtype)
 
 
@@ -590,7 +829,7 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     if not builtins.all(math.isfinite(v) for v in (start, stop, step)):
         raise ValueError("[arange] Cannot compute length.")
     any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
-    d = dt.as_dtype(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
+    d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
     n = builtins.max(0, math.ceil((stop - start) / step))
@@ -627,31 +866,69 @@ def linspace(start, stop, num: int = 50, endpoint: bool = True, dtype=dt.float32
     """
     if num < 0:
         raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
-    d = dt.as_dtype(dtype, "linspace")
+    d = dt.dtype_arg(dtype, "linspace", default=dt.float32)
     return array._from_numpy(np.linspace(start, stop, num, endpoint=endpoint).astype(d.np), d)
 
 
 def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
-    """An ``n x m`` matrix with ones on diagonal `k` (0: main, positive: above) and zeros elsewhere."""
-    d = dt.as_dtype(dtype, "eye")
+    """An ``n x m`` matrix with ones on diagonal `k` (0: main, positive: above) and zeros elsewhere.
+
+    Args:
+        n (int): Number of rows.
+        m (int, optional): Number of columns; ``n`` by default.
+        k (int, optional): The diagonal. Default: ``0``.
+        dtype (Dtype, optional): Data type. Default: ``float32``.
+
+    Returns:
+        array: The matrix.
+    """
+    d = dt.dtype_arg(dtype, "eye", default=dt.float32)
     if n < 0 or (m is not None and m < 0):
         raise ValueError("[eye] N and M must be non-negative integers.")
     return array._from_numpy(np.eye(n, m, k, dtype=d.np), d)
 
 
 def identity(n: int, dtype=dt.float32, stream=None) -> array:
+    """The ``n x n`` identity matrix.
+
+    Args:
+        n (int): Number of rows and columns.
+        dtype (Dtype, optional): Data type. Default: ``float32``.
+
+    Returns:
+        array: The identity matrix.
+    """
     return eye(n, dtype=dtype)
 
 
 def tri(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
-    """An ``n x m`` matrix with ones at and below diagonal `k` and zeros above it."""
-    d = dt.as_dtype(dtype, "tri")
+    """An ``n x m`` matrix with ones at and below diagonal `k` and zeros above it.
+
+    Args:
+        n (int): Number of rows.
+        m (int, optional): Number of columns; ``n`` by default.
+        k (int, optional): The diagonal. Default: ``0``.
+        dtype (Dtype, optional): Data type. Default: ``float32``.
+
+    Returns:
+        array: The matrix.
+    """
+    d = dt.dtype_arg(dtype, "tri", default=dt.float32)
     if n < 0 or (m is not None and m < 0):
         raise ValueError("[tri] N and M must be non-negative integers.")
     return array._from_numpy(np.tri(n, m, k, dtype=d.np), d)
 
 
 def tril(x, k: int = 0, stream=None) -> array:
+    """The lower triangle of a matrix (elements above diagonal ``k`` are zero).
+
+    Args:
+        x (array): Input array (at least 2-D).
+        k (int, optional): The diagonal. Default: ``0``.
+
+    Returns:
+        array: The lower triangle.
+    """
     x = to_array(x, op="tril")
     if x.ndim < 2:
         raise ValueError("[tril] array must be at least 2-D.")
@@ -660,6 +937,15 @@ def tril(x, k: int = 0, stream=None) -> array:
 
 
 def triu(x, k: int = 0, stream=None) -> array:
+    """The upper triangle of a matrix (elements below diagonal ``k`` are zero).
+
+    Args:
+        x (array): Input array (at least 2-D).
+        k (int, optional): The diagonal. Default: ``0``.
+
+    Returns:
+        array: The upper triangle.
+    """
     x = to_array(x, op="triu")
     if x.ndim < 2:
         raise ValueError("[triu] array must be at least 2-D.")
@@ -668,6 +954,16 @@ def triu(x, k: int = 0, stream=None) -> array:
 
 
 def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> list:
+    """Coordinate arrays from coordinate vectors.
+
+    Args:
+        *arrays (array): 1-D coordinate vectors.
+        sparse (bool, optional): Return broadcastable arrays instead of full ones. Default: ``False``.
+        indexing (str, optional): ``'xy'`` (Cartesian) or ``'ij'`` (matrix). Default: ``'xy'``.
+
+    Returns:
+        list(array): One array per input vector.
+    """
     if indexing not in ("xy", "ij"):
         raise ValueError("[meshgrid] indexing must be 'xy' or 'ij'.")
     # inputs of any rank count as their flattened values, as in numpy and MLX
@@ -695,26 +991,86 @@ def _reduce(name, a, axis, keepdims):
 
 
 def sum(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    """A sum-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The sums.
+    """
     return _reduce("sum", a, axis, keepdims)
 
 
 def prod(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    """A product-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The products.
+    """
     return _reduce("prod", a, axis, keepdims)
 
 
 def max(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    """A max-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The maxima.
+    """
     return _reduce("max", a, axis, keepdims)
 
 
 def min(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    """A min-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The minima.
+    """
     return _reduce("min", a, axis, keepdims)
 
 
 def all(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    """An and-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The bool result.
+    """
     return _reduce("all", astype(to_array(a, op="all"), dt.bool_), axis, keepdims)
 
 
 def any(a, axis=None, keepdims: bool = False, stream=None) -> array:  # noqa: A001
+    """An or-reduction over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The bool result.
+    """
     return _reduce("any", astype(to_array(a, op="any"), dt.bool_), axis, keepdims)
 
 
@@ -734,6 +1090,16 @@ def _divide_by_count(total, a, axes, ddof: int = 0):
 
 
 def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    """The mean over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The means.
+    """
     a = to_array(a, op="mean")
     axes = _axes("mean", a.ndim, axis)
     if not dt.is_floating(a.dtype):
@@ -742,7 +1108,18 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
 
 
 def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
-    """Variance over `axis` with `ddof` (or its array-API name `correction`) degrees of freedom removed."""
+    """The variance over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+        ddof (int, optional): Subtracted from the element count in the divisor. Default: ``0``.
+        correction (int, optional): The array API's name for ``ddof``; used when given.
+
+    Returns:
+        array: The variances.
+    """
     if correction is not None:
         ddof = correction
     a = to_array(a, op="var")
@@ -755,11 +1132,32 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None,
 
 
 def std(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
-    """Standard deviation over `axis` with `ddof` (or `correction`) degrees of freedom removed."""
+    """The standard deviation over the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+        ddof (int, optional): Subtracted from the element count in the divisor. Default: ``0``.
+        correction (int, optional): The array API's name for ``ddof``; used when given.
+
+    Returns:
+        array: The standard deviations.
+    """
     return sqrt(var(a, axis, keepdims, ddof, correction=correction))
 
 
 def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    """``log(sum(exp(a), axis))``, computed without overflow.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The result.
+    """
     a = _float_input("logsumexp", a)
     axes = _axes("logsumexp", a.ndim, axis)
     if a.size == 0:
@@ -771,6 +1169,16 @@ def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
 
 
 def softmax(a, axis=None, precise: bool = False, stream=None) -> array:
+    """``exp(a) / sum(exp(a))`` over the given axes, computed stably.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axes to normalise over; all axes by default.
+        precise (bool, optional): Accumulate half-precision inputs in float32. Default: ``False``.
+
+    Returns:
+        array: The softmax.
+    """
     a = _float_input("softmax", a)
     axes = _axes("softmax", a.ndim, axis)
     m = stop_gradient(max(a, axes, keepdims=True))
@@ -789,10 +1197,30 @@ def _arg_reduce(name, a, axis, keepdims):
 
 
 def argmax(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    """Indices of the maximum values along an axis (the first one on ties).
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis to reduce over; the flattened array by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: uint32 indices.
+    """
     return _arg_reduce("argmax", a, axis, keepdims)
 
 
 def argmin(a, axis=None, keepdims: bool = False, stream=None) -> array:
+    """Indices of the minimum values along an axis (the first one on ties).
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis to reduce over; the flattened array by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: uint32 indices.
+    """
     return _arg_reduce("argmin", a, axis, keepdims)
 
 
@@ -806,26 +1234,80 @@ def _scan(name, a, axis, reverse, inclusive):
 
 
 def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
-    """Cumulative sum along `axis` (of the flattened array when None), accumulated in `dtype` if given."""
-    return _scan("cumsum", a if dtype is None else astype(to_array(a, op="cumsum"), dtype), axis, reverse, inclusive)
+    """Cumulative sum along an axis.
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis of the scan; the flattened array by default.
+        reverse (bool, optional): Scan from the end. Default: ``False``.
+        inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+        dtype (Dtype, optional): Accumulate (and return) in this type. Default: ``a``'s.
+
+    Returns:
+        array: The running sum.
+    """
+    x = a if dtype is None else astype(to_array(a, op="cumsum"), dtype)
+    return _scan("cumsum", x, axis, reverse, inclusive)
 
 
 def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
-    """Cumulative product along `axis` (of the flattened array when None), accumulated in `dtype` if given."""
+    """Cumulative product along an axis.
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis of the scan; the flattened array by default.
+        reverse (bool, optional): Scan from the end. Default: ``False``.
+        inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+        dtype (Dtype, optional): Accumulate (and return) in this type. Default: ``a``'s.
+
+    Returns:
+        array: The running product.
+    """
     x = a if dtype is None else astype(to_array(a, op="cumprod"), dtype)
     return _scan("cumprod", x, axis, reverse, inclusive)
 
 
 def cummax(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    """Cumulative maximum along an axis.
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis of the scan; the flattened array by default.
+        reverse (bool, optional): Scan from the end. Default: ``False``.
+        inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+
+    Returns:
+        array: The running maximum.
+    """
     return _scan("cummax", a, axis, reverse, inclusive)
 
 
 def cummin(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+    """Cumulative minimum along an axis.
+
+    Args:
+        a (array): Input array.
+        axis (int, optional): Axis of the scan; the flattened array by default.
+        reverse (bool, optional): Scan from the end. Default: ``False``.
+        inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+
+    Returns:
+        array: The running minimum.
+    """
     return _scan("cummin", a, axis, reverse, inclusive)
 
 
 # -- shape --------------------------------------------------------------------------------------------
 def reshape(a, shape, stream=None) -> array:
+    """Give an array a new shape with the same elements (one dimension may be ``-1``).
+
+    Args:
+        a (array): Input array.
+        shape (tuple(int)): The new shape.
+
+    Returns:
+        array: The reshaped array.
+    """
     a = to_array(a, op="reshape")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
     # A reshape to the same shape is a no-op, except in a shapeless trace, where it must replay later.
@@ -838,11 +1320,31 @@ def reshape(a, shape, stream=None) -> array:
 
 
 def flatten(a, start_axis: int = 0, end_axis: int = -1, stream=None) -> array:
+    """Flatten the axes from ``start_axis`` to ``end_axis`` (both included) into one.
+
+    Args:
+        a (array): Input array.
+        start_axis (int, optional): First axis to flatten. Default: ``0``.
+        end_axis (int, optional): Last axis to flatten. Default: ``-1``.
+
+    Returns:
+        array: The flattened array.
+    """
     a = to_array(a, op="flatten")
     return bind("flatten", a, start_axis=int(start_axis), end_axis=int(end_axis))
 
 
 def unflatten(a, axis: int, shape, stream=None) -> array:
+    """Split one axis into several.
+
+    Args:
+        a (array): Input array.
+        axis (int): The axis to split.
+        shape (tuple(int)): Its new shape (one entry may be -1).
+
+    Returns:
+        array: The unflattened array.
+    """
     a = to_array(a, op="unflatten")
     ax = _axis("unflatten", a.ndim, axis)
     shape = tuple(int(s) for s in shape)
@@ -853,8 +1355,18 @@ def unflatten(a, axis: int, shape, stream=None) -> array:
 
 
 def squeeze(a, axis=None, stream=None) -> array:
+    """Remove size-1 dimensions.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axes to remove; every size-1 axis by default.
+
+    Returns:
+        array: The squeezed array.
+    """
     a = to_array(a, op="squeeze")
     if axis is None:
+        _note_rank_decision()
         axes = tuple(i for i, s in enumerate(a.shape) if s == 1)
     else:
         axes = _axes("squeeze", a.ndim, axis)
@@ -864,6 +1376,15 @@ def squeeze(a, axis=None, stream=None) -> array:
 
 
 def expand_dims(a, axis, stream=None) -> array:
+    """Add size-1 dimensions at the given axes.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int)): Positions of the new axes in the output.
+
+    Returns:
+        array: The array with the new axes.
+    """
     a = to_array(a, op="expand_dims")
     seq = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
     nd = a.ndim + len(seq)
@@ -879,9 +1400,19 @@ def expand_dims(a, axis, stream=None) -> array:
 
 
 def transpose(a, axes=None, stream=None) -> array:
+    """Permute the axes of an array.
+
+    Args:
+        a (array): Input array.
+        axes (list(int), optional): The permutation; the axes reversed by default.
+
+    Returns:
+        array: The transposed array.
+    """
     a = to_array(a, op="transpose")
     if axes is None:
         # The reversed axes (`a.T`) are valid by construction; only the identity permutation skips the node.
+        _note_rank_decision()
         ndim = len(a._shape)
         if ndim < 2:
             return a
@@ -898,6 +1429,16 @@ def transpose(a, axes=None, stream=None) -> array:
 
 
 def swapaxes(a, axis1: int, axis2: int, stream=None) -> array:
+    """Swap two axes.
+
+    Args:
+        a (array): Input array.
+        axis1 (int): First axis.
+        axis2 (int): Second axis.
+
+    Returns:
+        array: The array with the axes swapped.
+    """
     a = to_array(a, op="swapaxes")
     i, j = _axis("swapaxes", a.ndim, axis1), _axis("swapaxes", a.ndim, axis2)
     perm = list(range(a.ndim))
@@ -906,6 +1447,16 @@ def swapaxes(a, axis1: int, axis2: int, stream=None) -> array:
 
 
 def moveaxis(a, source: int, destination: int, stream=None) -> array:
+    """Move an axis to a new position.
+
+    Args:
+        a (array): Input array.
+        source (int): The axis to move.
+        destination (int): Its new position.
+
+    Returns:
+        array: The array with the axis moved.
+    """
     a = to_array(a, op="moveaxis")
     s, d = _axis("moveaxis", a.ndim, source), _axis("moveaxis", a.ndim, destination)
     perm = [i for i in range(a.ndim) if i != s]
@@ -914,29 +1465,71 @@ def moveaxis(a, source: int, destination: int, stream=None) -> array:
 
 
 def broadcast_to(a, shape, stream=None) -> array:
+    """Broadcast an array to a shape.
+
+    Args:
+        a (array or scalar): Input array.
+        shape (list(int)): The shape to broadcast to.
+
+    Returns:
+        array: The broadcast array.
+    """
     a = to_array(a, op="broadcast_to")
     shape = _shape_arg("broadcast_to", shape)
     if a.shape == shape:
+        _note_rank_decision()
         return a
     return bind("broadcast_to", a, shape=shape)
 
 
 def broadcast_shapes(*shapes) -> tuple:
+    """The shape that the given shapes broadcast to.
+
+    Args:
+        *shapes (tuple(int)): Input shapes.
+
+    Returns:
+        tuple(int): The broadcast shape.
+    """
     return _broadcast_shapes(*(tuple(s) for s in shapes), op="broadcast_shapes")
 
 
 def broadcast_arrays(*arrays, stream=None) -> tuple:
+    """Broadcast arrays against each other.
+
+    Args:
+        *arrays (array): Input arrays.
+
+    Returns:
+        tuple(array): The arrays, all of the broadcast shape.
+    """
     arrs = [to_array(a, op="broadcast_arrays") for a in arrays]
     shape = _broadcast_shapes(*(a.shape for a in arrs), op="broadcast_arrays")
     return tuple(broadcast_to(a, shape) for a in arrs)
 
 
 def atleast_1d(*arys):
+    """Arrays with at least one dimension (0-d arrays become shape ``(1,)``).
+
+    Args:
+        *arys (array): Input arrays.
+
+    Returns:
+        array or list(array): One array for one input, else a list.
+    """
     outs = [reshape(to_array(a, op="atleast_1d"), (1,)) if to_array(a, op="atleast_1d").ndim == 0 else to_array(a, op="atleast_1d") for a in arys]
     return outs[0] if len(outs) == 1 else outs
 
 
 def atleast_2d(*arys):
+    """Arrays with at least two dimensions: 0-d -> ``(1, 1)``, ``(n,)`` -> ``(1, n)``.
+
+    Args:
+        *arys (array): Input arrays.
+
+    Returns:
+        array or list(array): One array for one input, else a list.
+    """
     outs = []
     for a in arys:
         a = to_array(a, op="atleast_2d")
@@ -945,7 +1538,14 @@ def atleast_2d(*arys):
 
 
 def atleast_3d(*arys):
-    """Arrays with at least three dimensions: 0-d -> (1, 1, 1), (n,) -> (1, n, 1), (m, n) -> (m, n, 1)."""
+    """Arrays with at least three dimensions: 0-d -> (1, 1, 1), (n,) -> (1, n, 1), (m, n) -> (m, n, 1).
+
+    Args:
+        *arys (array): Input arrays.
+
+    Returns:
+        array or list(array): One array for one input, else a list.
+    """
     outs = []
     for a in arys:
         a = to_array(a, op="atleast_3d")
@@ -960,6 +1560,15 @@ def atleast_3d(*arys):
 
 
 def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
+    """Join arrays along an existing axis.
+
+    Args:
+        arrays (list(array)): Input arrays.
+        axis (int, optional): Axis to join along; ``None`` flattens the inputs first. Default: ``0``.
+
+    Returns:
+        array: The concatenated array.
+    """
     arrs = list(arrays)
     if not arrs:
         raise ValueError("[concatenate] No arrays provided for concatenation.")
@@ -974,10 +1583,28 @@ def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
 
 
 def concat(arrays, axis: int | None = 0, stream=None) -> array:
+    """Join arrays along an existing axis (alias of :func:`concatenate`).
+
+    Args:
+        arrays (list(array)): Input arrays.
+        axis (int, optional): Axis to join along; ``None`` flattens the inputs first. Default: ``0``.
+
+    Returns:
+        array: The concatenated array.
+    """
     return concatenate(arrays, axis)
 
 
 def stack(arrays, axis: int = 0, stream=None) -> array:
+    """Join arrays along a new axis.
+
+    Args:
+        arrays (list(array)): Input arrays, all of one shape.
+        axis (int, optional): Position of the new axis in the output. Default: ``0``.
+
+    Returns:
+        array: The stacked array.
+    """
     arrs = [to_array(a, op="stack") for a in arrays]
     if not arrs:
         raise ValueError("[stack] No arrays provided for stacking.")
@@ -989,7 +1616,18 @@ def stack(arrays, axis: int = 0, stream=None) -> array:
 
 
 def slice_update(a, update, start, stop, strides) -> array:
-    """a with a[start:stop:strides] replaced by update (all static, normalised)."""
+    """a with a[start:stop:strides] replaced by update (all static, normalised).
+
+    Args:
+        a (array): Input array.
+        update (array): The new values.
+        start (tuple(int)): Start per axis.
+        stop (tuple(int)): Stop per axis.
+        strides (tuple(int)): Step per axis.
+
+    Returns:
+        array: The updated copy.
+    """
     a = to_array(a, op="slice_update")
     u = astype(to_array(update, op="slice_update"), a.dtype)
     return bind("slice_update", a, u, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
@@ -1000,6 +1638,16 @@ def _slice(a, start, stop, strides) -> array:
 
 
 def split(a, indices_or_sections, axis: int = 0, stream=None) -> list:
+    """Split an array along an axis.
+
+    Args:
+        a (array): Input array.
+        indices_or_sections (int or list(int)): A number of equal parts, or the indices to split at.
+        axis (int, optional): Axis to split along. Default: ``0``.
+
+    Returns:
+        list(array): The parts.
+    """
     a = to_array(a, op="split")
     ax = _axis("split", a.ndim, axis)
     n = a.shape[ax]
@@ -1099,6 +1747,16 @@ def pad(a, pad_width, mode: str = "constant", constant_values=0, stream=None) ->
 
 
 def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
+    """Repeat each element of an array.
+
+    Args:
+        a (array): Input array.
+        repeats (int): How many times each element repeats.
+        axis (int, optional): Axis to repeat along; the flattened array by default.
+
+    Returns:
+        array: The repeated array.
+    """
     a = to_array(a, op="repeat")
     if axis is None:
         a = reshape(a, (-1,))
@@ -1116,6 +1774,15 @@ def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
 
 
 def tile(a, reps, stream=None) -> array:
+    """Repeat the whole array along each axis.
+
+    Args:
+        a (array): Input array.
+        reps (int or list(int)): Repetitions per axis.
+
+    Returns:
+        array: The tiled array.
+    """
     a = to_array(a, op="tile")
     reps = (reps,) if isinstance(reps, (int, np.integer)) else tuple(int(r) for r in reps)
     if builtins.any(r < 0 for r in reps):
@@ -1130,6 +1797,16 @@ def tile(a, reps, stream=None) -> array:
 
 
 def roll(a, shift, axis=None, stream=None) -> array:
+    """Roll elements along axes (those pushed past the end come back at the start).
+
+    Args:
+        a (array): Input array.
+        shift (int or tuple(int)): How far to roll.
+        axis (int or tuple(int), optional): Axes to roll; the flattened array by default.
+
+    Returns:
+        array: The rolled array.
+    """
     a = to_array(a, op="roll")
     if axis is None:
         flat = reshape(a, (-1,))
@@ -1171,6 +1848,18 @@ def take_along_axis(a, indices, axis: int | None = None, stream=None) -> array:
 
 # -- comparison helpers ---------------------------------------------------------------------------------
 def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
+    """Element-wise ``abs(a - b) <= atol + rtol * abs(b)`` (infinities equal only themselves).
+
+    Args:
+        a (array): Input array.
+        b (array): Input array.
+        rtol (float, optional): Relative tolerance. Default: ``1e-05``.
+        atol (float, optional): Absolute tolerance. Default: ``1e-08``.
+        equal_nan (bool, optional): Count NaNs as equal. Default: ``False``.
+
+    Returns:
+        array: The bool result, broadcast from ``a`` and ``b``.
+    """
     a, b = to_array(a, op="isclose"), to_array(b, op="isclose")
     x, y = _promote("isclose", a, b)
     _broadcast_shapes(x.shape, y.shape, op="isclose")
@@ -1186,10 +1875,32 @@ def isclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = Fals
 
 
 def allclose(a, b, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False, stream=None) -> array:
+    """Whether two arrays are equal within a tolerance: ``all(abs(a - b) <= atol + rtol * abs(b))``.
+
+    Args:
+        a (array): Input array.
+        b (array): Input array.
+        rtol (float, optional): Relative tolerance. Default: ``1e-05``.
+        atol (float, optional): Absolute tolerance. Default: ``1e-08``.
+        equal_nan (bool, optional): Count NaNs as equal. Default: ``False``.
+
+    Returns:
+        array: A 0-d bool array.
+    """
     return all(isclose(a, b, rtol, atol, equal_nan))
 
 
 def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
+    """Whether two arrays have the same shape and equal values (their dtypes may differ).
+
+    Args:
+        a (array): Input array.
+        b (array): Input array.
+        equal_nan (bool, optional): Count NaNs as equal. Default: ``False``.
+
+    Returns:
+        array: A 0-d bool array.
+    """
     a, b = to_array(a, op="array_equal"), to_array(b, op="array_equal")
     if a.shape != b.shape:
         return array(False)
@@ -1201,7 +1912,14 @@ def array_equal(a, b, equal_nan: bool = False, stream=None) -> array:
 
 
 def eval(*trees) -> None:  # noqa: A001
-    """Evaluate every array in the given trees (lists, tuples, dicts, modules)."""
+    """Evaluate every array in the given trees (lists, tuples, dicts, modules).
+
+    Args:
+        *trees (array or tree of arrays): Arrays, or lists, tuples and dicts holding them.
+
+    Returns:
+        None
+    """
     leaves = []
     for t in trees:
         _array_leaves(t, leaves)
@@ -1221,26 +1939,46 @@ def _array_leaves(tree, out: list) -> None:
 
 
 def async_eval(*trees) -> None:
-    """Start evaluating the arrays in ``trees``. kiln evaluates them now; as in MLX, a failure is reported when
-    the arrays are evaluated (``mx.eval``, ``.item()``), not here: failed arrays stay unevaluated.
+    """Start evaluating the arrays in the given trees. kiln evaluates them now; as in MLX, an operation's
+    failure is reported when the arrays are evaluated (``eval``, ``.item()``), not here: they stay unevaluated.
 
     Args:
-        *trees: Arrays or trees of arrays.
+        *trees (array or tree of arrays): Arrays, or lists, tuples and dicts holding them.
+
+    Returns:
+        None
     """
+    from .array import PlaceholderError
+
     try:
         eval(*trees)
+    except PlaceholderError:
+        raise  # evaluating inside a trace is a usage error, reported at once
     except ValueError:
         pass
 
-
 # -- linear algebra ---------------------------------------------------------------------------------
+def _dtype_name(v) -> str:
+    return v.dtype.name if isinstance(v, array) else type(v).__name__
+
+
 def matmul(a, b, stream=None) -> array:
-    """Matrix product with numpy semantics (1-D operands gain and then lose an axis)."""
+    """Matrix product with numpy semantics (1-D operands gain and then lose an axis).
+
+    Args:
+        a (array): Input array.
+        b (array): Input array.
+
+    Returns:
+        array: The matrix product.
+    """
     x, y = _promote("matmul", a, b)
     if x.ndim == 0 or y.ndim == 0:
         raise ValueError("[matmul] Got 0 dimension input. Inputs must have at least one dimension.")
-    if dt.is_integer(x.dtype) or x.dtype == dt.bool_:
-        pass  # MLX supports only floating matmul on some backends; numpy semantics here
+    if not dt.is_floating(x.dtype):
+        names = f"{_dtype_name(a)} and {_dtype_name(b)}"
+        raise ValueError(f"[matmul] Only inexact types are supported but {names} were provided which results in "
+                         f"{x.dtype.name}, which is not a floating point type.")
     x1, y1 = x.ndim == 1, y.ndim == 1
     if x1:
         x = expand_dims(x, 0)

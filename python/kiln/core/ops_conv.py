@@ -116,12 +116,36 @@ def conv1d(input, weight, stride: int = 1, padding: int = 0, dilation: int = 1, 
 
 
 def conv2d(input, weight, stride=1, padding=0, dilation=1, groups: int = 1, stream=None) -> array:
-    """2D convolution over an input with several channels (``(N, H, W, C_in)``, weight ``(C_out, KH, KW, C_in)``)."""
+    """2D convolution over an input with several channels (``(N, H, W, C_in)``, weight ``(C_out, KH, KW, C_in)``).
+
+    Args:
+        input (array): Input ``(N, H, W, C_in)``.
+        weight (array): Weight ``(C_out, KH, KW, C_in / groups)``.
+        stride (int or tuple(int), optional): Stride. Default: ``1``.
+        padding (int or tuple(int), optional): Zero padding. Default: ``0``.
+        dilation (int or tuple(int), optional): Kernel dilation. Default: ``1``.
+        groups (int, optional): Input channel groups. Default: ``1``.
+
+    Returns:
+        array: The convolution.
+    """
     return _conv_nd(2, input, weight, stride, padding, dilation, groups)
 
 
 def conv3d(input, weight, stride=1, padding=0, dilation=1, groups: int = 1, stream=None) -> array:
-    """3D convolution over an input with several channels (``(N, D, H, W, C_in)``)."""
+    """3D convolution over an input with several channels (``(N, D, H, W, C_in)``).
+
+    Args:
+        input (array): Input ``(N, D, H, W, C_in)``.
+        weight (array): Weight ``(C_out, KD, KH, KW, C_in / groups)``.
+        stride (int or tuple(int), optional): Stride. Default: ``1``.
+        padding (int or tuple(int), optional): Zero padding. Default: ``0``.
+        dilation (int or tuple(int), optional): Kernel dilation. Default: ``1``.
+        groups (int, optional): Input channel groups. Default: ``1``.
+
+    Returns:
+        array: The convolution.
+    """
     return _conv_nd(3, input, weight, stride, padding, dilation, groups)
 
 
@@ -166,13 +190,39 @@ def conv_transpose1d(input, weight, stride: int = 1, padding: int = 0, dilation:
 
 def conv_transpose2d(input, weight, stride=1, padding=0, dilation=1, output_padding=0, groups: int = 1,
                      stream=None) -> array:
-    """2D transposed convolution (``(N, H, W, C_in)``, weight ``(C_out, KH, KW, C_in)``)."""
+    """2D transposed convolution (``(N, H, W, C_in)``, weight ``(C_out, KH, KW, C_in)``).
+
+    Args:
+        input (array): Input ``(N, H, W, C_in)``.
+        weight (array): Weight ``(C_out, KH, KW, C_in / groups)``.
+        stride (int or tuple(int), optional): Stride. Default: ``1``.
+        padding (int or tuple(int), optional): Padding. Default: ``0``.
+        dilation (int or tuple(int), optional): Kernel dilation. Default: ``1``.
+        output_padding (int or tuple(int), optional): Extra size on one side of the output. Default: ``0``.
+        groups (int, optional): Input channel groups. Default: ``1``.
+
+    Returns:
+        array: The transposed convolution.
+    """
     return _conv_transpose_nd(2, input, weight, stride, padding, dilation, output_padding, groups)
 
 
 def conv_transpose3d(input, weight, stride=1, padding=0, dilation=1, output_padding=0, groups: int = 1,
                      stream=None) -> array:
-    """3D transposed convolution (``(N, D, H, W, C_in)``)."""
+    """3D transposed convolution (``(N, D, H, W, C_in)``).
+
+    Args:
+        input (array): Input ``(N, D, H, W, C_in)``.
+        weight (array): Weight ``(C_out, KD, KH, KW, C_in / groups)``.
+        stride (int or tuple(int), optional): Stride. Default: ``1``.
+        padding (int or tuple(int), optional): Padding. Default: ``0``.
+        dilation (int or tuple(int), optional): Kernel dilation. Default: ``1``.
+        output_padding (int or tuple(int), optional): Extra size on one side of the output. Default: ``0``.
+        groups (int, optional): Input channel groups. Default: ``1``.
+
+    Returns:
+        array: The transposed convolution.
+    """
     return _conv_transpose_nd(3, input, weight, stride, padding, dilation, output_padding, groups)
 
 

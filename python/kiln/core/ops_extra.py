@@ -114,7 +114,17 @@ def cumulative_prod(a, /, axis=None, *, reverse: bool = False, inclusive: bool =
 
 
 def matrix_norm(a, /, ord=None, axis=None, keepdims: bool = False, *, stream=None) -> array:
-    """Matrix or vector norm (see :func:`kiln.core.linalg.norm`)."""
+    """Matrix or vector norm (see :func:`kiln.core.linalg.norm`).
+
+    Args:
+        a (array): Input array.
+        ord (int, float or str, optional): The norm's order (``'fro'``, ``'nuc'``, ``inf``...).
+        axis (int or list(int), optional): Axes holding the vectors or matrices.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
+
+    Returns:
+        array: The norms.
+    """
     from . import linalg
 
     return linalg.norm(a, ord=ord, axis=axis, keepdims=keepdims)
@@ -299,7 +309,14 @@ def conjugate(a, *, stream=None) -> array:
 
 
 def conj(a, *, stream=None) -> array:
-    """The elementwise complex conjugate of the input (alias: :func:`conjugate`)."""
+    """The elementwise complex conjugate of the input (alias: :func:`conjugate`).
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: The conjugate of ``a``.
+    """
     return conjugate(a)
 
 
@@ -418,6 +435,9 @@ def get_array_buffer_size(*args) -> int:
 
     Returns:
         int: The size in bytes.
+
+    Args:
+        *args (array): Arrays.
     """
     seen = {}
     for a in args:
@@ -447,7 +467,14 @@ def trunc(a, /, *, stream=None) -> array:
 
 
 def positive(a, /, *, stream=None) -> array:
-    """Element-wise unary plus: a copy of the input."""
+    """Element-wise unary plus: a copy of the input.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``+a``.
+    """
     return ops.copy(ops.to_array(a, op="positive"))
 
 
@@ -487,6 +514,11 @@ def minmax(a, /, axis=None, keepdims: bool = False, *, stream=None) -> tuple:
 
     Returns:
         tuple(array, array): ``(min(a), max(a))``.
+
+    Args:
+        a (array): Input array.
+        axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
+        keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
     """
     return ops.min(a, axis=axis, keepdims=keepdims), ops.max(a, axis=axis, keepdims=keepdims)
 
@@ -607,7 +639,14 @@ def flip(a, /, axis=None, *, stream=None) -> array:
 
 
 def matrix_transpose(a, /, *, stream=None) -> array:
-    """Transpose the last two dimensions of the array."""
+    """Transpose the last two dimensions of the array.
+
+    Args:
+        a (array): Input array.
+
+    Returns:
+        array: ``a`` with its last two axes swapped.
+    """
     a = ops.to_array(a, op="matrix_transpose")
     if a.ndim < 2:
         raise ValueError("[matrix_transpose] Input array must have at least 2 dimensions.")
@@ -619,6 +658,10 @@ def unstack(x, /, *, axis: int = 0, stream=None) -> tuple:
 
     Returns:
         tuple(array): The slices.
+
+    Args:
+        x (array): Input array.
+        axis (int, optional): The axis. Default: ``0``.
     """
     x = ops.to_array(x, op="unstack")
     axis = ops._axis("unstack", x.ndim, axis)
@@ -849,22 +892,50 @@ def _window(name: str, fn, m):
 
 
 def bartlett(M: int, *, stream=None) -> array:
-    """The Bartlett (triangular) window of `M` points (float32)."""
+    """The Bartlett (triangular) window of `M` points (float32).
+
+    Args:
+        M (int): Number of points.
+
+    Returns:
+        array: The window, shape ``(M,)``.
+    """
     return _window("bartlett", np.bartlett, M)
 
 
 def blackman(M: int, *, stream=None) -> array:
-    """The Blackman window of `M` points (float32)."""
+    """The Blackman window of `M` points (float32).
+
+    Args:
+        M (int): Number of points.
+
+    Returns:
+        array: The window, shape ``(M,)``.
+    """
     return _window("blackman", np.blackman, M)
 
 
 def hamming(M: int, *, stream=None) -> array:
-    """The Hamming window of `M` points (float32)."""
+    """The Hamming window of `M` points (float32).
+
+    Args:
+        M (int): Number of points.
+
+    Returns:
+        array: The window, shape ``(M,)``.
+    """
     return _window("hamming", np.hamming, M)
 
 
 def hanning(M: int, *, stream=None) -> array:
-    """The Hann window of `M` points (float32)."""
+    """The Hann window of `M` points (float32).
+
+    Args:
+        M (int): Number of points.
+
+    Returns:
+        array: The window, shape ``(M,)``.
+    """
     return _window("hanning", np.hanning, M)
 
 

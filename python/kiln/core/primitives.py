@@ -47,7 +47,14 @@ class Primitive:
     # Params normalised against the traced input shape (slice bounds): shapeless replay at another
     # input shape must be refused, as the rule would answer for the old shape.
     fixed_at_trace: bool = False
+    # Valid at every input rank: no param encodes the rank (axes, permutations, target shapes), so a
+    # shapeless trace made only of such equations serves inputs of another rank. None: elementwise kinds.
+    rank_agnostic: Optional[bool] = None
     doc: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.rank_agnostic is None:
+            object.__setattr__(self, "rank_agnostic", self.kind in ELEMENTWISE_KINDS)
 
 
 REGISTRY: dict[str, Primitive] = {}
@@ -71,7 +78,7 @@ def is_elementwise(name: str) -> bool:
 def _load_families():
     # Importing a family module registers its records.
     from .prims import elementwise, reduce, shape  # noqa: F401
-    for optional in ("index", "linalg", "random", "conv", "sort", "fft", "float_formats"):
+    for optional in ("index", "linalg", "random", "conv", "sort", "quantized", "fft", "float_formats"):
         try:
             __import__(f"{__package__}.prims.{optional}")
         except ModuleNotFoundError as e:

@@ -2,16 +2,18 @@
 
 Quantized words are bit streams: element i of a row occupies bits [i*bits, (i+1)*bits) of the row's
 little-endian stream of uint32 words, so files and weights quantized by MLX load and dequantize unchanged.
-All ops are compositions of kiln ops (shifts, masks, sums), so they trace, vmap and compile.
+quantize, dequantize, quantized_matmul and gather_qmm are primitives (core/prims/quantized.py: their numpy
+meaning) with native kernels in the engine (csrc/quantized_kernels.h).
 """
 
 from __future__ import annotations
 
 from . import dtypes as dt
 from . import ops, quant_modes
-from .array import array
+from .array import array, bind
+from .prims import quantized as qprims
 
-__all__ = ["block_masked_mm", "dequantize", "gather_mm", "quantize", "quantized_matmul", "segmented_mm"]
+__all__ = ["block_masked_mm", "dequantize", "gather_mm", "gather_qmm", "quantize", "quantized_matmul", "segmented_mm"]
 
 _BITS = (1, 2, 3, 4, 5, 6, 8)
 _GROUP_SIZES = (32, 64, 128)
@@ -19,6 +21,11 @@ _GROUP_SIZES = (32, 64, 128)
 
 def _shape_text(shape) -> str:
     return "(" + ",".join(str(s) for s in shape) + ")"
+
+
+def _check_mode(op: str, mode: str):
+    if mode != "affine":
+        raise ValueError(f"[{op}] kiln supports only mode='affine', got '{mode}'.")
 
 
 def _check_params(op: str, group_size, bits) -> tuple:
@@ -33,26 +40,6 @@ def _check_params(op: str, group_size, bits) -> tuple:
     return group_size, bits
 
 
-# -- bit packing ----------------------------------------------------------------------------------------
-def _pack(q: array, bits: int) -> array:
-    """uint32 codes (..., K) -> uint32 words (..., K * bits / 32), lowest bits first."""
-    shifts = ops.arange(0, bits, dtype=dt.uint32)
-    stream = ops.bitwise_and(ops.right_shift(ops.expand_dims(q, -1), shifts), 1)
-    stream = ops.reshape(stream, q.shape[:-1] + (q.shape[-1] * bits // 32, 32))
-    weights = ops.left_shift(ops.ones((32,), dt.uint32), ops.arange(0, 32, dtype=dt.uint32))
-    return ops.sum(ops.multiply(stream, weights), axis=-1)
-
-
-def _unpack(words: array, bits: int) -> array:
-    """uint32 words (..., W) -> uint32 codes (..., W * 32 / bits)."""
-    shifts = ops.arange(0, 32, dtype=dt.uint32)
-    stream = ops.bitwise_and(ops.right_shift(ops.expand_dims(words, -1), shifts), 1)
-    count = words.shape[-1] * 32 // bits
-    stream = ops.reshape(stream, words.shape[:-1] + (count, bits))
-    weights = ops.left_shift(ops.ones((bits,), dt.uint32), ops.arange(0, bits, dtype=dt.uint32))
-    return ops.sum(ops.multiply(stream, weights), axis=-1)
-
-
 # -- quantize / dequantize ------------------------------------------------------------------------------
 def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode: str = "affine", *,
              global_scale=None, stream=None) -> tuple:
@@ -65,10 +52,11 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
         w (array): Array to quantize, at least 2-D, the last dimension divisible by ``group_size``.
         group_size (int, optional): Elements sharing a scale and bias: 32, 64 (default) or 128.
         bits (int, optional): Bits per element: 1, 2, 3, 4 (default), 5, 6 or 8.
-        mode (str): Only ``"affine"``.
+        mode (str): ``"affine"`` (default), or ``"mxfp4"``, ``"mxfp8"``, ``"nvfp4"`` (quant_modes.py).
+        global_scale (array, optional): nvfp4's float32 tensor-wide scale.
 
     Returns:
-        tuple: ``(w_q, scales, biases)``.
+        tuple: ``(w_q, scales, biases)``, or ``(w_q, scales)`` for the floating-point modes.
     """
     if mode != "affine":  # the floating-point modes live in quant_modes.py
         return quant_modes.quantize_mode(w, group_size, bits, mode, global_scale)
@@ -82,35 +70,7 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
                          f"group size {group_size}. However the provided  matrix has shape {_shape_text(w.shape)}")
     if not dt.is_floating(w.dtype):
         raise ValueError(f"[quantize] Only floating point types can be quantized, got {w.dtype.name}.")
-    levels = float((1 << bits) - 1)
-    groups = ops.unflatten(w, -1, (w.shape[-1] // group_size, group_size))
-    high = ops.max(groups, axis=-1, keepdims=True)
-    low = ops.min(groups, axis=-1, keepdims=True)
-    if bits == 1:
-        scales, biases = _plain_affine(high, low)
-    else:
-        scales, biases = _edge_anchored_affine(high, low, levels)
-    codes = ops.clip(ops.round(ops.divide(ops.subtract(groups, biases), scales)), 0, levels)
-    codes = ops.reshape(ops.astype(codes, dt.uint32), w.shape)
-    return _pack(codes, bits), ops.squeeze(scales, -1), ops.squeeze(biases, -1)
-
-
-def _plain_affine(high: array, low: array) -> tuple:
-    """One bit: the two codes are the group's minimum and maximum."""
-    return ops.maximum(ops.subtract(high, low), 1e-7), low
-
-
-def _edge_anchored_affine(high: array, low: array, levels: float) -> tuple:
-    """Scale and bias that represent the larger-magnitude end of the group exactly."""
-    low_is_edge = ops.greater(ops.abs(low), ops.abs(high))
-    scales = ops.maximum(ops.divide(ops.subtract(high, low), levels), 1e-7)
-    scales = ops.where(low_is_edge, scales, ops.negative(scales))
-    # anchor the bias at the larger-magnitude end and adjust the scale so that end is hit exactly
-    edge = ops.where(low_is_edge, low, high)
-    edge_code = ops.round(ops.divide(edge, scales))
-    scales = ops.where(ops.not_equal(edge_code, 0), ops.divide(edge, edge_code), scales)
-    biases = ops.where(ops.equal(edge_code, 0), ops.zeros_like(edge), edge)
-    return scales, biases
+    return tuple(bind("quantize", w, group_size=group_size, bits=bits, output=k) for k in range(3))
 
 
 def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: int | None = None,
@@ -123,7 +83,7 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
         biases (array): One bias per group.
         group_size (int, optional): The group size used to quantize (default 64).
         bits (int, optional): Bits per element used to quantize (default 4).
-        mode (str): Only ``"affine"``.
+        mode (str): ``"affine"`` (default), or ``"mxfp4"``, ``"mxfp8"``, ``"nvfp4"`` (then no biases).
         dtype (Dtype, optional): Output type; the type of ``scales`` by default.
 
     Returns:
@@ -134,27 +94,19 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
             raise ValueError(f"[dequantize] Biases must be null for quantization mode '{mode}'.")
         return quant_modes.dequantize_mode(w, scales, group_size, bits, mode, global_scale, dtype)
     group_size, bits = _check_params("dequantize", group_size, bits)
-    w = ops.to_array(w, op="dequantize")
-    scales = ops.to_array(scales, op="dequantize")
-    if biases is None:
-        raise ValueError("[dequantize] Biases must be provided for affine quantization.")
-    biases = ops.to_array(biases, op="dequantize")
-    if w.dtype != dt.uint32:
-        raise ValueError(f"[dequantize] The matrix should be given as a uint32 but got {w.dtype.name}.")
-    if w.ndim < 2:
-        raise ValueError(f"[dequantize] The matrix to be dequantized must have at least 2 dimension but it has "
-                         f"only {w.ndim}.")
-    count = w.shape[-1] * 32 // bits
-    if tuple(scales.shape) != tuple(w.shape[:-1]) + (count // group_size,) or scales.shape != biases.shape:
-        raise ValueError(f"[dequantize] Shape of scales {_shape_text(scales.shape)} and biases "
-                         f"{_shape_text(biases.shape)} do not match the matrix {_shape_text(w.shape)} given the "
-                         f"quantization parameters (group_size={group_size}, bits={bits}).")
+    w, scales, biases = _packed_operands("dequantize", w, scales, biases)
     out_type = scales.dtype if dtype is None else dt.as_dtype(dtype, op="dequantize")
-    codes = ops.astype(_unpack(w, bits), out_type)
-    groups = ops.unflatten(codes, -1, (count // group_size, group_size))
-    values = ops.add(ops.multiply(groups, ops.expand_dims(ops.astype(scales, out_type), -1)),
-                     ops.expand_dims(ops.astype(biases, out_type), -1))
-    return ops.reshape(values, codes.shape)
+    if not dt.is_floating(out_type):
+        raise ValueError(f"[dequantize] The output type must be floating point, got {out_type.name}.")
+    return qprims.dequantize(w, scales, biases, group_size, bits, out_type)
+
+
+def _packed_operands(op: str, w, scales, biases) -> tuple:
+    w = ops.to_array(w, op=op)
+    scales = ops.to_array(scales, op=op)
+    if biases is None:
+        raise ValueError(f"[{op}] Biases must be provided for affine quantization.")
+    return w, scales, ops.to_array(biases, op=op)
 
 
 def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group_size: int | None = None,
@@ -162,8 +114,11 @@ def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group
     """Matrix product of ``x`` with the quantized matrix ``w``: ``x @ dequantize(w).T`` (or without the
     transpose when ``transpose=False``).
 
+    Runs on native kernels that decode the packed words in registers (float32 accumulation) when the engine
+    is available; the reference meaning is dequantize-then-matmul.
+
     Args:
-        x (array): Input array.
+        x (array): Input array ``(..., M, K)``.
         w (array): Packed quantized matrix.
         scales (array): Per-group scales.
         biases (array): Per-group biases.
@@ -172,18 +127,68 @@ def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group
         bits (int, optional): Bits per element used to quantize (default 4).
 
     Returns:
-        array: The product.
+        array: The product, of type ``result_type(x, scales)``.
     """
     if mode != "affine":
         if biases is not None:
             raise ValueError(f"[quantized_matmul] Biases must be null for quantization mode '{mode}'.")
         return quant_modes.quantized_matmul_mode(x, w, scales, transpose, group_size, bits, mode)
+    group_size, bits = _check_params("quantized_matmul", group_size, bits)
     x = ops.to_array(x, op="quantized_matmul")
-    weights = dequantize(w, scales, biases, group_size=group_size, bits=bits, mode=mode)
-    weights = ops.astype(weights, dt.result_type(x, weights))
-    if transpose:
-        weights = ops.swapaxes(weights, -1, -2)
-    return ops.matmul(x, weights)
+    w, scales, biases = _packed_operands("quantized_matmul", w, scales, biases)
+    vector = x.ndim == 1
+    if vector:
+        x = ops.expand_dims(x, 0)
+    out = qprims.quantized_matmul(x, w, scales, biases, transpose, group_size, bits)
+    return ops.squeeze(out, -2) if vector else out
+
+
+def gather_qmm(x, w, /, scales, biases=None, lhs_indices=None, rhs_indices=None, transpose: bool = True,
+               group_size: int | None = None, bits: int | None = None, mode: str = "affine", global_scale=None,
+               *, sorted_indices: bool = False, stream=None) -> array:
+    """Quantized matrix products with matrices gathered from the batches of ``x`` and ``w``.
+
+    The quantized form of :func:`gather_mm`, as mixture-of-experts layers use it: the product of
+    ``x[lhs_indices]`` with the quantized matrices ``w[rhs_indices]`` (batch dimensions flattened).
+
+    Args:
+        x (array): Inputs ``(..., M, K)``.
+        w (array): Packed quantized matrices ``(..., N, K * bits / 32)`` (transposed layout).
+        scales (array): Per-group scales.
+        biases (array): Per-group biases.
+        lhs_indices (array, optional): Which matrices of ``x`` to use.
+        rhs_indices (array, optional): Which matrices of ``w`` to use.
+        transpose (bool): Multiply by the transpose of each matrix (default ``True``).
+        group_size (int, optional): The group size used to quantize (default 64).
+        bits (int, optional): Bits per element used to quantize (default 4).
+        sorted_indices (bool): A performance hint; ignored.
+
+    Returns:
+        array: The products, of shape ``broadcast(lhs_indices, rhs_indices).shape + (M, N)``.
+    """
+    _check_mode("gather_qmm", mode)
+    group_size, bits = _check_params("gather_qmm", group_size, bits)
+    x = ops.to_array(x, op="gather_qmm")
+    w, scales, biases = _packed_operands("gather_qmm", w, scales, biases)
+    if x.ndim < 2:
+        raise ValueError("[gather_qmm] The input must have at least 2 dimensions.")
+    if lhs_indices is None and rhs_indices is None:
+        return qprims.quantized_matmul(x, w, scales, biases, transpose, group_size, bits)
+    lhs = _batch_indices("gather_qmm", lhs_indices, x, rhs_indices)
+    rhs = _batch_indices("gather_qmm", rhs_indices, w, lhs_indices)
+    return bind("gather_qmm", x, w, scales, biases, lhs, rhs, transpose=bool(transpose), group_size=group_size,
+                bits=bits)
+
+
+def _batch_indices(op: str, indices, m: array, other) -> array:
+    """The given indices, or (when None) every matrix of `m`'s batch in order, shaped like its batch."""
+    if indices is not None:
+        return ops.to_array(indices, op=op)
+    batch = tuple(m.shape[:-2])
+    count = 1
+    for s in batch:
+        count *= s
+    return ops.reshape(ops.arange(0, count, dtype=dt.uint32), batch)
 
 
 # -- gathered and masked products ------------------------------------------------------------------------

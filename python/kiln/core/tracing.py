@@ -20,6 +20,7 @@ _LITERAL_MAX_NDIM = 0
 
 class _TraceState(threading.local):
     shapeless = 0  # depth of shapeless traces on this thread (a class default: reading it is cheap)
+    rank_decisions = 0  # choices made from an input's rank during the current shapeless trace
 
 
 _local = _TraceState()
@@ -37,6 +38,29 @@ def shapeless_scope():
 
 def tracing_shapeless() -> bool:
     return _local.shapeless > 0
+
+
+def note_rank_decision() -> None:
+    """An op chose what to record from an array's rank (normalised axes, skipped a no-op transpose...).
+
+    A shapeless trace with such a choice is valid only at the rank it was traced at, even when every
+    equation it recorded is rank-agnostic (`sum` over the no axes of a 0-d input records nothing).
+    """
+    if _local.shapeless:
+        _local.rank_decisions += 1
+
+
+@contextlib.contextmanager
+def watch_rank_decisions():
+    """Count the rank decisions made inside; yields a list that holds the count on exit."""
+    saved = _local.rank_decisions
+    _local.rank_decisions = 0
+    count = []
+    try:
+        yield count
+    finally:
+        count.append(_local.rank_decisions)
+        _local.rank_decisions += saved  # an enclosing trace saw them too
 
 
 def placeholders_like(values, origin: str) -> list:

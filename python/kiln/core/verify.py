@@ -14,6 +14,20 @@ class CompiledMismatch(AssertionError):
     pass
 
 
+# Units in the last place of the half types: their products (native kernels, float32 accumulation in another
+# order than numpy's) may differ from the interpreter's by a rounding of the result.
+_HALF_ULP = {"float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+
+
+def _tolerance(expected: np.ndarray, e: np.ndarray, rtol: float, atol: float) -> tuple:
+    """(rtol, atol) for comparing values of expected's type: at least two roundings for half types."""
+    ulp = _HALF_ULP.get(expected.dtype.name)
+    if ulp is None or e.size == 0:
+        return rtol, atol
+    scale = float(np.nanmax(np.abs(np.where(np.isfinite(e), e, 0))))
+    return max(rtol, 2 * ulp), max(atol, 2 * ulp * scale)
+
+
 def values_match(expected: np.ndarray, actual: np.ndarray, rtol: float, atol: float) -> bool:
     if expected.shape != actual.shape or expected.dtype != actual.dtype:
         return False
@@ -21,6 +35,7 @@ def values_match(expected: np.ndarray, actual: np.ndarray, rtol: float, atol: fl
         return bool(np.array_equal(expected, actual))
     e = expected.astype(np.complex128 if expected.dtype.kind == "c" else np.float64)
     a = actual.astype(e.dtype)
+    rtol, atol = _tolerance(expected, e, rtol, atol)
     return bool(np.allclose(a, e, rtol=rtol, atol=atol, equal_nan=True))
 
 
@@ -34,6 +49,7 @@ def describe_difference(expected: np.ndarray, actual: np.ndarray, rtol: float, a
     else:
         e = expected.astype(np.complex128 if expected.dtype.kind == "c" else np.float64)
         a = actual.astype(e.dtype)
+        rtol, atol = _tolerance(expected, e, rtol, atol)
         differs = ~np.isclose(a, e, rtol=rtol, atol=atol, equal_nan=True)
     count = int(np.count_nonzero(differs))
     if count == 0:

@@ -89,6 +89,9 @@ def vmap(fun, in_axes=0, out_axes=0):
         fun: a function of arrays (or trees of arrays).
         in_axes: batch axis per input (int, None, or a tree matching the arguments).
         out_axes: batch axis of each output (int, None, or a tree matching the outputs).
+
+    Returns:
+        Callable: The vectorised function.
     """
 
     @functools.wraps(fun)

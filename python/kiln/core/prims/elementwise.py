@@ -267,7 +267,15 @@ unary("tanh", np.tanh, lambda x, y: 1 - y * y, "kiln_tanh({0})")
 unary("arcsinh", np.arcsinh, lambda x, y: _o().rsqrt(x * x + 1), "kiln_arcsinh({0})")
 unary("arccosh", np.arccosh, lambda x, y: _o().rsqrt(x * x - 1), "kiln_arccosh({0})")
 unary("arctanh", np.arctanh, lambda x, y: _o().reciprocal(1 - x * x), "kiln_arctanh({0})")
-unary("sigmoid", lambda x: _special().expit(x), lambda x, y: y * (1 - y), "kiln_sigmoid({0})")
+def _sigmoid(x):
+    # scipy's float32 expit flushes results below ~1e-38 to zero; float64 then one rounding gives the correctly
+    # rounded float32, subnormals included (sigmoid(-92.4) = 7.4335e-41).
+    if x.dtype == np.float32:
+        return _special().expit(x.astype(np.float64)).astype(np.float32)
+    return _special().expit(x)
+
+
+unary("sigmoid", _sigmoid, lambda x, y: y * (1 - y), "kiln_sigmoid({0})")
 unary("erf", lambda x: _special().erf(x), lambda x, y: float(2 / np.sqrt(np.pi)) * _o().exp(-(x * x)), "kiln_erf({0})")
 unary("erfinv", _erfinv, lambda x, y: float(np.sqrt(np.pi) / 2) * _o().exp(y * y), "kiln_erfinv({0})")
 unary("floor", np.floor, lambda x, y: _o().zeros_like(x), "kiln_floor({0})", float_only=False)

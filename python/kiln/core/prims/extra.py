@@ -58,6 +58,7 @@ register(Primitive(
     vjp=_real_vjp,
     jvp=lambda t, out, inputs, params: _bind("real", t[0]),
     vmap=_same_bdim("real"),
+    rank_agnostic=True,
 ))
 
 
@@ -73,6 +74,7 @@ register(Primitive(
     vjp=_imag_vjp,
     jvp=lambda t, out, inputs, params: _bind("imag", t[0]),
     vmap=_same_bdim("imag"),
+    rank_agnostic=True,
 ))
 
 register(Primitive(
@@ -81,6 +83,7 @@ register(Primitive(
     vjp=lambda ct, out, inputs, params: (_bind("conjugate", ct),),
     jvp=lambda t, out, inputs, params: _bind("conjugate", t[0]),
     vmap=_same_bdim("conjugate"),
+    rank_agnostic=True,
 ))
 
 
