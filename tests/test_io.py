@@ -87,8 +87,8 @@ def test_load_errors(tmp_path):
         mx.load(tmp_path / "x.npy", return_metadata=True)
     with pytest.raises(ValueError, match=r"^\[save_safetensors\]"):
         mx.save_safetensors(tmp_path / "m", {"w": mx.ones(2)}, metadata={"k": 1})
-    with pytest.raises(NotImplementedError, match=r"^\[save_gguf\]"):
-        mx.save_gguf(tmp_path / "g", {"w": mx.ones(2)}, {})
+    with pytest.raises(ValueError, match=r"^\[save_gguf\] Metadata value"):
+        mx.save_gguf(tmp_path / "g", {"w": mx.ones(2)}, {"k": 1.5})
 
 
 @pytest.mark.parametrize("fmt", ["npy", "npz", "safetensors"])

@@ -313,6 +313,22 @@ SAMPLES.update({
         Case([_u(rng, (2, 1, 64)), _words(rng, (3, 3, 8)), _u(rng, (3, 3, 2)), _u(rng, (3, 3, 2)),
               np.array([0, 1, 1], np.int32), np.array([2, 0, 2], np.int32)], transpose=True, group_size=32, bits=4)],
 })
+# Fourier transforms (prims/fft.py). Complex inputs are not finite-differenced, and a real-to-complex output is
+# not either (its vjp, the adjoint under MLX's convention, is checked against real MLX in test_fft.py): diff=[].
+SAMPLES["fft"] = lambda rng: [
+    Case([(_u(rng, (3, 4)) + 1j * _u(rng, (3, 4))).astype(np.complex64)], axes=(1,), inverse=False, real=False, last=0),
+    Case([(_u(rng, (2, 3, 4)) + 1j * _u(rng, (2, 3, 4))).astype(np.complex64)], axes=(2, 0), inverse=True,
+         real=False, last=0),
+    Case([_u(rng, (3, 5))], diff=[], axes=(1,), inverse=False, real=True, last=0),
+    Case([(_u(rng, (2, 3)) + 1j * _u(rng, (2, 3))).astype(np.complex64)], axes=(0, 1), inverse=True, real=True,
+         last=5),
+]
+# small float formats (prims/float_formats.py): codes are integers, so only vmap is checked
+SAMPLES["float_encode"] = lambda rng: [Case([_u(rng, (2, 3), -500, 500)], format="e4m3"),
+                                       Case([_u(rng, (3,), -8, 8)], format="e2m1")]
+SAMPLES["float_decode"] = lambda rng: [Case([_ints(rng, (2, 3), 0, 256, np.uint8)], format="e4m3", dtype=mx.float32),
+                                       Case([_ints(rng, (4,), 0, 256, np.uint8)], format="e8m0", dtype=mx.float32),
+                                       Case([_ints(rng, (4,), 0, 16, np.uint8)], format="e2m1", dtype=mx.float16)]
 for _name in ("scatter", "scatter_add", "scatter_multiply", "scatter_maximum", "scatter_minimum"):
     SAMPLES[_name] = _scatter(_name)
 # complex parts and bit views (prims/extra.py); complex inputs are not finite-differenced

@@ -97,3 +97,42 @@ def tree_reduce(fn, tree, initializer=None, is_leaf=None):
     for _, leaf in tree_flatten(tree, is_leaf=is_leaf):
         acc = leaf if acc is None else fn(acc, leaf)
     return acc
+
+
+def _is_empty_container(x) -> bool:
+    return isinstance(x, (dict, list, tuple)) and len(x) == 0
+
+
+def tree_merge(tree_a, tree_b, merge_fn=None):
+    """Merge two Python trees into one holding the values of both: a deep ``dict.update``.
+
+    Empty containers count as absent subtrees. Where both trees hold a leaf at the same place, ``merge_fn``
+    decides (without one that is an error).
+
+    Args:
+        tree_a (Any): The first Python tree.
+        tree_b (Any): The second Python tree.
+        merge_fn (callable, optional): A function of the two leaves returning the merged leaf.
+
+    Returns:
+        The Python tree containing the values of both ``tree_a`` and ``tree_b``.
+    """
+    if _is_empty_container(tree_a) and _is_empty_container(tree_b):
+        if type(tree_a) is not type(tree_b):
+            raise ValueError(f"Cannot merge {type(tree_a).__name__} with {type(tree_b).__name__}")
+        return type(tree_a)()
+    a = None if _is_empty_container(tree_a) else tree_a
+    b = None if _is_empty_container(tree_b) else tree_b
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        longer = max(len(a), len(b))
+        merged = [tree_merge(a[i] if i < len(a) else None, b[i] if i < len(b) else None, merge_fn)
+                  for i in range(longer)]
+        return type(a)(*merged) if _is_namedtuple(a) else type(a)(merged)
+    if isinstance(a, dict) and isinstance(b, dict):
+        keys = list(a) + [k for k in b if k not in a]
+        return {k: tree_merge(a.get(k), b.get(k), merge_fn) for k in keys}
+    if merge_fn is None:
+        raise ValueError("Trees contain elements at the same locations but no merge function was provided")
+    return merge_fn(a, b)

@@ -2,7 +2,10 @@
 
 import importlib as _importlib
 
-from .array import array
+from .. import __version__  # noqa: F401  (kiln's own version, as mx.__version__ is MLX's)
+
+from .array import ArrayIterator, ArrayLike, array  # noqa: F401
+from .indexing import AtIndexer as ArrayAt  # noqa: F401  (MLX's name for the `array.at` helper)
 from .dtypes import (  # noqa: F401
     Dtype, DtypeCategory, bfloat16, bool_, complex64, complexfloating, float16, float32, float64, floating,
     generic, inexact, int8, int16, int32, int64, integer, issubdtype, number, signedinteger, uint8, uint16,
@@ -11,7 +14,8 @@ from .dtypes import (  # noqa: F401
 
 # Modules whose `__all__` forms the public namespace. Each owns one family of ops or one transform.
 _PUBLIC_MODULES = ("_format", "ops", "indexing", "ops_sort", "ops_linalg", "devices", "autodiff", "vmap", "compile",
-                   "export", "ops_conv", "ops_extra", "fileio", "memory", "quantized")
+                   "export", "ops_conv", "ops_extra", "fileio", "memory", "quantized",
+                   "quant_modes")
 
 
 def _export(module_name: str):
@@ -32,7 +36,7 @@ def _export(module_name: str):
 for _m in _PUBLIC_MODULES:
     _export(_m)
 
-for _sub in ("random", "linalg", "fast", "distributed"):
+for _sub in ("random", "linalg", "fast", "distributed", "fft"):
     try:
         globals()[_sub] = _importlib.import_module(f"{__name__}.{_sub}")
     except ModuleNotFoundError as _e:

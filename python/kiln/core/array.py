@@ -9,6 +9,7 @@ one), then detaches them, as MLX does, unless a transform (grad, jvp, ...) is ac
 from __future__ import annotations
 
 import threading
+import typing
 import weakref
 from operator import attrgetter
 from time import perf_counter
@@ -85,7 +86,6 @@ class array:
 
     __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "_consumers",
                  "__weakref__")
-    __array_priority__ = 100
 
     def __init__(self, val, dtype=None):
         self._consumers = None
@@ -217,7 +217,25 @@ class array:
         data = self._numpy()
         if dtype is not None:
             return data.astype(dtype)
+        if copy is False:
+            # MLX's `np.array(a, copy=False)` is a writable view: writes through it change `a`. The array
+            # takes a private copy first, so arrays that shared its old buffer keep their values.
+            if not data.flags.writeable:
+                data = np.array(data)
+                self._data = data
+            return data
         return data.copy() if copy else data
+
+    def __buffer__(self, flags: int) -> memoryview:
+        """The buffer protocol (``memoryview(a)``, ``bytes(a)``): a Python class can provide it from Python
+        3.12 on (PEP 688); older Pythons reach the data through ``np.array(a)``."""
+        return memoryview(self._numpy())
+
+    def __array_namespace__(self, api_version=None):
+        """The array-API namespace of kiln arrays: ``kiln.core`` (as MLX answers ``mlx.core``)."""
+        import kiln.core
+
+        return kiln.core
 
     def __bool__(self) -> bool:
         if self.size != 1:
@@ -250,7 +268,7 @@ class array:
     def __iter__(self):
         if self.ndim == 0:
             raise TypeError("iteration over a 0-d array")  # raised by iter() itself, as MLX does
-        return (self[i] for i in range(self._shape[0]))
+        return ArrayIterator(self)
 
     __hash__ = object.__hash__  # MLX hashes arrays by identity
 
@@ -586,8 +604,34 @@ def _flatten_list(val, out):
             out.append(v)
 
 
+@typing.runtime_checkable
+class ArrayLike(typing.Protocol):
+    """Any Python object which has an ``__mlx_array__`` method that returns an :obj:`array`; ``array(obj)``
+    converts it."""
+
+    def __mlx_array__(self) -> array: ...
+
+
+class ArrayIterator:
+    """A helper object to iterate over the 1st dimension of an array."""
+
+    def __init__(self, a: array):
+        self._array, self._next = a, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> array:
+        if self._next >= self._array.shape[0]:
+            raise StopIteration
+        self._next += 1
+        return self._array[self._next - 1]
+
+
 def _lazy_source(val, dtype):
     """For array(x) where x is an array or a list/tuple of arrays: the lazy array to copy, else None."""
+    if not isinstance(val, array) and hasattr(type(val), "__mlx_array__"):
+        val = val.__mlx_array__()  # MLX's ArrayLike protocol: the object converts itself
     if isinstance(val, array):
         return val if dtype is None else ops.astype(val, dtype)
     if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
@@ -665,10 +709,18 @@ def _method(name: str, fn):
     setattr(array, name, fn)
 
 
+def _refuse_sequence(name: str, other):
+    # MLX's operators take arrays and scalars only: `a + [1, 2]` is an error there, not an implicit array.
+    if isinstance(other, (list, tuple)):
+        raise ValueError(f"Cannot perform {name.strip('_')} on an array and {type(other).__name__}.")
+
+
 def _forward(fn, reflected=False):
-    if reflected:
-        return lambda self, other: fn(other, self)
-    return lambda self, other: fn(self, other)
+    def method(self, other):
+        _refuse_sequence(method.__name__, other)
+        return fn(other, self) if reflected else fn(self, other)
+
+    return method
 
 
 def _true_divide_in_place(self, other):
@@ -695,6 +747,7 @@ def _in_place(fn):
     while arrays computed from it earlier keep what they computed."""
 
     def method(self, other):
+        _refuse_sequence(method.__name__, other)
         new = fn(self, other)
         self._rebind(new, self._snapshot())
         return self

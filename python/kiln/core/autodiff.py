@@ -170,8 +170,11 @@ def _normalize_argnums(argnums, argnames):
     if not isinstance(nums, (list, tuple)) or not all(isinstance(n, int) for n in nums):
         raise TypeError(f"[grad] argnums must be an int or a sequence of ints, got {argnums!r}.")
     nums = list(nums)
-    if len(set(nums)) != len(nums):
-        raise ValueError("[grad] Duplicate argnums.")
+    for i, n in enumerate(nums):
+        if n < 0:
+            raise ValueError(f"[grad] Can't compute the gradient of negative argument index {n}.")
+        if n in nums[:i]:
+            raise ValueError(f"[grad] Duplicate argument index {n} is not allowed.")
     # As MLX, one argnum (even given as a one-element sequence) gives its gradient unwrapped.
     return nums, len(nums) == 1, argnames
 
@@ -218,8 +221,10 @@ def value_and_grad(fun, argnums=None, argnames=()):
                 args[n] = tree_map(mark, args[n])
             for k in names:
                 kwargs[k] = tree_map(mark, kwargs[k])
-            marked_pos = [args[n] for n in nums]
-            marked_kw = {k: kwargs[k] for k in names}
+            # Structural copies: the gradient keeps the arguments' structure even when the function mutates
+            # the containers it receives (appends to a list, sets a dict key), as MLX's does.
+            marked_pos = [tree_map(_same, args[n]) for n in nums]
+            marked_kw = {k: tree_map(_same, kwargs[k]) for k in names}
             out = fun(*args, **kwargs)
             loss = out[0] if isinstance(out, (list, tuple)) and out else out
             if not isinstance(loss, array):
@@ -244,6 +249,10 @@ def value_and_grad(fun, argnums=None, argnames=()):
         return out, g
 
     return wrapped
+
+
+def _same(x):
+    return x
 
 
 def _ones_like(x):

@@ -3,13 +3,13 @@ backend is for a later issue), evaluation is synchronous, so `synchronize` has n
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import threading
 
-__all__ = ["DeviceType", "Device", "Stream", "cpu", "gpu", "default_device", "set_default_device",
-           "default_stream", "set_default_stream", "new_stream", "stream", "synchronize", "is_available",
-           "device_count"]
+__all__ = ["clear_streams", "StreamContext", "ThreadLocalStream", "new_thread_local_stream",
+           "new_thread_unsafe_stream", "DeviceType", "Device", "Stream", "cpu", "gpu", "default_device",
+           "set_default_device", "default_stream", "set_default_stream", "new_stream", "stream", "synchronize",
+           "is_available", "device_count"]
 
 
 class DeviceType(enum.Enum):
@@ -164,19 +164,72 @@ def new_stream(device) -> Stream:
     return Stream(d, index)
 
 
-@contextlib.contextmanager
-def stream(s):
+class StreamContext:
+    """A context manager for setting the current device and stream (see :func:`stream`).
+
+    Args:
+        s: The stream or device to set as the default.
+    """
+
+    def __init__(self, s):
+        if not isinstance(s, (Stream, ThreadLocalStream)):
+            _as_device(s, "stream")
+        self.stream = s
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def stream(s) -> StreamContext:
     """Run the enclosed ops on stream or device `s` (all kiln work runs on the CPU).
 
     Args:
-        s (Stream or Device): Where the enclosed ops run.
+        s (Stream or Device): The stream or device to use.
 
     Returns:
-        contextmanager: A context manager.
+        StreamContext: A context manager.
     """
-    if not isinstance(s, Stream):
-        _as_device(s, "stream")
-    yield
+    return StreamContext(s)
+
+
+class ThreadLocalStream:
+    """A stream that is unique per thread. kiln evaluates synchronously on the calling thread, so each
+    thread's work is already separate; this object names the device, as MLX's does."""
+
+    def __init__(self, device: Device, index: int):
+        self.device = device
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"ThreadLocalStream({self.device!r}, {self.index})"
+
+
+def new_thread_local_stream(device) -> ThreadLocalStream:
+    """Make a new stream that will be unique per thread.
+
+    Args:
+        device (Device or DeviceType): The device of the stream.
+
+    Returns:
+        ThreadLocalStream: The stream.
+    """
+    s = new_stream(_as_device(device, "new_thread_local_stream"))
+    return ThreadLocalStream(s.device, s.index)
+
+
+def new_thread_unsafe_stream(device) -> Stream:
+    """Make a new stream that can be used in any thread (kiln's streams all can).
+
+    Args:
+        device (Device or DeviceType): The device of the stream.
+
+    Returns:
+        Stream: The stream.
+    """
+    return new_stream(_as_device(device, "new_thread_unsafe_stream"))
 
 
 def synchronize(stream: Stream | None = None) -> None:
@@ -188,3 +241,16 @@ def synchronize(stream: Stream | None = None) -> None:
     Returns:
         None
     """
+
+
+def clear_streams() -> None:
+    """Destroy the streams created so far: kiln's streams hold no resources, so this resets the default
+    streams and the stream numbering, as a process that made none.
+
+    Returns:
+        None
+    """
+    with _lock:
+        _default_streams.clear()
+        _default_streams[Device(cpu)] = Stream(Device(cpu), 0)
+        _state["next_stream"] = 1

@@ -1,10 +1,16 @@
-"""export_to_dot: write the lazy graph behind some arrays in Graphviz DOT form (MLX's `mx.export_to_dot`)."""
+"""Exporting computations: `export_to_dot` (the lazy graph as Graphviz DOT) and MLX's function export,
+`export_function` / `exporter` / `import_function`: traces written in kiln's own file format
+(core/function_file.py), imported without the original Python function and run through `compile`.
+"""
 
 from __future__ import annotations
 
-from .array import array
+import contextlib
 
-__all__ = ["export_to_dot"]
+from . import function_file
+from .array import array, bind, transform_scope
+
+__all__ = ["FunctionExporter", "export_function", "export_to_dot", "exporter", "import_function"]
 
 
 def _label(node) -> str:
@@ -57,3 +63,208 @@ def export_to_dot(file, *args, **kwargs) -> None:
     else:
         with open(file, "w") as f:
             f.write(text)
+
+
+# -- export_function / exporter / import_function ------------------------------------------------------------
+def _split_inputs(op: str, args: tuple, kwargs: dict) -> tuple:
+    """MLX's two calling forms: `f(*arrays, **arrays)`, or `f(tuple_or_list_of_arrays, dict_of_arrays)`."""
+    if args and isinstance(args[0], (list, tuple)) and not kwargs and len(args) <= 2:
+        rest = args[1] if len(args) == 2 else {}
+        if not isinstance(rest, dict):  # MLX raises ValueError for every malformed input here
+            raise ValueError(f"[{op}] After a sequence of positional inputs only a dict of keyword inputs may "
+                             f"follow, got {type(rest).__name__}.")
+        args, kwargs = tuple(args[0]), dict(rest)
+    elif len(args) == 1 and isinstance(args[0], dict) and not kwargs:
+        args, kwargs = (), dict(args[0])
+    for where, value in [(f"positional input {i}", a) for i, a in enumerate(args)] + [
+            (f"keyword input '{k}'", v) for k, v in kwargs.items()]:
+        if not isinstance(value, array):
+            raise ValueError(f"[{op}] Inputs must be arrays; {where} is a {type(value).__name__}.")  # noqa: TRY004
+    return tuple(args), dict(kwargs)
+
+
+def _flat_outputs(result) -> list:
+    outs = list(result) if isinstance(result, (list, tuple)) else [result]
+    for o in outs:
+        if not isinstance(o, array):
+            message = f"a flat tuple or list of arrays, got a {type(o).__name__} among its outputs"
+            raise ValueError(f"[export_function] The function must return an array or {message}.")  # noqa: TRY004
+    return outs
+
+
+def _trace(fun, args: tuple, kwargs: dict, shapeless: bool) -> dict:
+    """Trace `fun` on placeholders like the example inputs (positional ones first, then sorted keywords)."""
+    from .tracing import graph_from_outputs, placeholders_like, shapeless_scope
+
+    names = sorted(kwargs)
+    inputs = list(args) + [kwargs[k] for k in names]
+    placeholders = placeholders_like(inputs, "export_function")
+    # The function sees copies, so an in-place update of an argument (`x += y`) leaves the graph's inputs
+    # intact (the tracer elides copies), as in compile.
+    seen = [bind("copy", p) for p in placeholders]
+    ph_args = seen[:len(args)]
+    ph_kwargs = dict(zip(names, seen[len(args):]))
+    with transform_scope(), (shapeless_scope() if shapeless else contextlib.nullcontext()):
+        outputs = _flat_outputs(fun(*ph_args, **ph_kwargs))
+    return {"graph": graph_from_outputs(outputs, placeholders), "shapeless": shapeless, "kwargs": names}
+
+
+def _write(path, traces: list, metadata) -> None:
+    if metadata is not None and not isinstance(metadata, str):
+        raise ValueError(f"[export_function] metadata must be a string, got {type(metadata).__name__}.")
+    data = function_file.encode(traces, metadata)
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def export_function(file, fun, *args, shapeless: bool = False, metadata: str | None = None, **kwargs) -> None:
+    """Export a function, traced on example inputs, to a file that :func:`import_function` reads.
+
+    The file is kiln's own format (not MLX's ``.mlxfn`` layout); see ``kiln/core/function_file.py``.
+
+    Args:
+        file (str): The file path to write.
+        fun (Callable): A function of zero or more arrays returning an array or a flat tuple/list of arrays.
+        *args (array): Example positional inputs, or one tuple/list of them (then optionally a dict of keyword
+          inputs).
+        shapeless (bool, optional): Whether the imported function accepts inputs of other shapes (same
+          dtypes and numbers of dimensions). Default: ``False``.
+        metadata (str, optional): A string saved alongside, read back by ``import_function(...,
+          return_metadata=True)``. Default: ``None``.
+        **kwargs (array): Example keyword inputs.
+
+    Returns:
+        None
+    """
+    if callable(file):
+        raise ValueError("[export_function] Exporting to a callback is not supported; pass a path.")  # noqa: TRY004
+    args, kwargs = _split_inputs("export_function", args, kwargs)
+    _write(file, [_trace(fun, args, kwargs, shapeless)], metadata)
+
+
+class FunctionExporter:
+    """Collects several traces of one function (different input counts, keywords or shapes) into one file,
+    written when closed; returned by :func:`exporter`."""
+
+    def __init__(self, file, fun, shapeless: bool = False, metadata: str | None = None):
+        self._file, self._fun, self._shapeless, self._metadata = file, fun, shapeless, metadata
+        self._traces = []
+        self._closed = False
+
+    def __call__(self, *args, **kwargs) -> None:
+        if self._closed:
+            raise RuntimeError("[FunctionExporter::call] The exporter is closed: no more traces can be added.")
+        args, kwargs = _split_inputs("FunctionExporter::call", args, kwargs)
+        self._traces.append(_trace(self._fun, args, kwargs, self._shapeless))
+
+    def close(self) -> None:
+        """Write the collected traces to the file (once)."""
+        if not self._closed:
+            self._closed = True
+            _write(self._file, self._traces, self._metadata)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def exporter(file: str, fun, *, shapeless: bool = False, metadata: str | None = None) -> FunctionExporter:
+    """Make a callable object that exports several traces of a function to one file.
+
+    Args:
+        file (str): File path to export the function to.
+        fun (Callable): The function to trace.
+        shapeless (bool, optional): Whether the traces accept inputs of other shapes. Default: ``False``.
+        metadata (str, optional): A string to save alongside the function. Default: ``None``.
+
+    Returns:
+        FunctionExporter: Call it with example inputs to add a trace; the file is written on ``close()`` or
+        at the end of a ``with`` block.
+    """
+    return FunctionExporter(file, fun, shapeless=shapeless, metadata=metadata)
+
+
+def _signature(graph, kwargs) -> str:
+    n_pos = len(graph.inputs) - len(kwargs)
+    names = [str(i + 1) for i in range(n_pos)] + [f'"{k}"' for k in kwargs]
+    return "\n".join(f"   {n}: {tuple(v.shape)} {v.dtype.name}" for n, v in zip(names, graph.inputs))
+
+
+class _Replay:
+    """An imported trace as a function of its inputs. A callable object, not a closure: `compile` would warn
+    about one code object compiled again and again when many functions are imported."""
+
+    __name__ = "imported_function"
+
+    def __init__(self, graph):
+        self.graph = graph
+
+    def __call__(self, *inputs):
+        from .compile import replay_graph
+
+        return tuple(replay_graph(self.graph, list(inputs)))
+
+
+class _ImportedFunction:
+    """The imported traces: a call picks the trace whose signature matches and runs it compiled."""
+
+    def __init__(self, traces: list, path):
+        from .compile import compile as compile_function
+
+        self._traces = traces
+        self._path = path
+        self._compiled = [compile_function(_Replay(t["graph"]), shapeless=t["shapeless"]) for t in traces]
+
+    def _matches(self, trace, args, kwargs) -> bool:
+        graph = trace["graph"]
+        if sorted(kwargs) != trace["kwargs"] or len(args) + len(kwargs) != len(graph.inputs):
+            return False
+        inputs = list(args) + [kwargs[k] for k in trace["kwargs"]]
+        for x, v in zip(inputs, graph.inputs):
+            if x.dtype != v.dtype or x.ndim != len(v.shape) or (not trace["shapeless"] and x.shape != v.shape):
+                return False
+        return True
+
+    def __call__(self, *args, **kwargs) -> tuple:
+        args, kwargs = _split_inputs("import_function::call", args, kwargs)
+        for trace, compiled in zip(self._traces, self._compiled):
+            if self._matches(trace, args, kwargs):
+                return compiled(*args, *[kwargs[k] for k in trace["kwargs"]])
+        known = "\n".join(f" {i + 1}. Function with {len(t['graph'].inputs) - len(t['kwargs'])} positional inputs "
+                          f"and {len(t['kwargs'])} keyword inputs{' (shapeless)' if t['shapeless'] else ''}:\n"
+                          f"{_signature(t['graph'], t['kwargs'])}" for i, t in enumerate(self._traces))
+        called = "\n".join([f"   {i + 1}: {tuple(a.shape)} {a.dtype.name}" for i, a in enumerate(args)] +
+                           [f'   "{k}": {tuple(v.shape)} {v.dtype.name}' for k, v in kwargs.items()])
+        raise ValueError("[import_function::call] No imported function found which matches the given positional "
+                         f"and keyword arguments. Possible functions include:\n{known}\n\nCalled with {len(args)} "
+                         f"positional inputs and {len(kwargs)} keyword inputs:\n{called}")
+
+
+def import_function(file: str, return_metadata: bool = False):
+    """Import a function written by :func:`export_function` or :func:`exporter`.
+
+    The imported function takes ``*args`` and ``**kwargs`` (or a tuple of arrays and a dict of keyword
+    arrays) and always returns a tuple of arrays. It runs compiled (on the C++ engine when available, else on
+    the reference interpreter) and composes with ``grad``, ``vmap`` and ``compile``.
+
+    Args:
+        file (str): The file path to import the function from.
+        return_metadata (bool, optional): Also return the metadata string saved with the function.
+          Default: ``False``.
+
+    Returns:
+        Callable or tuple: The imported function, and the metadata string (or ``None``) if asked for.
+    """
+    try:
+        with open(file, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise RuntimeError(f"[import_function] Failed to open {file}: {e.strerror}.") from None
+    try:
+        traces, metadata = function_file.decode(data)
+    except function_file.FormatError as e:
+        raise ValueError(f"[import_function] {file} is not a valid kiln function file: {e}") from None
+    imported = _ImportedFunction(traces, file)
+    return (imported, metadata) if return_metadata else imported

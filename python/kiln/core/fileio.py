@@ -1,4 +1,5 @@
-"""Saving and loading arrays in MLX's file formats: `.npy`, `.npz` (numpy) and `.safetensors`.
+"""Saving and loading arrays in MLX's file formats: `.npy`, `.npz` (numpy), `.safetensors` and `.gguf`
+(gguf_io.py).
 
 Files are interchangeable with MLX's: bfloat16, which numpy has no name for, is stored in `.npy`/`.npz` as
 the 2-byte void type `<V2` (as MLX writes it) and in safetensors as `BF16`.
@@ -15,7 +16,7 @@ import numpy as np
 import safetensors
 
 from . import dtypes as dt
-from . import ops
+from . import gguf_io, ops
 from .array import array
 
 __all__ = ["load", "save", "save_gguf", "save_safetensors", "savez", "savez_compressed"]
@@ -192,21 +193,21 @@ def save_safetensors(file, arrays: dict, metadata: dict | None = None) -> None:
 
 
 def save_gguf(file, arrays: dict, metadata: dict | None = None) -> None:
-    """Save array(s) in ``.gguf`` format: not supported by kiln.
-
-    Raises:
-        NotImplementedError: always; use :func:`save_safetensors` or :func:`savez` instead.
+    """Save array(s) to a binary file in ``.gguf`` format (written with the ``gguf`` package).
 
     Args:
-        file (str): Path.
-        arrays (dict(str, array)): The arrays.
-        metadata (dict, optional): Metadata.
+        file (str, pathlib.Path): File in which the arrays are saved; ``.gguf`` is appended to a path
+          without it.
+        arrays (dict(str, array)): The dictionary of names to arrays to be saved.
+        metadata (dict(str, Union[array, str, list(str)]), optional): Metadata: scalars or 1-D arrays,
+          strings, or lists of strings.
 
     Returns:
         None
     """
-    raise NotImplementedError("[save_gguf] kiln does not support the GGUF format; use save_safetensors or "
-                              "savez instead.")
+    if not _is_path(file):
+        raise TypeError("[save_gguf] file must be a path.")
+    gguf_io.save_gguf(os.fspath(_with_suffix(file, ".gguf")), arrays, metadata)
 
 
 # -- load ---------------------------------------------------------------------------------------------
@@ -237,21 +238,27 @@ def _infer_format(file, fmt) -> str:
 def _load_npy(raw: bytes):
     import io
 
-    return _from_storage(np.load(io.BytesIO(raw), allow_pickle=False))
+    try:
+        return _from_storage(np.load(io.BytesIO(raw), allow_pickle=False))
+    except (ValueError, EOFError, OSError) as e:  # numpy's errors for a damaged file; MLX raises RuntimeError
+        raise RuntimeError(f"[load] Invalid .npy file: {e}") from None
 
 
 def _load_npz(raw: bytes) -> dict:
     import io
 
-    with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-        return {name: _from_storage(archive[name]) for name in archive.files}
+    try:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
+            return {name: _from_storage(archive[name]) for name in archive.files}
+    except (ValueError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise RuntimeError(f"[load] Invalid .npz file: {e}") from None
 
 
 def _load_safetensors(raw: bytes):
     try:
         entries = safetensors.deserialize(raw)
     except safetensors.SafetensorError as e:
-        raise ValueError(f"[load] Invalid safetensors file: {e}") from None
+        raise RuntimeError(f"[load] Invalid safetensors file: {e}") from None
     out = {}
     for name, entry in entries:
         d = _SAFETENSORS_DTYPES.get(entry["dtype"])
@@ -267,13 +274,13 @@ def _load_safetensors(raw: bytes):
 def load(file, /, format: str | None = None, return_metadata: bool = False, *, stream=None):
     """Load array(s) from a binary file.
 
-    The supported formats are ``.npy``, ``.npz`` and ``.safetensors``.
+    The supported formats are ``.npy``, ``.npz``, ``.safetensors`` and ``.gguf``.
 
     Args:
         file (file, str, pathlib.Path): File from which to load.
-        format (str, optional): ``"npy"``, ``"npz"`` or ``"safetensors"``; ``None`` infers it from the
+        format (str, optional): ``"npy"``, ``"npz"``, ``"safetensors"`` or ``"gguf"``; ``None`` infers it from the
           file extension. Default: ``None``.
-        return_metadata (bool, optional): Also return the file's metadata (safetensors only).
+        return_metadata (bool, optional): Also return the file's metadata (safetensors and gguf).
           Default: ``False``.
 
     Returns:
@@ -282,7 +289,8 @@ def load(file, /, format: str | None = None, return_metadata: bool = False, *, s
     """
     fmt = _infer_format(file, format)
     if fmt == "gguf":
-        raise NotImplementedError("[load] kiln does not support the GGUF format.")
+        arrays, metadata = gguf_io.load_gguf(file)
+        return (arrays, metadata) if return_metadata else arrays
     if fmt not in ("npy", "npz", "safetensors"):
         raise ValueError(f"[load] Unknown file format {fmt}")
     if return_metadata and fmt != "safetensors":

@@ -419,6 +419,8 @@ def eigvals(a, *, stream=None) -> array:
 
 def _det_input(op: str, a) -> array:
     a = ops.to_array(a)
+    if a.dtype == dt.complex64:
+        raise ValueError(f"[linalg::{op}] Complex inputs are not supported.")
     if not dt.is_floating(a.dtype):
         a = ops.astype(a, dt.float32)
     return _matrix(op, a, "Arrays must be square.")

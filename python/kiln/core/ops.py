@@ -207,9 +207,17 @@ def _named(fn, name: str, doc: str):
     return fn
 
 
-def _unary_float(name):
+def _refuse_complex(op: str, a: array) -> array:
+    """MLX defines these ops on real numbers only; numpy would answer (or fail) differently for complex."""
+    if a.dtype == dt.complex64:
+        raise ValueError(f"[{op}] Not supported for complex64.")
+    return a
+
+
+def _unary_float(name, real_only=False):
     def fn(a, stream=None) -> array:
-        return bind(name, _float_input(name, a))
+        x = _float_input(name, a)
+        return bind(name, _refuse_complex(name, x) if real_only else x)
 
     return _named(fn, name, f"""Element-wise {name}. Integer and bool inputs are computed in float32.
 
@@ -222,7 +230,7 @@ def _unary_float(name):
 
 
 exp = _unary_float("exp")
-expm1 = _unary_float("expm1")
+expm1 = _unary_float("expm1", real_only=True)
 log = _unary_float("log")
 log1p = _unary_float("log1p")
 log2 = _unary_float("log2")
@@ -242,9 +250,9 @@ tanh = _unary_float("tanh")
 arcsinh = _unary_float("arcsinh")
 arccosh = _unary_float("arccosh")
 arctanh = _unary_float("arctanh")
-sigmoid = _unary_float("sigmoid")
-erf = _unary_float("erf")
-erfinv = _unary_float("erfinv")
+sigmoid = _unary_float("sigmoid", real_only=True)
+erf = _unary_float("erf", real_only=True)
+erfinv = _unary_float("erfinv", real_only=True)
 
 
 def negative(a, stream=None) -> array:
@@ -271,7 +279,7 @@ def floor(a, stream=None) -> array:
     Returns:
         array: The floor of ``a``.
     """
-    a = to_array(a, op="floor")
+    a = _refuse_complex("floor", to_array(a, op="floor"))
     return a if not dt.is_floating(a.dtype) else bind("floor", a)
 
 
@@ -284,7 +292,7 @@ def ceil(a, stream=None) -> array:
     Returns:
         array: The ceiling of ``a``.
     """
-    a = to_array(a, op="ceil")
+    a = _refuse_complex("ceil", to_array(a, op="ceil"))
     return a if not dt.is_floating(a.dtype) else bind("ceil", a)
 
 
@@ -437,6 +445,13 @@ def _integer_only(op, a, b, x, y):
     return x, y
 
 
+def _real_operands(op, a, b, x, y):
+    if x.dtype == dt.complex64:
+        raise ValueError(f"[{op}] Complex type not supported." if op == "remainder" else
+                         f"[{op}] Not supported for complex64.")
+    return x, y
+
+
 def _shift_operands(op, a, b, x, y):
     """Shifts are integer-only; two bools shift as uint8, as in MLX."""
     x, y = _integer_only(op, a, b, x, y)
@@ -450,11 +465,11 @@ subtract = _binary("subtract")
 multiply = _binary("multiply")
 divide = _binary("divide", float_result=True)
 floor_divide = _binary("floor_divide")
-remainder = _binary("remainder")
+remainder = _binary("remainder", check=_real_operands)
 power = _binary("power")
 maximum = _binary("maximum")
 minimum = _binary("minimum")
-arctan2 = _binary("arctan2", float_result=True)
+arctan2 = _binary("arctan2", float_result=True, check=_real_operands)
 logaddexp = _binary("logaddexp", float_result=True)
 equal = _binary("equal")
 not_equal = _binary("not_equal")
@@ -767,28 +782,30 @@ def full_like(a, vals, dtype=None, stream=None) -> array:
     return bind("fill", a, value=_scalar_array(vals, d, "full_like").item(), dtype=d)
 
 
-def zeros_like(a, stream=None) -> array:
-    """An array of zeros shaped like ``a``, of its dtype.
+def zeros_like(a, dtype=None, stream=None) -> array:
+    """An array of zeros shaped like ``a``.
 
     Args:
         a (array): Input array.
+        dtype (Dtype, optional): The output type; ``a``'s by default.
 
     Returns:
         array: The zeros.
     """
-    return full_like(a, 0)
+    return full_like(a, 0, dtype=dtype)
 
 
-def ones_like(a, stream=None) -> array:
-    """An array of ones shaped like ``a``, of its dtype.
+def ones_like(a, dtype=None, stream=None) -> array:
+    """An array of ones shaped like ``a``.
 
     Args:
         a (array): Input array.
+        dtype (Dtype, optional): The output type; ``a``'s by default.
 
     Returns:
         array: The ones.
     """
-    return full_like(a, 1)
+    return full_like(a, 1, dtype=dtype)
 
 
 def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
@@ -808,12 +825,16 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
     if step is None:
         step = 1
     if step == 0:
+        raise ValueError("[arange] step must be nonzero.")
+    if not builtins.all(math.isfinite(v) for v in (start, stop, step)):
         raise ValueError("[arange] Cannot compute length.")
     any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
     d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
     n = builtins.max(0, math.ceil((stop - start) / step))
+    if n > np.iinfo(np.int32).max:
+        raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
     if dt.is_integer(d):
         # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
@@ -821,20 +842,23 @@ def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
         spacing = math.trunc(start + step) - first
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
-    # floats: start + i * step in the output dtype, as MLX computes it
-    index = np.arange(n).astype(d.np)
+    # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
+    terms = np.full(n, step).astype(d.np)
+    if n:
+        terms[0] = start
     with np.errstate(all="ignore"):
-        data = np.asarray(start).astype(d.np) + index * np.asarray(step).astype(d.np)
+        data = np.cumsum(terms, dtype=d.np)
     return array._from_numpy(data.astype(d.np), d)
 
 
-def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array:
-    """`num` evenly spaced values from `start` to `stop`, both included.
+def linspace(start, stop, num: int = 50, endpoint: bool = True, dtype=dt.float32, stream=None) -> array:
+    """`num` evenly spaced values from `start` to `stop`.
 
     Args:
         start (scalar): The first value.
         stop (scalar): The last value.
         num (int): How many values (default 50).
+        endpoint (bool): If ``True`` (default), ``stop`` is the last value; otherwise it is excluded.
         dtype (Dtype): The output dtype (default float32).
 
     Returns:
@@ -843,7 +867,7 @@ def linspace(start, stop, num: int = 50, dtype=dt.float32, stream=None) -> array
     if num < 0:
         raise ValueError(f"[linspace] number of samples, {num}, must be non-negative.")
     d = dt.dtype_arg(dtype, "linspace", default=dt.float32)
-    return array._from_numpy(np.linspace(start, stop, num).astype(d.np), d)
+    return array._from_numpy(np.linspace(start, stop, num, endpoint=endpoint).astype(d.np), d)
 
 
 def eye(n: int, m: int | None = None, k: int = 0, dtype=dt.float32, stream=None) -> array:
@@ -1083,7 +1107,7 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
     return _divide_by_count(sum(a, axes, keepdims), a, axes)
 
 
-def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
+def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
     """The variance over the given axes.
 
     Args:
@@ -1091,10 +1115,13 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
         axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
         keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
         ddof (int, optional): Subtracted from the element count in the divisor. Default: ``0``.
+        correction (int, optional): The array API's name for ``ddof``; used when given.
 
     Returns:
         array: The variances.
     """
+    if correction is not None:
+        ddof = correction
     a = to_array(a, op="var")
     axes = _axes("var", a.ndim, axis)
     if not dt.is_floating(a.dtype):
@@ -1104,7 +1131,7 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
     return _divide_by_count(sum(multiply(d, d), axes, keepdims), a, axes, ddof)
 
 
-def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> array:
+def std(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
     """The standard deviation over the given axes.
 
     Args:
@@ -1112,11 +1139,12 @@ def std(a, axis=None, keepdims: bool = False, ddof: int = 0, stream=None) -> arr
         axis (int or list(int), optional): Axis or axes to reduce over; all axes by default.
         keepdims (bool, optional): Keep reduced axes as size-1 dimensions. Default: ``False``.
         ddof (int, optional): Subtracted from the element count in the divisor. Default: ``0``.
+        correction (int, optional): The array API's name for ``ddof``; used when given.
 
     Returns:
         array: The standard deviations.
     """
-    return sqrt(var(a, axis, keepdims, ddof))
+    return sqrt(var(a, axis, keepdims, ddof, correction=correction))
 
 
 def logsumexp(a, axis=None, keepdims: bool = False, stream=None) -> array:
@@ -1205,7 +1233,7 @@ def _scan(name, a, axis, reverse, inclusive):
     return bind(name, a, axis=ax, reverse=bool(reverse), inclusive=bool(inclusive))
 
 
-def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
     """Cumulative sum along an axis.
 
     Args:
@@ -1213,14 +1241,16 @@ def cumsum(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=N
         axis (int, optional): Axis of the scan; the flattened array by default.
         reverse (bool, optional): Scan from the end. Default: ``False``.
         inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+        dtype (Dtype, optional): Accumulate (and return) in this type. Default: ``a``'s.
 
     Returns:
         array: The running sum.
     """
-    return _scan("cumsum", a, axis, reverse, inclusive)
+    x = a if dtype is None else astype(to_array(a, op="cumsum"), dtype)
+    return _scan("cumsum", x, axis, reverse, inclusive)
 
 
-def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
+def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, dtype=None, stream=None) -> array:
     """Cumulative product along an axis.
 
     Args:
@@ -1228,11 +1258,13 @@ def cumprod(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=
         axis (int, optional): Axis of the scan; the flattened array by default.
         reverse (bool, optional): Scan from the end. Default: ``False``.
         inclusive (bool, optional): Include each element in its own result. Default: ``True``.
+        dtype (Dtype, optional): Accumulate (and return) in this type. Default: ``a``'s.
 
     Returns:
         array: The running product.
     """
-    return _scan("cumprod", a, axis, reverse, inclusive)
+    x = a if dtype is None else astype(to_array(a, op="cumprod"), dtype)
+    return _scan("cumprod", x, axis, reverse, inclusive)
 
 
 def cummax(a, axis=None, reverse: bool = False, inclusive: bool = True, stream=None) -> array:
@@ -1907,7 +1939,8 @@ def _array_leaves(tree, out: list) -> None:
 
 
 def async_eval(*trees) -> None:
-    """Evaluate the arrays in the given trees (kiln evaluates synchronously, like ``eval``).
+    """Start evaluating the arrays in the given trees. kiln evaluates them now; as in MLX, an operation's
+    failure is reported when the arrays are evaluated (``eval``, ``.item()``), not here: they stay unevaluated.
 
     Args:
         *trees (array or tree of arrays): Arrays, or lists, tuples and dicts holding them.
@@ -1915,8 +1948,14 @@ def async_eval(*trees) -> None:
     Returns:
         None
     """
-    eval(*trees)
+    from .array import PlaceholderError
 
+    try:
+        eval(*trees)
+    except PlaceholderError:
+        raise  # evaluating inside a trace is a usage error, reported at once
+    except ValueError:
+        pass
 
 # -- linear algebra ---------------------------------------------------------------------------------
 def _dtype_name(v) -> str:

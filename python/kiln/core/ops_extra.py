@@ -25,7 +25,7 @@ __all__ = [
     "euler_gamma", "finfo", "flip", "from_dlpack", "get_array_buffer_size", "hadamard_transform", "hamming",
     "hanning", "iinfo", "imag", "inf", "isdtype", "logcumsumexp", "logical_xor", "matrix_norm", "matrix_transpose",
     "median", "minmax", "nan", "newaxis", "permute_dims", "pi", "positive", "pow", "real", "result_type",
-    "searchsorted", "slice", "trunc", "unique", "unstack", "vecdot", "view",
+    "searchsorted", "slice", "slice_update", "trunc", "unique", "unstack", "vecdot", "view",
 ]
 
 e = math.e
@@ -376,11 +376,13 @@ def asarray(a, dtype=None, *, copy=None) -> array:
     Args:
         a: Input data.
         dtype (Dtype, optional): The dtype of the result.
-        copy (bool, optional): Accepted for the array API; kiln arrays are immutable, so a copy is never needed.
+        copy (bool, optional): ``False`` is refused, as in MLX: creating an array always copies the data.
 
     Returns:
         array: The array.
     """
+    if copy is False:
+        raise ValueError("[asarray] Unable to avoid copy while creating an array as requested.")
     if isinstance(a, array):
         return a if dtype is None else ops.astype(a, dtype)
     return array(a, dtype)
@@ -718,6 +720,43 @@ def slice(a, start_indices, axes, slice_size, *, stream=None) -> array:
     for ax in range(a.ndim):
         if ax not in axes and sizes[ax] != a.shape[ax]:
             out = ops._axis_slice(out, ax, 0, sizes[ax])
+    return out
+
+
+def slice_update(a, update, start_indices, axes, *, stream=None) -> array:
+    """Update a sub-array whose start along each of `axes` is given by an array (known only at run time).
+
+    Starts are clamped so the update stays inside the array, as in :func:`slice`; along the other axes the
+    update starts at 0.
+
+    Args:
+        a (array): Input array.
+        update (array): The new values, with as many dimensions as `a`.
+        start_indices (array): One start per axis in `axes`.
+        axes (list(int)): The axes the starts refer to.
+
+    Returns:
+        array: `a` with the region replaced by `update`.
+    """
+    a = ops.to_array(a, op="slice_update")
+    update = ops.astype(ops.to_array(update, op="slice_update"), a.dtype)
+    starts = ops.reshape(ops.astype(ops.to_array(start_indices, op="slice_update"), dt.int32), (-1,))
+    axes = [ops._axis("slice_update", a.ndim, ax) for ax in axes]
+    if update.ndim != a.ndim:
+        raise ValueError(f"[slice_update] The update must have {a.ndim} dimensions, got {update.ndim}.")
+    if starts.size != len(axes):
+        raise ValueError(f"[slice_update] Expected {len(axes)} start indices, got {starts.size}.")
+    index = []
+    for ax in range(a.ndim):
+        size = update.shape[ax]
+        if size > a.shape[ax]:
+            raise ValueError(f"[slice_update] The update's size {size} exceeds axis {ax} of size {a.shape[ax]}.")
+        positions = ops.arange(0, size, dtype=dt.int32)
+        if ax in axes:
+            positions = positions + ops.clip(starts[axes.index(ax)], 0, a.shape[ax] - size)
+        index.append(ops.reshape(positions, [size if d == ax else 1 for d in range(a.ndim)]))
+    out = array(a)  # a new array object: the in-place update below must not rebind the caller's `a`
+    out[tuple(index)] = update
     return out
 
 

@@ -399,11 +399,17 @@ def einsum(subscripts: str, *operands, stream=None) -> array:
     for i, (x, ls) in enumerate(items):
         others = {lab for j, (_, ol) in enumerate(items) if j != i for lab in ol}
         reduced.append(_sum_labels(x, ls, others | set(out_labels)))
+    # Contract in the order of numpy's greedy path (as MLX): each step replaces its operands by their product.
+    for step in _greedy_path(subscripts, xs):
+        picked = [reduced[i] for i in step]
+        reduced = [r for i, r in enumerate(reduced) if i not in step]
+        needed = {lab for _, ol in reduced for lab in ol} | set(out_labels)
+        x, xl = picked[0]
+        for k, (y, yl) in enumerate(picked[1:], start=1):
+            rest = {lab for _, ol in picked[k + 1:] for lab in ol}
+            x, xl = _contract_pair(x, xl, y, yl, needed | rest)
+        reduced.append((x, xl))
     x, xl = reduced[0]
-    for i in range(1, len(reduced)):
-        y, yl = reduced[i]
-        later = {lab for _, ol in reduced[i + 1:] for lab in ol}
-        x, xl = _contract_pair(x, xl, y, yl, later | set(out_labels))
     x, xl = _sum_labels(x, xl, set(out_labels))
     x = ops.transpose(x, [xl.index(lab) for lab in out_labels])
     out_shape = tuple(sizes[lab] for lab in out_labels)
@@ -411,9 +417,8 @@ def einsum(subscripts: str, *operands, stream=None) -> array:
 
 
 def einsum_path(subscripts: str, *operands):
-    """Compute the contraction order used by :func:`einsum` and a short description of it.
-
-    kiln contracts left to right, so the path is always ``[(0, 1), (0, 1), ...]``.
+    """Compute the contraction order used by :func:`einsum` (numpy's greedy path, as MLX) and a description
+    with the naive and optimized scaling and FLOP counts, in MLX's format.
 
     Args:
         subscripts (str): The Einstein summation convention equation.
@@ -423,7 +428,42 @@ def einsum_path(subscripts: str, *operands):
         tuple(list(tuple(int, int)), str): The contraction path and a description.
     """
     xs = [ops.to_array(x) for x in operands]
-    _parse_subscripts(subscripts, xs)
-    path = [(0, 1)] * max(len(xs) - 1, 0)
-    text = f"  Complete contraction:  {subscripts.replace(' ', '')}\n  Contraction order:  left to right\n"
+    labels, out_labels = _parse_subscripts(subscripts, xs)
+    sizes = {}
+    for i, (x, ls) in enumerate(zip(xs, labels)):
+        _record_sizes(sizes, x, ls, i)
+    path = _greedy_path(subscripts, xs)
+    every = set().union(*map(set, labels))
+    naive = _step_cost(every, len(xs), every - set(out_labels), sizes)
+    terms, optimized, scaling = [set(ls) for ls in labels], 0, 0
+    for step in path:
+        picked = [terms[i] for i in step]
+        terms = [t for i, t in enumerate(terms) if i not in step]
+        involved = set().union(*picked)
+        kept = involved & (set().union(*terms) | set(out_labels))
+        optimized += _step_cost(involved, len(step), involved - kept, sizes)
+        scaling = max(scaling, len(involved))
+        terms.append(kept)
+    text = (f"  Complete contraction:  {subscripts.replace(' ', '')}\n"
+            f"         Naive scaling:  {len(every)}\n     Optimized scaling:  {scaling}\n"
+            f"      Naive FLOP count:  {naive}\n  Optimized FLOP count:  {optimized}\n")
     return path, text
+
+
+def _greedy_path(subscripts: str, xs) -> list:
+    """numpy's greedy contraction path for operands of these shapes (planned on zero-size-in-memory views)."""
+    if len(xs) == 1:
+        return [(0,)]
+    views = [np.broadcast_to(np.zeros((), np.float32), x.shape) for x in xs]
+    try:
+        return [tuple(step) for step in np.einsum_path(subscripts, *views, optimize="greedy")[0][1:]]
+    except ValueError:  # forms numpy refuses but MLX accepts (an ellipsis numpy cannot place): left to right
+        return [(0, 1)] * (len(xs) - 1)
+
+
+def _step_cost(labels: set, n_terms: int, summed: set, sizes: dict) -> int:
+    """FLOPs of one contraction as MLX counts them: the iteration space times (terms - 1, plus 1 if it sums)."""
+    space = 1
+    for lab in labels:
+        space *= sizes[lab]
+    return space * (max(1, n_terms - 1) + (1 if summed else 0))

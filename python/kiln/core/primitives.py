@@ -81,7 +81,7 @@ def is_elementwise(name: str) -> bool:
 def _load_families():
     # Importing a family module registers its records.
     from .prims import elementwise, reduce, shape  # noqa: F401
-    for optional in ("index", "linalg", "random", "conv", "sort", "quantized", "distributed"):
+    for optional in ("index", "linalg", "random", "conv", "sort", "quantized", "distributed", "fft", "float_formats"):
         try:
             __import__(f"{__package__}.prims.{optional}")
         except ModuleNotFoundError as e:

@@ -9,7 +9,7 @@ meaning) with native kernels in the engine (csrc/quantized_kernels.h).
 from __future__ import annotations
 
 from . import dtypes as dt
-from . import ops
+from . import ops, quant_modes
 from .array import array, bind
 from .prims import quantized as qprims
 
@@ -52,12 +52,14 @@ def quantize(w, /, group_size: int | None = None, bits: int | None = None, mode:
         w (array): Array to quantize, at least 2-D, the last dimension divisible by ``group_size``.
         group_size (int, optional): Elements sharing a scale and bias: 32, 64 (default) or 128.
         bits (int, optional): Bits per element: 1, 2, 3, 4 (default), 5, 6 or 8.
-        mode (str): Only ``"affine"``.
+        mode (str): ``"affine"`` (default), or ``"mxfp4"``, ``"mxfp8"``, ``"nvfp4"`` (quant_modes.py).
+        global_scale (array, optional): nvfp4's float32 tensor-wide scale.
 
     Returns:
-        tuple: ``(w_q, scales, biases)``.
+        tuple: ``(w_q, scales, biases)``, or ``(w_q, scales)`` for the floating-point modes.
     """
-    _check_mode("quantize", mode)
+    if mode != "affine":  # the floating-point modes live in quant_modes.py
+        return quant_modes.quantize_mode(w, group_size, bits, mode, global_scale)
     group_size, bits = _check_params("quantize", group_size, bits)
     w = ops.to_array(w, op="quantize")
     if w.ndim < 2:
@@ -81,13 +83,16 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
         biases (array): One bias per group.
         group_size (int, optional): The group size used to quantize (default 64).
         bits (int, optional): Bits per element used to quantize (default 4).
-        mode (str): Only ``"affine"``.
+        mode (str): ``"affine"`` (default), or ``"mxfp4"``, ``"mxfp8"``, ``"nvfp4"`` (then no biases).
         dtype (Dtype, optional): Output type; the type of ``scales`` by default.
 
     Returns:
         array: The dequantized array.
     """
-    _check_mode("dequantize", mode)
+    if mode != "affine":
+        if biases is not None:
+            raise ValueError(f"[dequantize] Biases must be null for quantization mode '{mode}'.")
+        return quant_modes.dequantize_mode(w, scales, group_size, bits, mode, global_scale, dtype)
     group_size, bits = _check_params("dequantize", group_size, bits)
     w, scales, biases = _packed_operands("dequantize", w, scales, biases)
     out_type = scales.dtype if dtype is None else dt.as_dtype(dtype, op="dequantize")
@@ -124,7 +129,10 @@ def quantized_matmul(x, w, /, scales, biases=None, transpose: bool = True, group
     Returns:
         array: The product, of type ``result_type(x, scales)``.
     """
-    _check_mode("quantized_matmul", mode)
+    if mode != "affine":
+        if biases is not None:
+            raise ValueError(f"[quantized_matmul] Biases must be null for quantization mode '{mode}'.")
+        return quant_modes.quantized_matmul_mode(x, w, scales, transpose, group_size, bits, mode)
     group_size, bits = _check_params("quantized_matmul", group_size, bits)
     x = ops.to_array(x, op="quantized_matmul")
     w, scales, biases = _packed_operands("quantized_matmul", w, scales, biases)

@@ -530,6 +530,63 @@ class Adafactor(Optimizer):
         return parameter - update
 
 
+class Muon(Optimizer):
+    r"""Muon (MomentUm Orthogonalized by Newton-Schulz): SGD momentum whose update, for parameters of two or
+    more dimensions, is replaced by an approximately orthogonal matrix of the same shape.
+
+    Parameters of more than two dimensions are flattened to ``(shape[0], -1)`` first. 0-D and 1-D parameters
+    get the plain momentum update (optimise those, embeddings and output layers with e.g. :class:`AdamW`).
+
+    Args:
+        learning_rate (float or callable): The learning rate.
+        momentum (float, optional): The momentum strength. Default: ``0.95``.
+        weight_decay (float, optional): The weight decay (L2 penalty). Default: ``0.01``.
+        nesterov (bool, optional): Enables Nesterov momentum. Default: ``True``.
+        ns_steps (int, optional): Number of Newton-Schulz iteration steps. Default: ``5``.
+    """
+
+    # The quintic Newton-Schulz coefficients of the original Muon, chosen for a steep slope at zero.
+    _NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+    def __init__(self, learning_rate: LearningRate, momentum: float = 0.95, weight_decay: float = 0.01,
+                 nesterov: bool = True, ns_steps: int = 5):
+        super().__init__()
+        self._maybe_schedule("learning_rate", learning_rate)
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.nesterov = nesterov
+        self.ns_steps = ns_steps
+
+    def init_single(self, parameter, state: dict):
+        state["v"] = mx.zeros_like(parameter)
+
+    def _orthogonalize(self, x):
+        """Newton-Schulz iterations towards the orthogonal polar factor of a 2-D matrix."""
+        a, b, c = self._NS_COEFFICIENTS
+        wide = x.shape[-2] > x.shape[-1]
+        if wide:
+            x = x.T
+        x = x / (mx.linalg.norm(x, keepdims=True) + 1e-7)
+        for _ in range(self.ns_steps):
+            gram = x @ x.T
+            poly = mx.addmm(b * gram, gram, gram, beta=1.0, alpha=c)
+            x = mx.addmm(a * x, poly, x, beta=1.0, alpha=1.0)
+        return x.T if wide else x
+
+    def apply_single(self, gradient, parameter, state: dict):
+        if self.weight_decay != 0:
+            gradient = gradient + self.weight_decay * parameter
+        v = self.momentum * state["v"] + (1 - self.momentum) * gradient
+        state["v"] = v
+        update = gradient * (1 - self.momentum) + v * self.momentum if self.nesterov else v
+        lr = self.learning_rate.astype(gradient.dtype)
+        if update.ndim >= 2:
+            shape = update.shape
+            update = mx.reshape(self._orthogonalize(mx.reshape(update, (shape[0], -1))), shape)
+            lr = lr * max(1, update.shape[-2] / update.shape[-1]) ** 0.5
+        return parameter - lr * update
+
+
 def clip_grad_norm(grads, max_norm):
     """Clip the global norm of the gradients to ``max_norm``.
 

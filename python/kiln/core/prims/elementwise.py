@@ -163,7 +163,13 @@ def unary(name, fn, deriv=None, c_expr=None, float_only=True, differentiable=Tru
         return (_scale(ct, _conj(deriv(inputs[0], out))),)
 
     def jvp(tangents, out, inputs, params):
-        return _scale(tangents[0], deriv(inputs[0], out))
+        t = _scale(tangents[0], deriv(inputs[0], out))
+        if t.dtype == dt.complex64 and out.dtype != dt.complex64:
+            # a real function of a complex input (abs): its tangent is the real part
+            from ..ops_extra import real
+
+            t = real(t)
+        return t
 
     has_rule = deriv is not None
     return register(Primitive(
@@ -231,7 +237,12 @@ def _erfinv(x):
 
 # |z| is not holomorphic: its cotangent is ct * z/|z| (MLX's convention), so the rule's "derivative" is
 # written pre-conjugated to cancel the conjugation every vjp applies.
-unary("abs", np.abs, lambda x, y: _conj(_o().sign(x)), "kiln_abs({0})", float_only=False)
+def _abs_rule(a):
+    # |z| of a complex number is real, as in MLX
+    return tuple(a.shape), dt.float32 if a.dtype == dt.complex64 else a.dtype
+
+
+unary("abs", np.abs, lambda x, y: _conj(_o().sign(x)), "kiln_abs({0})", float_only=False, rule=_abs_rule)
 unary("negative", np.negative, lambda x, y: -1, "(-{0})", float_only=False)
 unary("sign", _sign, lambda x, y: _o().zeros_like(x), "kiln_sign({0})", float_only=False)
 unary("exp", np.exp, lambda x, y: y, "kiln_exp({0})")

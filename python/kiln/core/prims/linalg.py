@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..primitives import OTHER, Primitive, register
-from .elementwise import _HALF, broadcast_shapes
+from .elementwise import _HALF, _conj, broadcast_shapes
 
 
 def _ops():
@@ -39,6 +39,7 @@ def _matmul_vjp(ct, out, inputs, params):
 
     ops = _ops()
     a, b = inputs
+    a, b = _conj(a), _conj(b)  # complex cotangents flow through the conjugate derivative, as in MLX
     ga = ops.matmul(ct, ops.swapaxes(b, -1, -2))
     gb = ops.matmul(ops.swapaxes(a, -1, -2), ct)
     return unbroadcast(ga, a.shape), unbroadcast(gb, b.shape)
@@ -76,4 +77,3 @@ def _matmul_vmap(inputs, bdims, params):
 
 
 register(Primitive("matmul", OTHER, _matmul_impl, _matmul_rule, _matmul_vjp, _matmul_jvp, _matmul_vmap))
-del dt

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..primitives import REDUCTION, Primitive, register
-from .elementwise import _HALF
+from .elementwise import _HALF, _conj
 
 
 def _ops():
@@ -104,12 +104,13 @@ def _prod_vjp(ct, out, inputs, params):
     zeros = ops.sum(ops.astype(x == 0, dt.int32), axis=axes, keepdims=True)
     grad = ops.where(x == 0, ops.where(zeros == 1, others, ops.zeros_like(others)),
                      ops.where(zeros == 0, o / nonzero, ops.zeros_like(o)))
-    return (ct * grad,)
+    return (ct * _conj(grad),)  # complex cotangents flow through the conjugate derivative, as in MLX
 
 
 def _prod_jvp(tangents, out, inputs, params):
     ops = _ops()
     (ct_x,) = _prod_vjp(ops.ones_like(out), out, inputs, params)
+    ct_x = _conj(ct_x)  # the jvp needs the derivative itself, not its conjugate
     from ..array import bind
 
     return bind("sum", ct_x * tangents[0], **params)

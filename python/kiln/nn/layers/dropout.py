@@ -58,7 +58,7 @@ class _ChannelDropout(Module):
         for i in range(-1 - self._spatial, -1):
             mask_shape[i] = 1
         mask = mx.random.bernoulli(p=self._p_1, shape=mask_shape)
-        return (1 / self._p_1) * mask * x
+        return (mask * x) * (1 / self._p_1)  # this order keeps x's dtype (a bfloat16 input stays bfloat16)
 
 
 class Dropout2d(_ChannelDropout):

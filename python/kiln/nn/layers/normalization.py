@@ -27,6 +27,11 @@ def rms_norm(x, weight, eps: float):
     return y * weight if weight is not None else y
 
 
+def _check_eps(layer: str, eps: float) -> None:
+    if eps <= 0.0:
+        raise ValueError(f"[{layer}] 'eps' must be positive but got {eps}.")
+
+
 class InstanceNorm(Module):
     r"""Applies instance normalisation: statistics over the spatial axes of each sample and channel.
 
@@ -38,6 +43,7 @@ class InstanceNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5, affine: bool = False):
         super().__init__()
+        _check_eps("InstanceNorm", eps)
         if affine:
             self.weight = mx.ones((dims,))
             self.bias = mx.zeros((dims,))
@@ -72,6 +78,7 @@ class LayerNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5, affine: bool = True, bias: bool = True):
         super().__init__()
+        _check_eps("LayerNorm", eps)
         if affine:
             self.weight = mx.ones((dims,))
             if bias:
@@ -98,6 +105,7 @@ class RMSNorm(Module):
 
     def __init__(self, dims: int, eps: float = 1e-5):
         super().__init__()
+        _check_eps("RMSNorm", eps)
         self.weight = mx.ones((dims,))
         self.eps = eps
 
@@ -123,6 +131,14 @@ class GroupNorm(Module):
     def __init__(self, num_groups: int, dims: int, eps: float = 1e-5, affine: bool = True,
                  pytorch_compatible: bool = False):
         super().__init__()
+        _check_eps("GroupNorm", eps)
+        if num_groups <= 0:
+            raise ValueError(f"The number of groups ({num_groups}) must be a positive integer.")
+        if dims <= 0:
+            raise ValueError(f"The number of features ({dims}) must be a positive integer.")
+        if dims % num_groups != 0:
+            raise ValueError(f"The number of features ({dims}) must be evenly divisible by the number of groups "
+                             f"({num_groups}).")
         if affine:
             self.bias = mx.zeros((dims,))
             self.weight = mx.ones((dims,))
@@ -175,6 +191,7 @@ class BatchNorm(Module):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True,
                  track_running_stats: bool = True):
         super().__init__()
+        _check_eps("BatchNorm", eps)
         self.num_features = num_features
         self.eps = eps
         self.momentum = momentum
