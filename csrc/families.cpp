@@ -28,6 +28,8 @@ namespace {
 
 // Below this many elements touched (multiply-adds, for products) a launch runs on the calling thread.
 constexpr int64_t kParallelWork = int64_t{1} << 20;
+// Tasks are split in multiples of this many (the matrix-vector kernels take four rows at a time).
+constexpr int64_t kGrain = 16;
 
 const char* family_text(const std::string& family) {
   if (family == "matmul") {
@@ -87,7 +89,7 @@ void launch_family(uintptr_t fn, nb::list inputs, nb::handle out, std::vector<in
     kernel(&L, 0, tasks);  // waking the pool costs more than it saves
     return;
   }
-  runtime::launch_rows(kernel, &L, tasks, work);
+  runtime::launch_tasks(kernel, &L, tasks, kGrain);
 }
 
 }  // namespace

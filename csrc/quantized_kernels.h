@@ -62,7 +62,6 @@ KILN_INLINE void kiln_decode_group(const uint8_t* row, int64_t g, float* out) {
   }
 }
 
-#if KILN_OP == KILN_QOP_QMV_T
 // With 4 bits, x arrives permuted within every 32 elements: the 16 even elements, then the 16 odd ones, so
 // the low and high nibbles of 16 bytes meet their x without a shuffle. KILN_XPOS maps an element to its place.
 #if KILN_BITS == 4
@@ -72,7 +71,7 @@ KILN_INLINE void kiln_decode_group(const uint8_t* row, int64_t g, float* out) {
 #endif
 
 #if KILN_Q_AVX512 && (KILN_BITS == 4 || KILN_BITS == 8)
-// 32 codes (at `p`, 16 bytes with 4 bits, 32 with 8) as two float vectors, in x's order.
+// 32 codes (at `p`, 16 bytes with 4 bits, 32 with 8) as two float vectors, in x's order (the kernel order).
 #define KILN_Q_FAST 1
 #define KILN_CHUNK_BYTES (32 * KILN_BITS / 8)
 KILN_INLINE void kiln_decode32(const uint8_t* p, __m512* v0, __m512* v1) {
@@ -87,6 +86,7 @@ KILN_INLINE void kiln_decode32(const uint8_t* p, __m512* v0, __m512* v1) {
 }
 #endif
 
+#if KILN_OP == KILN_QOP_QMV_T
 #if KILN_Q_FAST
 // Sixteen scales or biases (the first `n`; the rest read as 0) as float32.
 KILN_INLINE __m512 kiln_q_load16(const void* p, int64_t i, int n) {
@@ -282,6 +282,13 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
 #endif
 
 #if KILN_OP == KILN_QOP_DEQUANT
+// KILN_KERNEL_ORDER 1: codes come out in the kernel order (KILN_XPOS), for products whose x is permuted alike;
+// with float32 output that order lets 4- and 8-bit groups decode in registers.
+#if !defined(KILN_KERNEL_ORDER)
+#define KILN_KERNEL_ORDER 0
+#endif
+#define KILN_DEQUANT_FAST (KILN_Q_FAST && KILN_OUT == 0 && (KILN_BITS == 8 || KILN_KERNEL_ORDER))
+
 // Rows [begin, end) of the (rows, K) result: in[0] packed w (row stride shape[1] bytes), in[1] scales and
 // in[2] biases (row stride shape[2] elements); shape = {rows, w row bytes, scale row stride, K}.
 extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
@@ -291,12 +298,24 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
   for (int64_t r = begin; r < end; ++r) {
     const uint8_t* row = (const uint8_t*)L->in[0] + r * ldw;
     for (int64_t g = 0; g < G; ++g) {
-      kiln_decode_group(row, g, q);
       const float s = kiln_q_round(kiln_q_load(L->in[1], r * lds + g, KILN_SCALE));
       const float b = kiln_q_round(kiln_q_load(L->in[2], r * lds + g, KILN_SCALE));
-      for (int i = 0; i < KILN_GROUP; ++i) {
-        kiln_q_store(L->out, r * K + g * KILN_GROUP + i, kiln_q_round(kiln_q_round(q[i] * s) + b));
+#if KILN_DEQUANT_FAST
+      const __m512 sv = _mm512_set1_ps(s), bv = _mm512_set1_ps(b);
+      float* o = (float*)L->out + r * K + g * KILN_GROUP;
+      for (int c = 0; c < KILN_GROUP / 32; ++c) {
+        __m512 v0, v1;
+        kiln_decode32(row + (g * KILN_GROUP + 32 * c) * KILN_BITS / 8, &v0, &v1);
+        _mm512_storeu_ps(o + 32 * c, _mm512_add_ps(_mm512_mul_ps(v0, sv), bv));
+        _mm512_storeu_ps(o + 32 * c + 16, _mm512_add_ps(_mm512_mul_ps(v1, sv), bv));
       }
+#else
+      kiln_decode_group(row, g, q);
+      for (int i = 0; i < KILN_GROUP; ++i) {
+        const int64_t at = KILN_KERNEL_ORDER ? KILN_XPOS(i) : i;
+        kiln_q_store(L->out, r * K + g * KILN_GROUP + at, kiln_q_round(kiln_q_round(q[i] * s) + b));
+      }
+#endif
     }
   }
 }

@@ -53,6 +53,8 @@ struct Job {
   kiln_kernel_fn fn = nullptr;
   const kiln_launch* L = nullptr;
   int64_t n = 0;
+  int64_t unit = kUnit;          // elements (or tasks) per unit of work
+  uint32_t min_claim = kMinClaim;  // the smallest piece, in units
   std::atomic<uint32_t> units{0};
 };
 
@@ -71,9 +73,10 @@ class Pool {
     solo_for_ = kSoloMin;
   }
 
-  void run(kiln_kernel_fn fn, const kiln_launch* L, int64_t n) {
+  // Split [0, n) in units of `unit`, claimed at least `min_claim` units at a time.
+  void run(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, int64_t unit = kUnit, uint32_t min_claim = kMinClaim) {
     std::lock_guard<std::mutex> guard(launch_mutex_);
-    const int64_t units = (n + kUnit - 1) / kUnit;
+    const int64_t units = (n + unit - 1) / unit;
     const Clock::time_point begin = Clock::now();
     if (threads_ <= 1 || units >= 0xffffffffll || begin < solo_until_) {
       fn(L, 0, n);
@@ -85,6 +88,8 @@ class Pool {
     job_.fn = fn;
     job_.L = L;
     job_.n = n;
+    job_.unit = unit;
+    job_.min_claim = min_claim;
     job_.units.store(static_cast<uint32_t>(units), std::memory_order_relaxed);
     done_.store(0, std::memory_order_relaxed);
     ticket_.store(static_cast<uint64_t>(gen) << 32, std::memory_order_release);
@@ -145,7 +150,7 @@ class Pool {
     // No piece holds more than an eighth of a thread's share, nor more than kMaxClaim: a worker
     // descheduled while it holds one keeps the caller waiting for no more than that piece.
     const uint32_t max_claim =
-        std::max(kMinClaim, std::min(kMaxClaim, job_.units.load(std::memory_order_relaxed) / (share * 4)));
+        std::max(job_.min_claim, std::min(kMaxClaim, job_.units.load(std::memory_order_relaxed) / (share * 4)));
     for (;;) {
       uint64_t t = ticket_.load(std::memory_order_acquire);
       const uint32_t units = job_.units.load(std::memory_order_relaxed);
@@ -154,12 +159,12 @@ class Pool {
         return;
       }
       const uint32_t left = units - pos;
-      const uint32_t take = std::min(std::max(left / share, kMinClaim), std::min(max_claim, left));
+      const uint32_t take = std::min(std::max(left / share, job_.min_claim), std::min(max_claim, left));
       if (!ticket_.compare_exchange_weak(t, t + take, std::memory_order_acq_rel)) {
         continue;
       }
-      const int64_t begin = static_cast<int64_t>(pos) * kUnit;
-      const int64_t end = std::min<int64_t>(static_cast<int64_t>(pos + take) * kUnit, job_.n);
+      const int64_t begin = static_cast<int64_t>(pos) * job_.unit;
+      const int64_t end = std::min<int64_t>(static_cast<int64_t>(pos + take) * job_.unit, job_.n);
       job_.fn(job_.L, begin, end);
       done_.fetch_add(take, std::memory_order_release);
     }
@@ -271,6 +276,17 @@ void launch(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, bool parallel) {
     return;
   }
   pool().run(fn, L, n);
+}
+
+void launch_tasks(kiln_kernel_fn fn, const kiln_launch* L, int64_t tasks, int64_t grain) {
+  const int threads = pool().threads();
+  if (tasks < 2 * grain || threads <= 1) {
+    fn(L, 0, tasks);
+    return;
+  }
+  // Units of `grain` tasks, about sixteen per thread, so pieces shrink towards the end as for elements.
+  const int64_t unit = std::max<int64_t>(grain, (tasks / (16 * threads)) / grain * grain);
+  pool().run(fn, L, tasks, unit, 1);
 }
 
 void launch_rows(kiln_kernel_fn fn, const kiln_launch* L, int64_t rows, int64_t work) {

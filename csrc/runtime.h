@@ -12,6 +12,9 @@ namespace kiln::runtime {
 void launch(kiln_kernel_fn fn, const kiln_launch* L, int64_t n, bool parallel);
 // Run fn over rows [0, rows) of `work` elements in all: split across the pool when work is large.
 void launch_rows(kiln_kernel_fn fn, const kiln_launch* L, int64_t rows, int64_t work);
+// Run fn over tasks [0, tasks) of roughly equal cost (rows of a matrix-vector product), split across the pool
+// in pieces that are multiples of `grain` tasks. The caller decides that the work is worth splitting.
+void launch_tasks(kiln_kernel_fn fn, const kiln_launch* L, int64_t tasks, int64_t grain);
 // Elements at which a launch is worth splitting across threads.
 int64_t parallel_threshold();
 int num_threads();

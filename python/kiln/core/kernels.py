@@ -78,7 +78,10 @@ def _rows(a: np.ndarray) -> np.ndarray:
 
 
 def widen(a: np.ndarray) -> np.ndarray:
-    """A float32 C-contiguous copy of a float16/bfloat16 array (multithreaded)."""
+    """A float32 copy of a float16/bfloat16 array (multithreaded): C-contiguous, or the transpose of one when
+    `a` is a transposed view (W.T), so each source row is read in order."""
+    if a.ndim >= 2 and a.strides[-2] == a.itemsize and a.strides[-1] != a.itemsize and a.shape[-1] > 1:
+        return np.swapaxes(widen(np.swapaxes(a, -1, -2)), -1, -2)
     out = np.empty(a.shape, np.float32)
     if a.size == 0:
         return out
@@ -189,10 +192,15 @@ def _quantized_gemm(spec: dict, transpose: bool, out_dtype: dt.Dtype, x, w, scal
     """Tall products: dequantize natively into float32 a tile of rows at a time, multiply each tile with
     numpy's float32 GEMM into its columns of the result, round once at the end."""
     x32 = x.astype(np.float32, copy=False)
+    # With 4 bits and x @ W.T, tiles come out in the kernel's nibble order (decoded in registers) and x is
+    # permuted alike, which leaves the product unchanged.
+    kernel_order = transpose and spec["bits"] == 4
+    if kernel_order:
+        x32 = _nibble_order(x32)
 
     def tile(lo: int, hi: int) -> np.ndarray:
         return dequantize_native(w[..., lo:hi, :], scales[..., lo:hi, :], biases[..., lo:hi, :], spec["group"],
-                                 spec["bits"], dt.float32, spec["scale"])
+                                 spec["bits"], dt.float32, spec["scale"], kernel_order)
 
     rows = w.shape[-2]
     if not transpose or rows <= GEMM_TILE_ROWS:
@@ -228,8 +236,10 @@ def _choose_quantized_matmul(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype
     return run
 
 
-def dequantize_native(w, scales, biases, group_size: int, bits: int, out_dtype: dt.Dtype, scale_code: int):
-    """Dequantize in the kernel layout, rounding as the numpy reference does in `out_dtype`."""
+def dequantize_native(w, scales, biases, group_size: int, bits: int, out_dtype: dt.Dtype, scale_code: int,
+                      kernel_order: bool = False):
+    """Dequantize in the kernel layout, rounding as the numpy reference does in `out_dtype`; with
+    `kernel_order` each row's codes come out in the order the 4-bit kernels read x in (_nibble_order)."""
     K = w.shape[-1] * 32 // bits
     w2, s2, b2 = _rows(w), _rows(scales), _rows(biases)
     w2, s2, b2 = _kernel_layout(w2, s2, b2)
@@ -237,7 +247,8 @@ def dequantize_native(w, scales, biases, group_size: int, bits: int, out_dtype: 
     rows = w2.shape[0]
     if out.size == 0:
         return out
-    fn = _kernel("quantized", op=_DEQUANT, bits=bits, group=group_size, scale=scale_code, out=_STORAGE[out_dtype])
+    fn = _kernel("quantized", op=_DEQUANT, bits=bits, group=group_size, scale=scale_code, out=_STORAGE[out_dtype],
+                 kernel_order=int(kernel_order))
     return _launch(fn, [w2, s2, b2], out, [rows, w2.strides[0], s2.strides[0] // s2.itemsize, K], rows, rows * K)
 
 
