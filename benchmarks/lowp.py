@@ -119,6 +119,14 @@ def matvec(opts, peers: dict) -> Table:
     return table
 
 
+def numpy_gemv_gbs(opts) -> float:
+    """The bandwidth numpy's float32 matrix-vector product reaches (GB/s), when the matvec rows are skipped."""
+    rng = np.random.default_rng(0)
+    w32 = rng.standard_normal((opts.size, opts.size), dtype=np.float32)
+    x32 = rng.standard_normal((1, opts.size), dtype=np.float32)
+    return w32.nbytes / timed(lambda: x32 @ w32.T, opts.trials) / 1e9
+
+
 # -- matrix-matrix: (M, K) @ (K, N) ---------------------------------------------------------------------------
 def matmat(opts) -> Table:
     import kiln.core as mx
@@ -234,8 +242,7 @@ def main():
     if "matmat" not in opts.skip:
         tables.append(matmat(opts))
     if "decode" not in opts.skip:
-        k = opts.size
-        gbs = (k * k * 4 / gemv.ref) / 1e9 if gemv else float(input("GEMV GB/s: "))
+        gbs = numpy_gemv_gbs(opts) if gemv is None else opts.size ** 2 * 4 / gemv.ref / 1e9
         print(f"(bound = weight bytes a token reads / {gbs:.1f} GB/s, numpy's float32 GEMV in this run)")
         tables.append(decode(opts, peers, gbs))
     del mx
