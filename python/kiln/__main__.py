@@ -247,7 +247,8 @@ def speed_table(mx, quick: bool, shapes=None) -> None:
     from kiln.core import engine_status
 
     print(f"\n## Speed: the guide's gelu, uncompiled vs mx.compile ({engine_status()})\n")
-    print("eager = gelu called without mx.compile: kiln evaluates its lazy graph op by op on the numpy reference")
+    print("eager = gelu called without mx.compile: kiln evaluates its lazy graph when the result is needed, large")
+    print("graphs through the engine (fused, cached by structure), small ones op by op on the numpy reference")
     print("interpreter. compiled = mx.compile(gelu): one fused kernel. Each cell is the median time per call over")
     print("several samples (the count is shown; the largest shape's eager cell may have only one).\n")
     print(f"| {'shape':<16} | {'eager (uncompiled)':>18} | {'compiled':>12} | {'speed-up':>8} | {'samples':>7} |")
