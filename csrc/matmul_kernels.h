@@ -133,17 +133,13 @@ KILN_INLINE void kiln_rows(const float* x, int64_t M, int64_t K, const uint16_t*
 extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
   const kiln_gemv g = kiln_gemv_args(L);
   const int64_t M = g.M, N = g.N, K = g.K, ldw = g.ldw;
-  const float* xs = g.xs;
-  const uint16_t* ws = g.ws;
-  const int64_t *xoff = g.xoff, *woff = g.woff;
-  uint16_t* out = g.out;
   for (int64_t t = begin; t < end;) {
     const int64_t b = t / N, n = t % N;
     int64_t rows = N - n < end - t ? N - n : end - t;
     rows = rows < 4 ? rows : 4;
-    const float* x = xs + xoff[b];
-    const uint16_t* w = ws + woff[b] + n * ldw;
-    uint16_t* o = out + b * M * N + n;
+    const float* x = g.xs + g.xoff[b];
+    const uint16_t* w = g.ws + g.woff[b] + n * ldw;
+    uint16_t* o = g.out + b * M * N + n;
     switch (rows) {
       case 4: kiln_rows<4>(x, M, K, w, ldw, o, N); break;
       case 3: kiln_rows<3>(x, M, K, w, ldw, o, N); break;
@@ -164,18 +160,14 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
 extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
   const kiln_gemv g = kiln_gemv_args(L);
   const int64_t M = g.M, N = g.N, K = g.K, ldw = g.ldw;
-  const float* xs = g.xs;
-  const uint16_t* ws = g.ws;
-  const int64_t *xoff = g.xoff, *woff = g.woff;
-  uint16_t* out = g.out;
   float acc[KILN_NN_BLOCK];
   for (int64_t t = begin; t < end;) {
     const int64_t b = t / N, n = t % N;
     int64_t cols = N - n < end - t ? N - n : end - t;
     cols = cols < KILN_NN_BLOCK ? cols : KILN_NN_BLOCK;
-    const uint16_t* w = ws + woff[b] + n;
+    const uint16_t* w = g.ws + g.woff[b] + n;
     for (int64_t m = 0; m < M; ++m) {
-      const float* x = xs + xoff[b] + m * K;
+      const float* x = g.xs + g.xoff[b] + m * K;
 #if KILN_MM_AVX512
       __m512 a[KILN_NN_BLOCK / 16];
       for (int j = 0; j < KILN_NN_BLOCK / 16; ++j) {
@@ -207,7 +199,7 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
         }
       }
 #endif
-      uint16_t* o = out + (b * M + m) * N + n;
+      uint16_t* o = g.out + (b * M + m) * N + n;
       for (int64_t j = 0; j < cols; ++j) {
         o[j] = kiln_half_store(acc[j]);
       }

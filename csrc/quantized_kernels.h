@@ -34,15 +34,18 @@ KILN_INLINE float kiln_q_round(float v) {
 #endif
 }
 
-KILN_INLINE void kiln_q_store(void* p, int64_t i, float v) {
-#if KILN_OUT == 0
-  ((float*)p)[i] = v;
-#elif KILN_OUT == 1
-  ((uint16_t*)p)[i] = kiln_bits<uint16_t>(kiln_st_f16(v));
-#else
-  ((uint16_t*)p)[i] = kiln_st_bf16(v);
-#endif
+// Element i of a buffer stored as `type` (0 float32, 1 float16, 2 bfloat16), rounded to nearest even.
+KILN_INLINE void kiln_q_write(void* p, int64_t i, float v, int type) {
+  if (type == 0) {
+    ((float*)p)[i] = v;
+  } else if (type == 1) {
+    ((uint16_t*)p)[i] = kiln_bits<uint16_t>(kiln_st_f16(v));
+  } else {
+    ((uint16_t*)p)[i] = kiln_st_bf16(v);
+  }
 }
+
+KILN_INLINE void kiln_q_store(void* p, int64_t i, float v) { kiln_q_write(p, i, v, KILN_OUT); }
 
 #define KILN_QMASK ((1u << KILN_BITS) - 1u)
 
@@ -348,16 +351,6 @@ KILN_INLINE void kiln_affine_params(const float* v, float* scale, float* bias) {
 #endif
 }
 
-KILN_INLINE void kiln_q_put(void* p, int64_t i, float v) {
-#if KILN_SCALE == 0
-  ((float*)p)[i] = v;
-#elif KILN_SCALE == 1
-  ((uint16_t*)p)[i] = kiln_bits<uint16_t>(kiln_st_f16(v));
-#else
-  ((uint16_t*)p)[i] = kiln_st_bf16(v);
-#endif
-}
-
 // Rows [begin, end) of w (rows, K) stored as KILN_SCALE, C-contiguous: out the packed words (rows, K * bits /
 // 32), in[1] scales and in[2] biases (rows, K / group) written in the input's type; shape = {rows, K}.
 extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
@@ -374,8 +367,8 @@ extern "C" void KILN_KERNEL(const kiln_launch* L, int64_t begin, int64_t end) {
       }
       float scale, bias;
       kiln_affine_params(v, &scale, &bias);
-      kiln_q_put((void*)L->in[1], r * G + g, scale);
-      kiln_q_put((void*)L->in[2], r * G + g, bias);
+      kiln_q_write((void*)L->in[1], r * G + g, scale, KILN_SCALE);
+      kiln_q_write((void*)L->in[2], r * G + g, bias, KILN_SCALE);
       for (int j = 0; j < KILN_GROUP / 8; ++j) {
         uint64_t packed = 0;
         for (int i = 0; i < 8; ++i) {
