@@ -349,32 +349,6 @@ def native_impl(prim: str, params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return chooser(params, in_dtypes, out_dtype) if chooser is not None else None
 
 
-def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
-    """csrc/random.cpp: Threefry-2x32 bits in MLX's layout, byte for byte the registry's implementation."""
-    shape, width = [int(s) for s in params["shape"]], int(params["width"])
-    return lambda keys: _engine.random_bits(keys, shape, width)
-
-
-def _random_uniform_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
-    """csrc/random.cpp: bits, scaling and shift in one pass where the bounds are scalars (else numpy)."""
-    if out_dtype != dt.float32:
-        return None
-    shape = [int(s) for s in params["shape"]]
-    reference = REGISTRY["random_uniform"].impl
-
-    def call(keys, low, high):
-        if low.size == 1 and high.size == 1 and low.ndim <= len(shape) and high.ndim <= len(shape):
-            out = _engine.random_uniform(keys, shape, float(low.reshape(())), float(high.reshape(())))
-            return out
-        return reference(keys, low, high, shape=tuple(shape))
-
-    return call
-
-
-_NATIVE_FAMILIES["random_bits"] = _random_bits_kernel
-_NATIVE_FAMILIES["random_uniform"] = _random_uniform_kernel
-
-
 def _native_step(eqn: Eqn) -> dict:
     """How the dispatch loop runs a non-fused equation without calling back into Python ({} = it cannot).
 

@@ -1,5 +1,5 @@
-"""Native kernel families beyond fused elementwise regions: float16/bfloat16 matmul and MLX's affine-quantized
-quantize / dequantize / quantized_matmul / gather_qmm. Each family is one JIT source in csrc/ specialised by #define
+"""Native kernel families beyond fused elementwise regions: float16/bfloat16 matmul, MLX's affine-quantized
+quantize / dequantize / quantized_matmul / gather_qmm, and random bits. Each family is one JIT source in csrc/ specialised by #define
 lines; this module picks the specialisation, lays out the buffers and launches it. The choosers register in
 engine's native table, so compiled Programs and eager evaluation reach the same kernels.
 
@@ -13,6 +13,7 @@ import numpy as np
 
 from . import dtypes as dt
 from . import engine
+from .primitives import REGISTRY
 
 # Storage codes the kernel sources use: 0 float32, 1 float16, 2 bfloat16.
 _STORAGE = {dt.float32: 0, dt.float16: 1, dt.bfloat16: 2}
@@ -310,10 +311,35 @@ def _choose_gather_qmm(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return run
 
 
+# -- random bits (csrc/random.cpp: built ahead of time, nothing to specialise per graph) ----------------------
+def _random_bits_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: Threefry-2x32 bits in MLX's layout, byte for byte the registry's implementation."""
+    shape, width = [int(s) for s in params["shape"]], int(params["width"])
+    return lambda keys: engine._engine.random_bits(keys, shape, width)
+
+
+def _random_uniform_kernel(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
+    """csrc/random.cpp: bits, scaling and shift in one pass where the bounds are scalars (else numpy)."""
+    if out_dtype != dt.float32:
+        return None
+    shape = [int(s) for s in params["shape"]]
+    reference = REGISTRY["random_uniform"].impl
+
+    def call(keys, low, high):
+        if low.size == 1 and high.size == 1 and low.ndim <= len(shape) and high.ndim <= len(shape):
+            out = engine._engine.random_uniform(keys, shape, float(low.reshape(())), float(high.reshape(())))
+            return out
+        return reference(keys, low, high, shape=tuple(shape))
+
+    return call
+
+
 engine._NATIVE_FAMILIES.update({
     "matmul": _choose_matmul,
     "quantized_matmul": _choose_quantized_matmul,
     "dequantize": _choose_dequantize,
     "quantize": _choose_quantize,
     "gather_qmm": _choose_gather_qmm,
+    "random_bits": _random_bits_kernel,
+    "random_uniform": _random_uniform_kernel,
 })
