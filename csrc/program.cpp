@@ -402,18 +402,7 @@ struct Program::Impl {
         return call_python(step, slots);
       }
     }
-    PyArray_Descr* descr = PyArray_DESCR(a);
-    Py_INCREF(descr);
-    PyObject* view = PyArray_NewFromDescr(&PyArray_Type, descr, out_nd, dims, strides, PyArray_DATA(a), 0, nullptr);
-    if (!view) {
-      return nullptr;
-    }
-    Py_INCREF(a);
-    if (PyArray_SetBaseObject(reinterpret_cast<PyArrayObject*>(view), reinterpret_cast<PyObject*>(a)) < 0) {
-      Py_DECREF(view);
-      return nullptr;
-    }
-    return view;
+    return view_of(a, out_nd, dims, strides, PyArray_BYTES(a), 0);
   }
 
   // x[start:stop:step] per axis with Python's slice rules (a negative stop means "to the end"), as the
@@ -440,9 +429,13 @@ struct Program::Impl {
       data += start * PyArray_STRIDE(a, d);
       strides[d] = PyArray_STRIDE(a, d) * by;
     }
+    return view_of(a, nd, dims, strides, data, PyArray_FLAGS(a) & NPY_ARRAY_WRITEABLE);
+  }
+
+  // A view of a's memory (data, dims, strides, flags) that keeps a alive, as numpy's own views do.
+  static PyObject* view_of(PyArrayObject* a, int nd, npy_intp* dims, npy_intp* strides, char* data, int flags) {
     PyArray_Descr* descr = PyArray_DESCR(a);
     Py_INCREF(descr);
-    const int flags = PyArray_FLAGS(a) & NPY_ARRAY_WRITEABLE;
     PyObject* view = PyArray_NewFromDescr(&PyArray_Type, descr, nd, dims, strides, data, flags, nullptr);
     if (!view) {
       return nullptr;
