@@ -4,6 +4,7 @@ a loader that refuses truncated, corrupted and foreign files with ValueError."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import struct
@@ -210,3 +211,66 @@ def test_corrupted_headers_with_a_valid_checksum_never_crash(tmp_path):
             continue
         outcomes["ran"] += 1
     assert outcomes["refused"] > 0, outcomes
+
+
+# -- export to a callback --------------------------------------------------------------------------------------
+def _callback_events(module, fun, *args, **kwargs) -> list:
+    events = []
+    module.export_function(events.append, fun, *args, **kwargs)
+    return events
+
+
+def _primitive_names(events) -> list:
+    return [e["name"] for e in events if e["type"] == "primitive"]
+
+
+def test_callback_receives_the_graph_in_mlx_form():
+    events = _callback_events(mx, lambda x, y: (mx.log(mx.abs(x - y)), mx.sum(x, axis=0)),
+                              mx.array([1.0, 2.0]), y=mx.array(3.0))
+    assert [e["type"] for e in events[:4]] == ["inputs", "keyword_inputs", "outputs", "constants"]
+    (a, a_shape, a_dtype), = events[0]["inputs"]
+    assert (a_shape, a_dtype) == ((2,), mx.float32)
+    (y_name, b), = events[1]["keywords"]
+    assert y_name == "y" and b not in (a,)
+    assert [(shape, dtype) for _, shape, dtype in events[2]["outputs"]] == [((2,), mx.float32), ((), mx.float32)]
+    assert events[3]["constants"] == []
+    primitives = [e for e in events if e["type"] == "primitive"]
+    names = [p["name"] for p in primitives]
+    assert [n for n in names if n != "Reduce"] == ["Subtract", "Abs", "Log"] and names.count("Reduce") == 1
+    (reduce,) = [p for p in primitives if p["name"] == "Reduce"]
+    assert reduce["kiln_primitive"] == "sum" and reduce["parameters"]["axes"] == (0,)
+    # The events name one graph: every primitive input is an input, a constant or an earlier output.
+    known = {a, b}
+    for p in primitives:
+        assert {name for name, _, _ in p["inputs"]} <= known
+        known |= {name for name, _, _ in p["outputs"]}
+    assert {name for name, _, _ in events[2]["outputs"]} <= known
+
+
+def test_callback_literals_arrive_as_constants():
+    events = _callback_events(mx, lambda x: x * 2.0, mx.array([1.0, 3.0]))
+    (name, value), = events[3]["constants"]
+    assert value.item() == 2.0 and value.dtype == mx.float32
+    (multiply,) = [e for e in events if e["type"] == "primitive"]
+    assert name in {n for n, _, _ in multiply["inputs"]}
+
+
+def test_callback_refuses_metadata():
+    with pytest.raises(ValueError, match=r"\[export_function\].*metadata"):
+        mx.export_function(lambda event: None, mx.abs, mx.array(1.0), metadata="config")
+
+
+@pytest.mark.parametrize("fun", [
+    lambda m, x, y: m.log(m.abs(x - y)),
+    lambda m, x, y: m.exp(x) * m.sin(y) + m.tanh(x),
+    lambda m, x, y: m.maximum(x, y).astype(m.int32),
+    lambda m, x, y: m.sqrt(m.square(x) / (y * y)),
+])
+def test_callback_primitive_names_match_mlx(mlx, fun):
+    """The same function on real MLX reports the same operations (same-shaped inputs keep MLX from adding
+    broadcasts; the order of independent operations may differ)."""
+    ours = _primitive_names(_callback_events(mx, functools.partial(fun, mx), mx.array([1.0, -2.0]),
+                                             mx.array([0.5, 3.0])))
+    theirs = _primitive_names(_callback_events(mlx, functools.partial(fun, mlx), mlx.array([1.0, -2.0]),
+                                               mlx.array([0.5, 3.0])))
+    assert sorted(ours) == sorted(theirs)

@@ -123,7 +123,9 @@ def export_function(file, fun, *args, shapeless: bool = False, metadata: str | N
     The file is kiln's own format (not MLX's ``.mlxfn`` layout); see ``kiln/core/function_file.py``.
 
     Args:
-        file (str): The file path to write.
+        file (str or Callable): The file path to write, or a callback that receives the traced graph as a
+          sequence of dicts (see :func:`_send_to_callback`: MLX's ``inputs``, ``keyword_inputs``, ``outputs``,
+          ``constants`` and one ``primitive`` per operation).
         fun (Callable): A function of zero or more arrays returning an array or a flat tuple/list of arrays.
         *args (array): Example positional inputs, or one tuple/list of them (then optionally a dict of keyword
           inputs).
@@ -136,10 +138,88 @@ def export_function(file, fun, *args, shapeless: bool = False, metadata: str | N
     Returns:
         None
     """
-    if callable(file):
-        raise ValueError("[export_function] Exporting to a callback is not supported; pass a path.")  # noqa: TRY004
     args, kwargs = _split_inputs("export_function", args, kwargs)
+    if callable(file):
+        if metadata is not None:
+            raise ValueError("[export_function] The metadata argument is only supported when exporting to a file, "
+                             "not when using a callback.")
+        _send_to_callback(file, _trace(fun, args, kwargs, shapeless))
+        return
     _write(file, [_trace(fun, args, kwargs, shapeless)], metadata)
+
+
+# MLX's primitive class names where they differ from the CamelCase of kiln's primitive name. MLX folds some
+# operations into one primitive with a state field (every reduction is `Reduce`, every cumulative op `Scan`);
+# a callback tells them apart by the `kiln_primitive` and `parameters` fields that kiln adds.
+_MLX_PRIMITIVE_NAMES = {
+    "arccos": "ArcCos", "arccosh": "ArcCosh", "arcsin": "ArcSin", "arcsinh": "ArcSinh", "arctan": "ArcTan",
+    "arctan2": "ArcTan2", "arctanh": "ArcTanh", "argmax": "ArgReduce", "argmin": "ArgReduce",
+    "argpartition": "ArgPartition", "argsort": "ArgSort", "as_strided": "AsStrided", "astype": "AsType",
+    "bitwise_and": "BitwiseBinary", "bitwise_or": "BitwiseBinary", "bitwise_xor": "BitwiseBinary",
+    "left_shift": "BitwiseBinary", "right_shift": "BitwiseBinary", "broadcast_to": "Broadcast",
+    "conv_general": "Convolution", "cummax": "Scan", "cummin": "Scan", "cumprod": "Scan", "cumsum": "Scan",
+    "custom": "CustomTransforms", "erfinv": "ErfInv", "fft": "FFT", "fill": "Full", "gather_qmm": "GatherQMM",
+    "inv": "Inverse", "log10": "Log", "log2": "Log", "logaddexp": "LogAddExp", "lu_factor": "LUF",
+    "all": "Reduce", "any": "Reduce", "max": "Reduce", "min": "Reduce", "prod": "Reduce", "sum": "Reduce",
+    "qr": "QRF", "scatter_add": "Scatter", "scatter_maximum": "Scatter", "scatter_minimum": "Scatter",
+    "scatter_multiply": "Scatter", "svd": "SVD", "all_sum": "AllReduce", "all_max": "AllReduce",
+    "all_min": "AllReduce", "sum_scatter": "ReduceScatter",
+}
+
+
+def _mlx_primitive_name(prim: str) -> str:
+    return _MLX_PRIMITIVE_NAMES.get(prim) or "".join(part.capitalize() for part in prim.split("_"))
+
+
+def _value_names():
+    """MLX's names for the graph's values: A, B, ..., Z, AA, AB, ..."""
+    n = 0
+    while True:
+        name, k = "", n
+        while True:
+            name = chr(ord("A") + k % 26) + name
+            k = k // 26 - 1
+            if k < 0:
+                break
+        yield name
+        n += 1
+
+
+def _send_to_callback(callback, trace: dict) -> None:
+    """Describe a trace to `callback` as MLX does: one dict each for the inputs, keyword inputs, outputs and
+    constants, then one `primitive` dict per operation in execution order. Values are `(name, shape, dtype)`
+    tuples and constants `(name, array)` pairs; a primitive's `arguments` are kiln's parameter values (MLX
+    passes its own primitive state there, which kiln does not have), with `kiln_primitive` and `parameters`
+    (a dict) added so that no information is lost."""
+    from .graph import Lit
+
+    graph, names, fresh = trace["graph"], {}, _value_names()
+    n_positional = len(graph.inputs) - len(trace["kwargs"])
+
+    def name_of(v) -> str:
+        if id(v) not in names:
+            names[id(v)] = next(fresh)
+        return names[id(v)]
+
+    def described(v) -> tuple:
+        return name_of(v), tuple(v.shape), v.dtype
+
+    inputs = [described(v) for v in graph.inputs]
+    outputs = [described(v) for v in graph.outputs]
+    constants = [(name_of(v), array(value)) for v, value in zip(graph.consts, graph.const_values)]
+    literals = [v for e in graph.eqns for v in e.inputs if isinstance(v, Lit)]
+    literals += [v for v in graph.outputs if isinstance(v, Lit)]
+    for lit in dict.fromkeys(literals):  # a literal is a constant in MLX's graphs
+        constants.append((name_of(lit), array(lit.value, dtype=lit.dtype)))
+    callback({"type": "inputs", "inputs": inputs[:n_positional]})
+    callback({"type": "keyword_inputs",
+              "keywords": [(k, name_of(v)) for k, v in zip(trace["kwargs"], graph.inputs[n_positional:])]})
+    callback({"type": "outputs", "outputs": outputs})
+    callback({"type": "constants", "constants": constants})
+    for e in graph.eqns:
+        callback({"type": "primitive", "name": _mlx_primitive_name(e.prim), "kiln_primitive": e.prim,
+                  "inputs": [described(v) for v in e.inputs], "outputs": [described(e.out)],
+                  "arguments": list(e.params.values()), "parameters": dict(e.params)})
 
 
 class FunctionExporter:
