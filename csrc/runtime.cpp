@@ -290,11 +290,17 @@ void launch_tasks(kiln_kernel_fn fn, const kiln_launch* L, int64_t tasks, int64_
 }
 
 void launch_rows(kiln_kernel_fn fn, const kiln_launch* L, int64_t rows, int64_t work) {
-  if (rows < 2 || work < parallel_threshold() || pool().threads() <= 1) {
+  const int threads = pool().threads();
+  if (rows < 2 || work < parallel_threshold() || threads <= 1) {
     fn(L, 0, rows);
     return;
   }
-  pool().run(fn, L, rows);
+  // Units of whole rows, not of KILN_BLOCK elements: with the element pool's units a piece was at least
+  // 16K rows, so any launch of fewer rows (a softmax over 2048 rows of 4096) ran on one thread. A unit holds
+  // enough rows for ~4K elements of work and there are about sixteen units per thread, as for tasks.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 12) / std::max<int64_t>(1, work / rows));
+  const int64_t unit = std::max<int64_t>(grain, rows / (16 * threads));
+  pool().run(fn, L, rows, unit, 1);
 }
 
 int64_t parallel_threshold() { return 1 << 15; }

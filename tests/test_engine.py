@@ -635,6 +635,27 @@ def test_pool_pieces_cover_every_element(threads, size):
 
 
 @needs_engine
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("shape", [(2, 1 << 15), (37, 4096), (2048, 33), (100_003, 3)])
+def test_pool_row_pieces_cover_every_row(threads, shape):
+    """Row kernels (a softmax) split by whole rows: every row computed once, whatever the thread count."""
+    from kiln import _engine
+
+    x = np.random.default_rng(shape[0]).standard_normal(shape).astype(np.float32)
+    graph = make_graph(lambda a: mx.softmax(a, axis=-1), x)
+    program = engine.compile_graph(graph)
+    want = interpret(graph, [x])[0]
+    before = _engine.num_threads()
+    try:
+        _engine.set_num_threads(threads)
+        for _ in range(3):
+            (got,) = program.run([x])
+            np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-9)
+    finally:
+        _engine.set_num_threads(before)
+
+
+@needs_engine
 def test_numpy_steps_do_not_warn_like_the_interpreter():
     import warnings
 
