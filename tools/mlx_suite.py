@@ -84,7 +84,9 @@ def main(argv=None) -> int:
             print(f"{name:32s} NO RESULT {json.dumps(s)[:300]}")
             continue
         bad = s["failures"] + s["errors"]
-        passed = s["run"] - s["skipped"] - len(bad)
+        # A method with failing subTests reports one entry per subTest; count it once.
+        bad_methods = {test_id.split(" ", 1)[0] for test_id, _ in bad}
+        passed = s["run"] - s["skipped"] - len(bad_methods)
         total_run += s["run"] - s["skipped"]
         total_passed += passed
         counted = s["run"] - s["skipped"]
