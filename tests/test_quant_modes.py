@@ -135,3 +135,105 @@ def test_quantization_compiles_and_vmaps():
         mx.reshape(w, (2, 4, 64)))
     whole = mx.dequantize(*mx.quantize(w, mode="nvfp4"), mode="nvfp4", dtype=mx.float32)
     np.testing.assert_array_equal(np.array(batched).reshape(8, 64), np.array(whole))
+
+
+# -- fp-mode gather_qmm, qqmm / gather_qqmm, and the refused scale gradients ------------------------------------
+def _dequantized(w, mode, global_scale=None):
+    wq, scales = mx.quantize(mx.array(w), mode=mode, global_scale=global_scale)
+    return wq, scales, np.array(mx.dequantize(wq, scales, mode=mode, global_scale=global_scale, dtype=mx.float32))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_gather_qmm_in_fp_modes_is_gather_mm_of_the_dequantized_weights(mode):
+    experts = np.stack([_weights(32, 64) for _ in range(3)])
+    wq, scales, dense = _dequantized(experts, mode)
+    x = RNG.standard_normal((4, 1, 64)).astype(np.float32)
+    rhs = np.array([2, 0, 1, 2], np.uint32)
+    got = mx.gather_qmm(mx.array(x), wq, scales, rhs_indices=mx.array(rhs), mode=mode)
+    want = np.stack([x[i] @ dense[r].T for i, r in enumerate(rhs)])
+    assert got.shape == (4, 1, 32)
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("rows", [1, 5])
+@pytest.mark.parametrize("packed", [True, False])
+def test_qqmm_is_the_product_of_both_operands_on_the_grid(mode, rows, packed):
+    """The oracle: each operand quantized and dequantized by kiln's bit-exact quantize (checked against MLX
+    above), multiplied in float64."""
+    w = _weights(32, 64)
+    x = RNG.standard_normal((rows, 64)).astype(np.float32)
+    wq, scales, w_grid = _dequantized(w, mode)
+    _, _, x_grid = _dequantized(x, mode)
+    got = mx.qqmm(mx.array(x), wq, scales, mode=mode) if packed else mx.qqmm(mx.array(x), mx.array(w), mode=mode)
+    want = x_grid.astype(np.float64) @ w_grid.T.astype(np.float64)
+    assert got.shape == (rows, 32) and got.dtype == mx.float32
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    half = mx.qqmm(mx.array(x).astype(mx.bfloat16), wq, scales, mode=mode)
+    assert half.dtype == mx.bfloat16
+
+
+@pytest.mark.parametrize("mode", ["nvfp4", "mxfp8"])
+def test_qqmm_matches_mlx_where_mlx_computes_it(mlx, mode):
+    """MLX's CPU build computes qqmm for one row with a packed w."""
+    w, x = _weights(32, 64), RNG.standard_normal((1, 64)).astype(np.float32)
+    wq, scales = mlx.quantize(mlx.array(w), mode=mode)
+    want = np.array(mlx.qqmm(mlx.array(x), wq, scales, mode=mode))
+    got = mx.qqmm(mx.array(x), mx.array(np.array(wq)), mx.array(np.array(scales)), mode=mode)
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_gather_qqmm_gathers_like_gather_mm():
+    experts = np.stack([_weights(16, 32) for _ in range(2)])
+    x = RNG.standard_normal((3, 32)).astype(np.float32)
+    got = mx.gather_qqmm(mx.array(x), mx.array(experts), rhs_indices=mx.array([0, 1, 1]), mode="mxfp8")
+    for i, r in enumerate([0, 1, 1]):
+        np.testing.assert_array_equal(np.array(got[i]), np.array(mx.qqmm(mx.array(x), mx.array(experts[r]),
+                                                                          mode="mxfp8")))
+
+
+def test_qqmm_gradients_pass_straight_through_the_quantization():
+    w, x = _weights(8, 32), RNG.standard_normal((2, 32)).astype(np.float32)
+    _, _, w_grid = _dequantized(w, "mxfp8")
+    _, _, x_grid = _dequantized(x, "mxfp8")
+    dx, dw = mx.grad(lambda a, b: mx.qqmm(a, b, mode="mxfp8").sum(), argnums=(0, 1))(mx.array(x), mx.array(w))
+    np.testing.assert_allclose(np.array(dx), np.ones((2, 8)) @ w_grid, rtol=1e-6)
+    np.testing.assert_allclose(np.array(dw), np.ones((8, 2)) @ x_grid, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "affine"}, "Invalid quantization mode"),
+    ({"group_size": 32}, "group size"),
+    ({"bits": 8}, "bits"),
+    ({"scales": None}, "Scales must be provided"),
+])
+def test_qqmm_errors(kwargs, match):
+    wq, scales = mx.quantize(mx.array(_weights(32, 64)), mode="nvfp4")
+    args = {"scales": scales, "mode": "nvfp4", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        mx.qqmm(mx.ones((1, 64)), wq, **args)
+    with pytest.raises(ValueError, match="first argument dtype == int32"):
+        mx.qqmm(mx.ones((1, 64), dtype=mx.int32), wq, scales)
+    with pytest.raises(ValueError, match="global_scale_x and global_scale_w"):
+        mx.qqmm(mx.ones((1, 64)), wq, scales, global_scale_x=mx.array(1.0))
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_products_refuse_the_gradient_of_fp_scales_but_not_of_x(mode):
+    w, x = _weights(32, 64), mx.array(RNG.standard_normal((2, 64)).astype(np.float32))
+    wq, scales, dense = _dequantized(w, mode)
+    with pytest.raises(ValueError, match=r"\[quantized_matmul\].*scales"):
+        mx.grad(lambda s: mx.quantized_matmul(x, wq, s, mode=mode).sum())(scales)
+    with pytest.raises(ValueError, match=r"\[gather_qmm\].*scales"):
+        mx.grad(lambda s: mx.gather_qmm(x, wq, s, rhs_indices=mx.array(0), mode=mode).sum())(scales)
+    dx = mx.grad(lambda a: mx.quantized_matmul(a, wq, scales, mode=mode).sum())(x)
+    np.testing.assert_allclose(np.array(dx), np.ones((2, 32)) @ dense, rtol=1e-5, atol=1e-6)
+    # dequantize itself has a zero derivative with respect to its codes, as in MLX
+    ds = mx.grad(lambda s: mx.dequantize(wq, s, mode=mode, dtype=mx.float32).sum())(scales)
+    assert ds.dtype == mx.uint8 and not np.array(ds).any()
+
+
+def test_dequantize_refuses_a_non_floating_output_type():
+    wq, scales = mx.quantize(mx.array(_weights()), mode="mxfp4")
+    with pytest.raises(ValueError, match="Only real floating types are supported but output dtype == int32"):
+        mx.dequantize(wq, scales, mode="mxfp4", dtype=mx.int32)

@@ -16,7 +16,7 @@ from .array import array, bind
 from .ops_extra import view
 from .prims import float_formats  # noqa: F401  (registers float_encode / float_decode)
 
-__all__ = ["from_fp8", "to_fp8"]
+__all__ = ["from_fp8", "gather_qqmm", "qqmm", "to_fp8"]
 
 # mode -> (element format, bits, group size, scale format)
 MODES = {
@@ -155,7 +155,8 @@ def quantize_mode(w, group_size, bits, mode: str, global_scale=None) -> tuple:
     return _pack(codes, bits), ops.squeeze(scale_codes, -1)
 
 
-def dequantize_mode(w, scales, group_size, bits, mode: str, global_scale=None, dtype=None) -> array:
+def dequantize_mode(w, scales, group_size, bits, mode: str, global_scale=None, dtype=None, *,
+                    scales_grad_error: str | None = None) -> array:
     """Dequantize ``w`` quantized in a floating-point mode.
 
     Args:
@@ -166,6 +167,8 @@ def dequantize_mode(w, scales, group_size, bits, mode: str, global_scale=None, d
         mode (str): ``"mxfp4"``, ``"mxfp8"`` or ``"nvfp4"``.
         global_scale (array, optional): nvfp4's float32 tensor-wide scale used when quantizing.
         dtype (Dtype, optional): Output type. Default: ``bfloat16``, as MLX.
+        scales_grad_error (str, optional): Refuse a derivative with respect to ``scales`` with this message
+          (products refuse it, as MLX; ``dequantize`` itself gives a zero one).
 
     Returns:
         array: The dequantized array.
@@ -185,9 +188,12 @@ def dequantize_mode(w, scales, group_size, bits, mode: str, global_scale=None, d
         raise ValueError(f"[dequantize] Shape of scales {tuple(scales.shape)} does not match the matrix "
                          f"{tuple(w.shape)} for mode '{mode}'.")
     out_type = dt.bfloat16 if dtype is None else dt.as_dtype(dtype, "dequantize")
+    if not dt.is_floating(out_type) or out_type == dt.complex64:
+        raise ValueError(f"[dequantize] Only real floating types are supported but output dtype == {out_type.name}.")
     factor = _global_factor("dequantize", mode, global_scale)
     values = bind("float_decode", _unpack(w, bits), format=element, dtype=dt.float32)
-    step = bind("float_decode", scales, format=scale_format, dtype=dt.float32)
+    refuse = {"grad_error": scales_grad_error} if scales_grad_error else {}
+    step = bind("float_decode", scales, format=scale_format, dtype=dt.float32, **refuse)
     if factor is not None:
         step = step * factor
     groups = ops.unflatten(values, -1, (count // group_size, group_size)) * ops.expand_dims(step, -1)
@@ -210,5 +216,119 @@ def quantized_matmul_mode(x, w, scales, transpose: bool, group_size, bits, mode:
         array: The product.
     """
     x = ops.to_array(x, op="quantized_matmul")
-    weights = dequantize_mode(w, scales, group_size, bits, mode, dtype=x.dtype)
+    weights = dequantize_mode(w, scales, group_size, bits, mode, dtype=x.dtype,
+                              scales_grad_error=_no_scales_gradient("quantized_matmul", mode))
     return ops.matmul(x, ops.swapaxes(weights, -1, -2) if transpose else weights)
+
+
+def _no_scales_gradient(op: str, mode: str) -> str:
+    return f"[{op}] There is no gradient with respect to the scales in {mode} quantization."
+
+
+def gather_qmm_mode(x, w, scales, lhs_indices, rhs_indices, transpose: bool, group_size, bits, mode: str,
+                    global_scale=None) -> array:
+    """:func:`gather_qmm` in a floating-point mode: :func:`gather_mm` of ``x`` with the dequantized matrices
+    (the result has x's type)."""
+    from .quantized import gather_mm
+
+    x = ops.to_array(x, op="gather_qmm")
+    weights = dequantize_mode(w, scales, group_size, bits, mode, global_scale, dtype=x.dtype,
+                              scales_grad_error=_no_scales_gradient("gather_qmm", mode))
+    return gather_mm(x, ops.swapaxes(weights, -1, -2) if transpose else weights, lhs_indices, rhs_indices)
+
+
+# -- qqmm: both operands quantized --------------------------------------------------------------------------
+def _through_quantization(v: array, mode: str, global_scale) -> array:
+    """``v`` quantized and dequantized (float32) in `mode`, with the straight-through derivative (one):
+    the rounded value plus ``v - v`` under stop_gradient, which adds an exact zero."""
+    rounded = dequantize_mode(*quantize_mode(v, None, None, mode, global_scale), None, None, mode, global_scale,
+                              dtype=dt.float32)
+    return ops.stop_gradient(rounded) + (ops.astype(v, dt.float32) - ops.stop_gradient(ops.astype(v, dt.float32)))
+
+
+def _qq_operands(op: str, x, w, scales, group_size, bits, mode: str, global_scale_x, global_scale_w) -> tuple:
+    """x and w as float32 values on `mode`'s grid: x is quantized here; w too unless it comes packed."""
+    if mode not in MODES:
+        raise ValueError(f"[{op}] Invalid quantization mode '{mode}': {op} supports " +
+                         ", ".join(f"'{m}'" for m in MODES) + ".")
+    check_mode(op, mode, group_size, bits)
+    if mode == "nvfp4" and (global_scale_x is None) != (global_scale_w is None):
+        raise ValueError(f"[{op}] For nvfp4 mode, either both global_scale_x and global_scale_w must be "
+                         "provided, or neither.")
+    x, w = ops.to_array(x, op=op), ops.to_array(w, op=op)
+    for which, v in (("first", x), ("second", w)):
+        if which == "second" and v.dtype == dt.uint32:
+            continue
+        if not dt.is_floating(v.dtype) or v.dtype in (dt.float64, dt.complex64):
+            raise ValueError(f"[{op}] Only real floating types except float64 are supported but {which} "
+                             f"argument dtype == {v.dtype.name}.")
+    if x.ndim < 2 and op == "gather_qqmm":
+        raise ValueError(f"[{op}] The input must have at least 2 dimensions.")
+    if w.dtype == dt.uint32:
+        if scales is None:
+            raise ValueError(f"[{op}] Scales must be provided if second argument is quantized.")
+        w_values = dequantize_mode(w, scales, group_size, bits, mode, global_scale_w, dtype=dt.float32,
+                                   scales_grad_error=_no_scales_gradient(op, mode))
+    else:
+        if scales is not None:
+            raise ValueError(f"[{op}] Scales are given only with a quantized second argument.")
+        w_values = _through_quantization(w, mode, global_scale_w)
+    if x.shape[-1] != w_values.shape[-1]:
+        raise ValueError(f"[{op}] Last dimension of first input with shape (..., {x.shape[-1]}) does not match "
+                         f"the second input's last dimension {w_values.shape[-1]} (after dequantization).")
+    return x, _through_quantization(x, mode, global_scale_x), w_values
+
+
+def qqmm(x, w, scales=None, group_size: int | None = None, bits: int | None = None, mode: str = "nvfp4",
+         global_scale_x=None, global_scale_w=None, *, stream=None) -> array:
+    """Matrix product with both operands quantized: ``x`` is quantized on the fly, ``w`` too unless it is
+    given packed (with its ``scales``); the result is ``dequantize(x_q) @ dequantize(w_q).T``.
+
+    kiln computes it for every shape (MLX's CPU build only for a single row with a packed ``w``); gradients
+    pass straight through the quantization of ``x`` and of an unpacked ``w``.
+
+    Args:
+        x (array): Input ``(..., M, K)``, float32, float16 or bfloat16.
+        w (array): Weights ``(N, K)``, or packed uint32 codes from :func:`quantize` in ``mode``.
+        scales (array, optional): The scales of a packed ``w``. Default: ``None``.
+        group_size (int, optional): Must be the mode's group size. Default: ``None``.
+        bits (int, optional): Must be the mode's bits. Default: ``None``.
+        mode (str): ``"nvfp4"`` (default), ``"mxfp8"`` or ``"mxfp4"``.
+        global_scale_x (array, optional): nvfp4's float32 global scale for ``x``. Default: ``None``.
+        global_scale_w (array, optional): nvfp4's float32 global scale for ``w``. Default: ``None``.
+
+    Returns:
+        array: The product, of x's type.
+    """
+    x, x_values, w_values = _qq_operands("qqmm", x, w, scales, group_size, bits, mode, global_scale_x,
+                                         global_scale_w)
+    return ops.astype(ops.matmul(x_values, ops.swapaxes(w_values, -1, -2)), x.dtype)
+
+
+def gather_qqmm(x, w, /, scales=None, lhs_indices=None, rhs_indices=None, group_size: int | None = None,
+                bits: int | None = None, mode: str = "nvfp4", global_scale_x=None, global_scale_w=None, *,
+                sorted_indices: bool = False, stream=None) -> array:
+    """:func:`qqmm` with matrices gathered from the batches of ``x`` and ``w``, as :func:`gather_mm` does.
+
+    Args:
+        x (array): Inputs ``(..., M, K)``.
+        w (array): Weights ``(..., N, K)``, or their packed codes in ``mode``.
+        scales (array, optional): The scales of a packed ``w``. Default: ``None``.
+        lhs_indices (array, optional): Which matrices of ``x`` to use. Default: ``None``.
+        rhs_indices (array, optional): Which matrices of ``w`` to use. Default: ``None``.
+        group_size (int, optional): Must be the mode's group size. Default: ``None``.
+        bits (int, optional): Must be the mode's bits. Default: ``None``.
+        mode (str): ``"nvfp4"`` (default), ``"mxfp8"`` or ``"mxfp4"``.
+        global_scale_x (array, optional): nvfp4's float32 global scale for ``x``. Default: ``None``.
+        global_scale_w (array, optional): nvfp4's float32 global scale for ``w``. Default: ``None``.
+        sorted_indices (bool): A performance hint; ignored.
+
+    Returns:
+        array: The products, of shape ``broadcast(lhs_indices, rhs_indices).shape + (M, N)``, of x's type.
+    """
+    from .quantized import gather_mm
+
+    x, x_values, w_values = _qq_operands("gather_qqmm", x, w, scales, group_size, bits, mode, global_scale_x,
+                                         global_scale_w)
+    out = gather_mm(x_values, ops.swapaxes(w_values, -1, -2), lhs_indices, rhs_indices)
+    return ops.astype(out, x.dtype)

@@ -23,11 +23,6 @@ def _shape_text(shape) -> str:
     return "(" + ",".join(str(s) for s in shape) + ")"
 
 
-def _check_mode(op: str, mode: str):
-    if mode != "affine":
-        raise ValueError(f"[{op}] kiln supports only mode='affine', got '{mode}'.")
-
-
 def _check_params(op: str, group_size, bits) -> tuple:
     group_size = 64 if group_size is None else int(group_size)
     bits = 4 if bits is None else int(bits)
@@ -161,12 +156,18 @@ def gather_qmm(x, w, /, scales, biases=None, lhs_indices=None, rhs_indices=None,
         transpose (bool): Multiply by the transpose of each matrix (default ``True``).
         group_size (int, optional): The group size used to quantize (default 64).
         bits (int, optional): Bits per element used to quantize (default 4).
+        mode (str): ``"affine"`` (default), or ``"mxfp4"``, ``"mxfp8"``, ``"nvfp4"`` (then no biases).
+        global_scale (array, optional): nvfp4's float32 tensor-wide scale used when quantizing.
         sorted_indices (bool): A performance hint; ignored.
 
     Returns:
         array: The products, of shape ``broadcast(lhs_indices, rhs_indices).shape + (M, N)``.
     """
-    _check_mode("gather_qmm", mode)
+    if mode != "affine":
+        if biases is not None:
+            raise ValueError(f"[gather_qmm] Biases must be null for quantization mode '{mode}'.")
+        return quant_modes.gather_qmm_mode(x, w, scales, lhs_indices, rhs_indices, transpose, group_size, bits,
+                                           mode, global_scale)
     group_size, bits = _check_params("gather_qmm", group_size, bits)
     x = ops.to_array(x, op="gather_qmm")
     w, scales, biases = _packed_operands("gather_qmm", w, scales, biases)

@@ -42,7 +42,7 @@ def _encode_impl(x, format):
     return saturated.astype(kind).view(np.uint8)
 
 
-def _decode_rule(codes, format, dtype):
+def _decode_rule(codes, format, dtype, grad_error=None):
     _check_format("float_decode", format, False)
     if codes.dtype != dt.uint8:
         raise ValueError(f"[float_decode] Codes must have type uint8, got {codes.dtype.name}.")
@@ -51,7 +51,7 @@ def _decode_rule(codes, format, dtype):
     return tuple(codes.shape), dtype
 
 
-def _decode_impl(codes, format, dtype):
+def _decode_impl(codes, format, dtype, grad_error=None):
     kind = FORMATS[format][0]
     if format == "e2m1":
         codes = codes & np.uint8(0x0F)  # a 4-bit format: only the low nibble is the code
@@ -60,5 +60,23 @@ def _decode_impl(codes, format, dtype):
 
 register(Primitive("float_encode", OTHER, _encode_impl, _encode_rule, vmap=elementwise_vmap("float_encode"),
                    differentiable=False, doc="Round floats to a small float format's uint8 codes."))
+def _refuse_if_marked(params):
+    """Codes have a zero derivative; `grad_error` marks a use whose derivative MLX refuses instead (the
+    scales of a product in a floating-point quantization mode)."""
+    if params.get("grad_error"):
+        raise ValueError(params["grad_error"])
+
+
+def _decode_vjp(ct, out, inputs, params):
+    _refuse_if_marked(params)
+    return (None,)
+
+
+def _decode_jvp(tangents, out, inputs, params):
+    _refuse_if_marked(params)
+    return None
+
+
 register(Primitive("float_decode", OTHER, _decode_impl, _decode_rule, vmap=elementwise_vmap("float_decode"),
-                   differentiable=False, doc="Read a small float format's uint8 codes as floats."))
+                   vjp=_decode_vjp, jvp=_decode_jvp,
+                   doc="Read a small float format's uint8 codes as floats."))
