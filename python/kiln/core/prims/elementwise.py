@@ -233,8 +233,8 @@ def _special():
 
 
 def _erfinv(x):
-    # float32 (and the half types, computed in float32): MLX's own algorithm, bit for bit; float64 stays exact
-    # to its last place (MLX computes it in float32 too).
+    # float32 (and the half types, computed in float32): MLX's own algorithm, bit for bit. float64 stays
+    # scipy's, accurate in double (MLX computes float64 erfinv in float32 precision).
     if x.dtype == np.float32:
         return erfinv32(x)
     return _special().erfinv(x)
