@@ -320,8 +320,8 @@ KILN_INLINE T kiln_shr(T x, T y) {
 }
 
 // ---- vectorisable float32 math -------------------------------------------------------------------
-// expm1, log1p, erf, erfinv, sigmoid, logaddexp and the exp, log and tanh polynomials live in kiln_math.h,
-// which Metal kernels share (one source of truth, the same bits on both; bounds documented there).
+// expm1, log1p, erf, sigmoid, logaddexp, erfinv's polynomials and the exp, log and tanh polynomials live in
+// kiln_math.h, which Metal kernels share (one source of truth, the same bits on both; bounds documented there).
 // The double overloads below use libm; float16 and bfloat16 compute in float32.
 #include "kiln_math.h"
 
@@ -338,6 +338,16 @@ KILN_INLINE double kiln_sigmoid(double x) {
 KILN_INLINE float kiln_tanh(float x) { return kiln_poly_tanh(x); }
 KILN_INLINE double kiln_tanh(double x) { return km::tanh(x); }
 KILN_INLINE double kiln_erf(double x) { return km::erf(x); }
+KILN_INLINE float kiln_libm_logf(float x) {
+  // The C library's logf, the function MLX's CPU erfinv calls. The empty asm hides x's value, so a constant
+  // argument is not folded at compile time (folding rounds correctly; glibc's logf does not always).
+  __asm__("" : "+m"(x));
+  return __builtin_logf(x);
+}
+KILN_INLINE float kiln_erfinv(float x) {
+  // MLX's bits: its algorithm and its log (a libm call per element, so these loops do not vectorise).
+  return kiln_erfinv_from_log(x, kiln_libm_logf(kf::fma(x, -x, 1.0f)));
+}
 KILN_INLINE double kiln_erfinv(double y) {
   // Newton steps from the float estimate converge to double precision.
   double x = (double)kiln_erfinv((float)y);

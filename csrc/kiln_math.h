@@ -13,10 +13,10 @@
 //
 // Max error, ULP of the float32 result against a float64 reference (dense sweeps with special values in
 // tests/test_engine_math.py; erf over every float, benchmarks/erf_exhaustive.cpp):
-//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 4, poly_tanh 3, sigmoid 3, sin_any 1, cos_any 1
-//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 3.44, 2.22, 2.78, 0.94, 0.92; sigmoid, sin and cos over every float,
-//   benchmarks/math_exhaustive.cpp); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1), absolute: it cancels
-//   near x = -y.
+//   poly_exp 1, expm1 2, poly_log 1, log1p 3, erf 3, erfinv 3, poly_tanh 3, sigmoid 3, sin_any 1, cos_any 1
+//   (measured 0.93, 1.39, 0.79, 2.25, 2.28, 2.36, 2.22, 2.78, 0.94, 0.92; sigmoid, sin and cos over every float,
+//   benchmarks/math_exhaustive.cpp; erfinv with glibc's logf or kiln_poly_log, every 7th float in [0, 1]
+//   too); logaddexp(x, y) within 4e-7 (max(|x|, |y|) + 1), absolute: it cancels near x = -y.
 // The CPU kernels use kiln_poly_exp/log/tanh for exp, log and tanh; Metal kernels use metal::precise there
 // (tests/test_metal.py lists the functions whose results legitimately differ between the two).
 #ifndef KILN_MATH_H
@@ -215,34 +215,32 @@ KILN_MATH float kiln_erf(float x) {
   return kf::copysign(r, x);
 }
 
-KILN_MATH float kiln_erfinv(float x) {
-  // M. Giles, "Approximating the erfinv function" (GPU Computing Gems, 2011), single precision.
-  // (1-x)(1+x) keeps the digits that 1-x*x loses near |x| = 1.
-  const float w0 = -kiln_poly_log((1.0f - x) * (1.0f + x));
-  const float w = w0 - 2.5f;
-  float p = 2.81022636e-08f;
-  p = kf::fma(p, w, 3.43273939e-07f);
-  p = kf::fma(p, w, -3.5233877e-06f);
-  p = kf::fma(p, w, -4.39150654e-06f);
-  p = kf::fma(p, w, 0.00021858087f);
-  p = kf::fma(p, w, -0.00125372503f);
-  p = kf::fma(p, w, -0.00417768164f);
-  p = kf::fma(p, w, 0.246640727f);
-  p = kf::fma(p, w, 1.50140941f);
-  const float wt = kf::sqrt(w0 > 5.0f ? w0 : 5.0f) - 3.0f;
-  float q = -0.000200214257f;
-  q = kf::fma(q, wt, 0.000100950558f);
-  q = kf::fma(q, wt, 0.00134934322f);
-  q = kf::fma(q, wt, -0.00367342844f);
-  q = kf::fma(q, wt, 0.00573950773f);
-  q = kf::fma(q, wt, -0.0076224613f);
-  q = kf::fma(q, wt, 0.00943887047f);
-  q = kf::fma(q, wt, 1.00167406f);
-  q = kf::fma(q, wt, 2.83297682f);
-  const float r = (w0 < 5.0f ? p : q) * x;
-  const float a = kf::fabs(x);
-  const float edge = a == 1.0f ? kf::copysign(kiln_inf(), x) : kiln_qnan();
-  return a < 1.0f ? r : (kf::isnan(x) ? x : edge);
+KILN_MATH float kiln_erfinv_from_log(float x, float t) {
+  // MLX's float32 erfinv (mlx/backend/cpu/simd/math.h), given t = log(1 - x^2) with 1 - x^2 from one fma
+  // (exact near |x| = 1, where it matters): x times a polynomial in t, one for |t| > 6.125 (|x| > 0.9978)
+  // and one below. The log is the caller's: CPU kernels call the C library's logf, as MLX's CPU build does,
+  // and so get MLX's bits (kernel_prelude.h); Metal kernels, which have no such function, use kiln_poly_log.
+  // +-1 give +-inf (t = -inf), |x| > 1 and NaN give NaN (t = NaN).
+  float tail = 3.03697567e-10f;
+  tail = kf::fma(tail, t, 2.93243101e-08f);
+  tail = kf::fma(tail, t, 1.22150334e-06f);
+  tail = kf::fma(tail, t, 2.84108955e-05f);
+  tail = kf::fma(tail, t, 0.000393552968f);
+  tail = kf::fma(tail, t, 0.00302698812f);
+  tail = kf::fma(tail, t, 0.00483185798f);
+  tail = kf::fma(tail, t, -0.264646143f);
+  tail = kf::fma(tail, t, 0.840016484f);
+  float centre = 5.43877832e-09f;
+  centre = kf::fma(centre, t, 1.43285448e-07f);
+  centre = kf::fma(centre, t, 1.22774793e-06f);
+  centre = kf::fma(centre, t, 1.12963626e-07f);
+  centre = kf::fma(centre, t, -5.6153076e-05f);
+  centre = kf::fma(centre, t, -0.000147697632f);
+  centre = kf::fma(centre, t, 0.00231468678f);
+  centre = kf::fma(centre, t, 0.0115392581f);
+  centre = kf::fma(centre, t, -0.232015476f);
+  centre = kf::fma(centre, t, 0.886226892f);
+  return x * (kf::fabs(t) > 6.125f ? tail : centre);
 }
 
 // ---- sin and cos -----------------------------------------------------------------------------------------

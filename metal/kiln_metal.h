@@ -14,8 +14,9 @@
 //   arguments exactly: those (and sin, cos) come from csrc/kiln_math.h, the
 //   one header the CPU prelude includes too, so they compute the CPU kernels' bits (tests/test_metal.py
 //   checks that through the shim; kiln_math.h says what a GPU must honour for it and lists the bounds:
-//   expm1 2, log1p 3, erf 3, erfinv 4, sigmoid 3, sin 1, cos 1 ULP; sin and cos differ from the CPU's bits
-//   below 2^20, where the CPU reduces in double). They use kiln_math.h's own exp and log
+//   expm1 2, log1p 3, erf 3, erfinv 3, sigmoid 3, sin 1, cos 1 ULP; sin and cos differ from the CPU's bits
+//   below 2^20, where the CPU reduces in double, and erfinv in the last bit, where the CPU takes its log from
+//   the C library, as MLX does). They use kiln_math.h's own exp and log
 //   polynomials, not precise::exp and log, so they do not depend on the GPU's libraries.
 // Kernels must be compiled with fast math off (MTLCompileOptions.mathMode = MTLMathModeSafe): NaN, Inf
 // and signed zeros follow IEEE rules in kiln, as they do in the interpreter.
@@ -284,9 +285,14 @@ inline float kiln_arccosh(float x) { return metal::precise::acosh(x); }
 inline float kiln_arctanh(float x) { return metal::precise::atanh(x); }
 inline float kiln_arctan2(float y, float x) { return metal::precise::atan2(y, x); }
 
-// expm1, log1p, erf, erfinv, sigmoid and logaddexp: the CPU kernels' own float32 code, shared (bounds there).
+// expm1, log1p, erf, sigmoid and logaddexp (and erfinv's polynomials): the CPU kernels' own float32 code,
+// shared (bounds there).
 #include "../csrc/kiln_math.h"
 
 // sin and cos: kiln_math.h's exact reduction for every argument (the CPU uses it for |x| >= 2^20).
 inline float kiln_sin(float x) { return kiln_sin_any(x); }
 inline float kiln_cos(float x) { return kiln_cos_any(x); }
+
+// erfinv: MLX's algorithm with kiln_poly_log for the C library's logf that the CPU kernels call (the two may
+// differ in the last bit; 3 ULP both).
+inline float kiln_erfinv(float x) { return kiln_erfinv_from_log(x, kiln_poly_log(kf::fma(x, -x, 1.0f))); }

@@ -82,14 +82,34 @@ def test_issubdtype_matches_mlx(mlx):
                 getattr(mlx, name), getattr(mlx, kind)), (name, kind)
 
 
-def test_as_dtype_accepts_python_types_names_and_numpy_dtypes():
-    assert dt.as_dtype(float) == mx.float32 and dt.as_dtype(int) == mx.int32 and dt.as_dtype(bool) == mx.bool_
-    assert dt.as_dtype("float16") == mx.float16
-    assert dt.as_dtype(np.int8) == mx.int8 and dt.as_dtype(np.dtype("uint64")) == mx.uint64
-    with pytest.raises(TypeError, match=r"^\[astype\] Unsupported dtype"):
-        dt.as_dtype("float128")
-
-
 def test_numpy_dtypes_of_kiln_dtypes():
     assert mx.bfloat16.np.name == "bfloat16"
     assert mx.float16.np == np.float16 and mx.bool_.np == np.bool_
+
+
+def test_dtype_none_is_the_default_where_mlx_has_one(mlx):
+    """MLX's random ops and dequantize read dtype=None as their default dtype; names are refused
+    (tests/test_errors.py)."""
+    calls = [
+        "m.random.uniform(shape=(2,), dtype=None)", "m.random.normal((2,), dtype=None)",
+        "m.random.randint(0, 5, (2,), dtype=None)", "m.random.truncated_normal(-1, 1, (2,), dtype=None)",
+        "m.random.gumbel((2,), dtype=None)", "m.random.laplace((2,), dtype=None)",
+        "m.random.multivariate_normal(m.zeros((2,)), m.eye(2), (3,), dtype=None)",
+        "m.dequantize(*m.quantize(m.ones((4, 64), dtype=m.float16)), dtype=None)",
+    ]
+    for call in calls:
+        ours = eval(call, {"m": mx})
+        theirs = eval(call, {"m": mlx})
+        assert ours.dtype.name == str(theirs.dtype).split(".")[-1], call
+
+
+def test_dtype_queries_take_dtypes_as_mlx_does(mlx):
+    for name in ("float32", "float16", "bfloat16", "complex64"):
+        ours, theirs = mx.finfo(getattr(mx, name)), mlx.finfo(getattr(mlx, name))
+        assert (ours.min, ours.max, ours.eps) == (theirs.min, theirs.max, theirs.eps)
+    assert mx.iinfo(mx.int8).min == mlx.iinfo(mlx.int8).min == -128
+    arrays = (mx.zeros((2,), mx.int16), mlx.zeros((2,), mlx.int16))
+    assert mx.can_cast(arrays[0], mx.float32) == mlx.can_cast(arrays[1], mlx.float32)
+    assert mx.can_cast(mx.float32, mx.int32) == mlx.can_cast(mlx.float32, mlx.int32)
+    assert mx.issubdtype(mx.floating, mx.float32) == mlx.issubdtype(mlx.floating, mlx.float32)
+    assert mx.view(mx.ones((2,)), mx.int32).tolist() == mlx.view(mlx.ones((2,)), mlx.int32).tolist()

@@ -541,12 +541,13 @@ def recv(shape, dtype, src: int, *, group: Group | None = None, stream=None) -> 
     Returns:
         array: The array that was received from ``src``.
     """
+    dtype = dt.dtype_arg(dtype, "recv")
     group = _group(group)
     src = _peer("recv", src, group, "source")
     shape = tuple(int(s) for s in shape)
     if any(s < 0 for s in shape):
         raise ValueError(f"[recv] Negative dimensions not allowed, got shape {shape}.")
-    return bind("recv", shape=shape, dtype=dt.as_dtype(dtype), src=src, group=group)
+    return bind("recv", shape=shape, dtype=dtype, src=src, group=group)
 
 
 def recv_like(x, src: int, *, group: Group | None = None, stream=None) -> array:

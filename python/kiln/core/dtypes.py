@@ -129,7 +129,13 @@ def issubdtype(a, b) -> bool:
         return b in _PARENTS[a.category]
     if isinstance(a, DtypeCategory) and isinstance(b, DtypeCategory):
         return b in _PARENTS[a]
-    return False
+    if isinstance(a, DtypeCategory) and isinstance(b, Dtype):
+        return False
+    # As in MLX: None is refused as an argument type, anything else (a name, a numpy type) as an input.
+    if a is None or b is None:
+        raise TypeError(f"[issubdtype] Expected a Dtype or DtypeCategory, got {a!r} and {b!r}.")
+    which = "first" if not isinstance(a, (Dtype, DtypeCategory)) else "second"
+    raise ValueError(f"[issubdtype] Received invalid type for {which} input.")
 
 
 def is_floating(d: Dtype) -> bool:
@@ -238,26 +244,6 @@ def scalar_dtype(value) -> Dtype:
     if isinstance(value, complex):
         return complex64
     raise TypeError(f"not a scalar: {value!r}")
-
-
-def as_dtype(d, op: str = "astype") -> Dtype:
-    """A Dtype from a Dtype, a Python type (bool/int/float), a dtype name or a numpy dtype; None stays None."""
-    if isinstance(d, Dtype):
-        return d
-    if d is None:
-        return None
-    if d is bool:
-        return bool_
-    if d is int:
-        return int32
-    if d is float:
-        return float32
-    if isinstance(d, str) and d in _BY_NAME:
-        return _BY_NAME[d]
-    try:
-        return from_numpy(d)
-    except (TypeError, ValueError):
-        raise TypeError(f"[{op}] Unsupported dtype {d!r}.") from None
 
 
 def dtype_arg(d, op: str, default=None) -> Dtype:

@@ -142,9 +142,12 @@ def _largest(order: list) -> int:
 def _approximate_prims() -> frozenset:
     """Elementwise primitives whose kernels are polynomial approximations (kiln_math.h: a few ULP), not the
     correctly rounded results numpy gives: graphs that draw random numbers leave them unfused, so samples
-    stay bit-identical to the interpreter's."""
+    stay bit-identical to the interpreter's. erfinv fuses: its float32 kernel is the interpreter's own
+    arithmetic (MLX's algorithm with the C library's logf, where the CPU has FMA), and the interpreter's
+    version is slow (a logf call per element), which `normal` would pay on every large draw."""
     exact_calls = ("kiln_cast", "kiln_minimum", "kiln_maximum", "kiln_abs", "kiln_floor", "kiln_ceil",
-                   "kiln_sqrt", "kiln_shl", "kiln_shr", "kiln_sign", "kiln_isnan", "kiln_isinf", "kiln_isfinite")
+                   "kiln_sqrt", "kiln_shl", "kiln_shr", "kiln_sign", "kiln_isnan", "kiln_isinf", "kiln_isfinite",
+                   "kiln_erfinv")
     out = set()
     for name, prim in REGISTRY.items():
         expr = prim.c_expr or ""

@@ -169,7 +169,7 @@ class finfo:
     """
 
     def __init__(self, dtype):
-        d = dtype if isinstance(dtype, dt.Dtype) else dt.as_dtype(dtype, op="finfo")
+        d = dt.dtype_arg(dtype, "finfo")
         if not dt.is_floating(d):
             raise ValueError(f"[finfo] dtype {d.name} is not inexact.")
         if d == dt.complex64:
@@ -192,7 +192,7 @@ class iinfo:
     """Machine limits of an integer dtype. Attributes: ``min``, ``max``, ``dtype``."""
 
     def __init__(self, dtype):
-        d = dtype if isinstance(dtype, dt.Dtype) else dt.as_dtype(dtype, op="iinfo")
+        d = dt.dtype_arg(dtype, "iinfo")
         if not dt.is_integer(d):
             raise ValueError(f"[iinfo] Only integer types supported but {d.name} was provided")
         info = np.iinfo(d.np)
@@ -228,8 +228,10 @@ def can_cast(from_, to) -> bool:
     Returns:
         bool: True if the cast is safe.
     """
-    source = from_.dtype if isinstance(from_, array) else dt.as_dtype(from_, op="can_cast")
-    target = dt.as_dtype(to, op="can_cast")
+    target = dt.dtype_arg(to, "can_cast")
+    if not isinstance(from_, (array, dt.Dtype)):
+        raise ValueError("[can_cast] `from_` must be an array or a dtype.")  # noqa: TRY004 (as MLX)
+    source = from_.dtype if isinstance(from_, array) else from_
     return dt.promote_types(source, target) == target
 
 
@@ -266,7 +268,7 @@ def isdtype(dtype, kind) -> bool:
     Returns:
         bool: True if `dtype` matches any of the kinds.
     """
-    d = dt.as_dtype(dtype, op="isdtype")
+    d = dt.dtype_arg(dtype, "isdtype")
     kinds = kind if isinstance(kind, tuple) else (kind,)
     return builtins.any(_matches_kind(d, k) for k in kinds)
 
@@ -331,7 +333,7 @@ def view(a, dtype, stream=None) -> array:
         array: The array reinterpreted as `dtype`.
     """
     a = ops.to_array(a, op="view")
-    d = dt.as_dtype(dtype, op="view")
+    d = dt.dtype_arg(dtype, "view")
     if d == a.dtype:
         return a
     _view_shape(tuple(a.shape), a.dtype, d)

@@ -59,7 +59,7 @@ def from_fp8(x, dtype=dt.bfloat16, *, stream=None) -> array:
     x = ops.to_array(x, op="from_fp8")
     if x.dtype != dt.uint8:
         raise ValueError(f"[from_fp8] Input must have type uint8 but x.dtype() == {x.dtype.name}.")
-    return bind("float_decode", x, format="e4m3", dtype=dt.as_dtype(dtype, "from_fp8"))
+    return bind("float_decode", x, format="e4m3", dtype=dt.dtype_arg(dtype, "from_fp8"))
 
 
 def check_mode(op: str, mode: str, group_size, bits) -> tuple:
@@ -187,7 +187,7 @@ def dequantize_mode(w, scales, group_size, bits, mode: str, global_scale=None, d
     if tuple(scales.shape) != tuple(w.shape[:-1]) + (count // group_size,):
         raise ValueError(f"[dequantize] Shape of scales {tuple(scales.shape)} does not match the matrix "
                          f"{tuple(w.shape)} for mode '{mode}'.")
-    out_type = dt.bfloat16 if dtype is None else dt.as_dtype(dtype, "dequantize")
+    out_type = dt.dtype_arg(dtype, "dequantize", dt.bfloat16)
     if not dt.is_floating(out_type) or out_type == dt.complex64:
         raise ValueError(f"[dequantize] Only real floating types are supported but output dtype == {out_type.name}.")
     factor = _global_factor("dequantize", mode, global_scale)

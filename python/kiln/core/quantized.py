@@ -90,7 +90,7 @@ def dequantize(w, /, scales, biases=None, group_size: int | None = None, bits: i
         return quant_modes.dequantize_mode(w, scales, group_size, bits, mode, global_scale, dtype)
     group_size, bits = _check_params("dequantize", group_size, bits)
     w, scales, biases = _packed_operands("dequantize", w, scales, biases)
-    out_type = scales.dtype if dtype is None else dt.as_dtype(dtype, op="dequantize")
+    out_type = dt.dtype_arg(dtype, "dequantize", scales.dtype)
     if not dt.is_floating(out_type):
         raise ValueError(f"[dequantize] The output type must be floating point, got {out_type.name}.")
     return qprims.dequantize(w, scales, biases, group_size, bits, out_type)

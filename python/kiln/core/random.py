@@ -98,10 +98,6 @@ def _shape_arg(op: str, shape) -> tuple:
         raise TypeError(f"[{op}] shape must be a sequence of integers.") from None
 
 
-def _dtype_arg(dtype, default: dt.Dtype) -> dt.Dtype:
-    return default if dtype is None else dt.as_dtype(dtype)
-
-
 def _shape_text(shape) -> str:
     return "(" + ",".join(str(s) for s in shape) + ")"
 
@@ -197,9 +193,10 @@ def uniform(low=0, high=1, shape=(), dtype=dt.float32, key=None, stream=None) ->
     Returns:
         array: The output array of random values.
     """
-    k = _resolve_key(key)
+    # Arguments first: a bad one must not advance the global key.
     shape = _shape_arg("uniform", shape)
-    return _uniform(ops.to_array(low), ops.to_array(high), shape, _dtype_arg(dtype, dt.float32), k)
+    d = dt.dtype_arg(dtype, "uniform", dt.float32)
+    return _uniform(ops.to_array(low), ops.to_array(high), shape, d, _resolve_key(key))
 
 
 def _symmetric_uniform(shape: tuple, k: array) -> array:
@@ -232,9 +229,9 @@ def normal(shape=(), dtype=dt.float32, loc=None, scale=None, key=None, stream=No
     Returns:
         array: The output array of random values.
     """
-    k = _resolve_key(key)
     shape = _shape_arg("normal", shape)
-    d = _dtype_arg(dtype, dt.float32)
+    d = dt.dtype_arg(dtype, "normal", dt.float32)
+    k = _resolve_key(key)
     if d == dt.complex64:
         return _complex_normal(shape, loc, scale, k)
     _check_floating("normal", d, "Only floating point and complex64 types are supported.")
@@ -265,9 +262,9 @@ def randint(low, high, shape=(), dtype=dt.int32, key=None, stream=None) -> array
     Returns:
         array: The array of random integers.
     """
-    k = _resolve_key(key)
     shape = _shape_arg("randint", shape)
-    d = _dtype_arg(dtype, dt.int32)
+    d = dt.dtype_arg(dtype, "randint", dt.int32)
+    k = _resolve_key(key)
     if dt.issubdtype(d, dt.inexact):
         raise ValueError("[randint] randint only accepts integer dtypes and bool.")
     lo = ops.to_array(low)
@@ -329,13 +326,13 @@ def truncated_normal(lower, upper, shape=None, dtype=dt.float32, key=None, strea
     Returns:
         array: The output array of random values.
     """
-    k = _resolve_key(key)
     lower = ops.to_array(lower)
     upper = ops.to_array(upper)
     if shape is None:
         shape = ops.broadcast_shapes(lower.shape, upper.shape)
     shape = _shape_arg("truncated_normal", shape)
-    d = _dtype_arg(dtype, dt.float32)
+    d = dt.dtype_arg(dtype, "truncated_normal", dt.float32)
+    k = _resolve_key(key)
     _check_floating("trunc_normal", d, "trunc_normal only accepts floating point dtypes.")
     # Map the bounds through the normal CDF, sample uniformly between them, map back, clip.
     sqrt2 = _constant(math.sqrt(2.0), d)
@@ -361,8 +358,8 @@ def gumbel(shape=(), dtype=dt.float32, key=None, stream=None) -> array:
         array: The :class:`array` with shape ``shape`` and distributed according to the Gumbel
         distribution.
     """
-    k = _resolve_key(key)
-    return _gumbel(_shape_arg("gumbel", shape), _dtype_arg(dtype, dt.float32), k)
+    shape = _shape_arg("gumbel", shape)
+    return _gumbel(shape, dt.dtype_arg(dtype, "gumbel", dt.float32), _resolve_key(key))
 
 
 def _gumbel(shape: tuple, d: dt.Dtype, k: array) -> array:
@@ -435,9 +432,9 @@ def laplace(shape=(), dtype=dt.float32, loc: float = 0.0, scale: float = 1.0, ke
     Returns:
         array: The output array of random values.
     """
-    k = _resolve_key(key)
     shape = _shape_arg("laplace", shape)
-    d = _dtype_arg(dtype, dt.float32)
+    d = dt.dtype_arg(dtype, "laplace", dt.float32)
+    k = _resolve_key(key)
     _check_floating("laplace", d, "Only real floating point types are supported.")
     # Inverse CDF on u uniform in (-1, 1): sign(u) * log(1 - |u|).
     u = _symmetric_uniform(shape, k)
@@ -498,9 +495,9 @@ def multivariate_normal(mean, cov, shape=(), dtype=dt.float32, key=None, stream=
     Returns:
         array: The output array of random values.
     """
-    k = _resolve_key(key)
     shape = _shape_arg("multivariate_normal", shape)
-    d = _dtype_arg(dtype, dt.float32)
+    d = dt.dtype_arg(dtype, "multivariate_normal", dt.float32)
+    k = _resolve_key(key)
     mean = ops.to_array(mean)
     cov = ops.to_array(cov)
     if d != dt.float32:

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..primitives import BINARY, TERNARY, UNARY, Primitive, register
+from .float32_math import erfinv32
 
 _HALF = (dt.float16.np, dt.bfloat16.np)
 
@@ -232,6 +233,10 @@ def _special():
 
 
 def _erfinv(x):
+    # float32 (and the half types, computed in float32): MLX's own algorithm, bit for bit. float64 stays
+    # scipy's, accurate in double (MLX computes float64 erfinv in float32 precision).
+    if x.dtype == np.float32:
+        return erfinv32(x)
     return _special().erfinv(x)
 
 
