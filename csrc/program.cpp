@@ -61,6 +61,12 @@ PyObject* new_output(PyArray_Descr* descr, int ndim, npy_intp* dims, size_t nbyt
   return arr;
 }
 
+// Whether an array of numpy type number `got` can feed a kernel built for `want`: numpy spells one C type
+// two ways where long and long long are both 64 bits (a uint64 array made from ints >= 2**63 is 'Q', not 'L').
+bool same_c_type(int got, int want) {
+  return got == want || PyArray_EquivTypenums(got, want);
+}
+
 }  // namespace
 
 PyObject* new_pooled_array(int typenum, int ndim, const int64_t* dims) {
@@ -621,10 +627,13 @@ struct Program::Impl {
     kiln_launch L;
     for (size_t j = 0; j < k; ++j) {
       PyObject* obj = slots[step.in[j]];
-      if (!PyArray_Check(obj) || PyArray_DESCR(reinterpret_cast<PyArrayObject*>(obj))->type_num != step.in_types[j]) {
+      if (!PyArray_Check(obj)) {
         return call_python(step, slots);
       }
       PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
+      if (!same_c_type(PyArray_DESCR(a)->type_num, step.in_types[j])) {
+        return call_python(step, slots);
+      }
       if (!PyArray_ISALIGNED(a) || !PyArray_ISNOTSWAPPED(a) || !same_shape(a, step.shapes[2 + j])) {
         return call_python(step, slots);
       }
@@ -712,7 +721,7 @@ struct Program::Impl {
         obj = a;
       }
       PyArrayObject* a = reinterpret_cast<PyArrayObject*>(obj);
-      if (PyArray_DESCR(a)->type_num != step.in_types[j]) {
+      if (!same_c_type(PyArray_DESCR(a)->type_num, step.in_types[j])) {
         PyErr_Format(PyExc_TypeError, "[compile] kernel input %d has dtype %R; the kernel was built for another",
                      (int)j, (PyObject*)PyArray_DESCR(a));
         return nullptr;

@@ -98,6 +98,8 @@ CASES = [
     ("conv_general", dict(stride=(3, 2), padding=([3, 0], [0, 3])), (1, 7, 8, 2), (3, 3, 2, 2)),
     ("conv_transpose1d", dict(stride=2, padding=1, output_padding=1, dilation=2), (2, 9, 4), (5, 3, 4)),
     ("conv_transpose2d", dict(stride=(2, 3), padding=(1, 0)), (1, 4, 5, 3), (2, 3, 2, 3)),
+    # MLX's test_torch_conv_3D_grad settings (stride 2, padding 1, dilation (3, 2, 2)) at a smaller size
+    ("conv_transpose3d", dict(stride=2, padding=1, dilation=(3, 2, 2)), (2, 5, 4, 4, 3), (4, 3, 3, 3, 3)),
 ]
 
 

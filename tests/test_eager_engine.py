@@ -132,6 +132,23 @@ def test_a_structure_slower_on_the_engine_goes_back_to_the_node_path(monkeypatch
     assert delta(before) == {"hits": 0, "compiles": 0, "fallbacks": 0}
 
 
+def test_a_program_compiled_for_small_arrays_serves_large_ones(monkeypatch):
+    # The key is shapeless: the Program compiled (and still unjudged) at 6 elements runs at 2**18 too,
+    # a run that is not measured and must not be judged (it once raised UnboundLocalError: 'prims').
+    monkeypatch.delenv("KILN_ENGINE", raising=False)
+    eager.clear_cache()
+    seen = []
+    for n in (6, 6, 6, eager.LARGE_ELEMENTS, 6):
+        x_np = np.linspace(-1, 1, n, dtype=np.float32)
+        x = mx.array(x_np)
+        before = counts()
+        y = ((((x + 1) * 2) - 3) / 4 + 5) * 6 - 7
+        np.testing.assert_allclose(np.array(y), ((((x_np + 1) * 2) - 3) / 4 + 5) * 6 - 7, rtol=1e-6, atol=1e-5)
+        seen.append(delta(before))
+    assert [s["compiles"] for s in seen] == [0, 0, 1, 0, 0]
+    assert [s["hits"] for s in seen] == [0, 0, 0, 1, 1]
+
+
 def test_tiny_evaluations_stay_on_the_node_path(monkeypatch):
     monkeypatch.delenv("KILN_ENGINE", raising=False)
     before = counts()

@@ -274,6 +274,26 @@ def test_integer_division_edges():
 
 
 @needs_engine
+@pytest.mark.parametrize("alias,canonical", [(np.ulonglong, np.uint64), (np.longlong, np.int64)])
+def test_kernels_take_either_numpy_spelling_of_a_64_bit_integer(alias, canonical):
+    # numpy has two type numbers for one 64-bit C type where long is 64 bits: np.array([2**63]) is 'Q',
+    # np.uint64 is 'L'. A kernel built for one used to refuse the other ("kernel input 0 has dtype uint64").
+    if np.dtype(alias).num == np.dtype(canonical).num:
+        pytest.skip("numpy has one spelling of this type on this platform")
+    x = np.array([2**62 + 3, 7, 0, 2**40 + 1], alias)
+    y = np.array([5, 2**33, 9, 1], alias)
+
+    def fun(a, b):
+        return (a + b) * 3 - a // 2
+
+    want = (x.astype(canonical) + y) * 3 - x // 2
+    program = engine.compile_graph(make_graph(fun, x.astype(canonical), y.astype(canonical)))
+    (got,) = program.run([x, y])
+    assert got.dtype == canonical and np.array_equal(got, want)
+    assert np.array_equal(np.array(mx.compile(fun)(mx.array(x), mx.array(y))), want)
+
+
+@needs_engine
 def test_half_precision_rounds_each_op():
     x = np.linspace(-4, 4, 1001).astype(np.float16)
     _, (got,), (want,) = run_both(lambda a: (a * a + 1.0) / 3.0 - a, x)

@@ -193,6 +193,8 @@ def test_vmap_and_compile_agree_with_eager():
     (lambda: mx.fast.layer_norm(mx.ones((2, 4)), None, mx.ones((3,)), 1e-5), "[layer_norm]"),
     (lambda: mx.fast.rope(mx.ones((3, 8)), 8, traditional=False, base=1.0, scale=1.0, offset=0), "[rope]"),
     (lambda: mx.fast.rope(mx.ones((1, 3, 8)), 7, traditional=False, base=1.0, scale=1.0, offset=0), "[rope]"),
+    (lambda: mx.fast.rope(mx.ones((1, 3, 8)), 0, traditional=False, base=1.0, scale=1.0, offset=0), "[rope]"),
+    (lambda: mx.fast.rope(mx.ones((1, 3, 8)), -2, traditional=False, base=1.0, scale=1.0, offset=0), "[rope]"),
     (lambda: mx.fast.rope(mx.ones((1, 3, 8)), 8, traditional=False, base=None, scale=1.0, offset=0), "[rope]"),
     (lambda: mx.fast.rope(mx.ones((1, 3, 8)), 8, traditional=False, base=1.0, scale=1.0, offset=1.5), "[rope]"),
     (lambda: mx.fast.scaled_dot_product_attention(mx.ones((1, 3, 2, 4)), mx.ones((1, 2, 2, 4)),
@@ -200,12 +202,55 @@ def test_vmap_and_compile_agree_with_eager():
     (lambda: mx.fast.scaled_dot_product_attention(mx.ones((1, 2, 2, 4)), mx.ones((1, 2, 2, 4)),
                                                    mx.ones((1, 2, 2, 4)), scale=1.0, mask="foo"),
      "[scaled_dot_product_attention]"),
+    # a mask that broadcasts against the scores (1, 4, 1, 6) but would grow them to (1, 4, 2, 6)
+    (lambda: mx.fast.scaled_dot_product_attention(mx.ones((1, 4, 1, 8)), mx.ones((1, 1, 6, 8)),
+                                                   mx.ones((1, 1, 6, 8)), scale=1.0, mask=mx.ones((4, 2, 6), mx.bool_)),
+     "[scaled_dot_product_attention]"),
     (lambda: mx.fast.cross_entropy(mx.ones((2, 5)), mx.array([1.0, 2.0])), "[cross_entropy]"),
 ])
 def test_bad_input_raises_with_op_name(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert str(info.value).startswith(message)
+
+
+@pytest.mark.parametrize("dims", [0, -2, 7, 10, 8, 4])
+def test_rope_dims_are_validated_like_mlx(dims):
+    mlx = pytest.importorskip("mlx.core")
+    x = _randn(1, 3, 8)
+
+    def outcome(m):
+        try:
+            return np.array(m.fast.rope(m.array(x), dims, traditional=False, base=10000.0, scale=1.0, offset=0))
+        except ValueError:
+            return ValueError
+
+    ours, theirs = outcome(mx), outcome(mlx)
+    if theirs is ValueError:
+        assert ours is ValueError
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_shape", [(4, 2, 6), (3, 6), (2, 4, 1, 6), (4, 1, 6), (6,), (1, 4, 1, 1), ()])
+def test_sdpa_masks_must_broadcast_to_the_scores_like_mlx(mask_shape):
+    mlx = pytest.importorskip("mlx.core")
+    q, k, v = _randn(1, 4, 1, 8), _randn(1, 1, 6, 8), _randn(1, 1, 6, 8)
+    mask = RNG.random(mask_shape) > 0.3 if mask_shape else np.array(True)
+
+    def outcome(m):
+        try:
+            out = m.fast.scaled_dot_product_attention(m.array(q), m.array(k), m.array(v), scale=0.5,
+                                                      mask=m.array(mask))
+            return np.array(out)
+        except ValueError:
+            return ValueError
+
+    ours, theirs = outcome(mx), outcome(mlx)
+    if theirs is ValueError:
+        assert ours is ValueError
+    else:
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_metal_kernel_is_created_but_cannot_run():

@@ -512,6 +512,17 @@ def test_randint_statistics():
     assert np.all(np.array(mx.random.randint(7, 5, (10,), key=mx.random.key(1))) == 7)
 
 
+@pytest.mark.parametrize("low,high", [(0, 2**64 - 1), (2**62, 2**64 - 1), (2**63, 2**64 - 1), (0, 2**62)])
+def test_randint_uint64_bounds_past_int64_max(low, high):
+    # Bounds >= 2**63 are numpy's other uint64 spelling ('Q'); the engine's kernels once refused them.
+    n = 1 << 18  # large enough for eager evaluation to take the engine at once
+    bounds = mx.array([low], mx.uint64), mx.array([high], mx.uint64)
+    r = np.array(mx.random.randint(*bounds, (n,), dtype=mx.uint64, key=mx.random.key(7)))
+    assert r.dtype == np.uint64
+    assert int(r.min()) >= low and int(r.max()) < high
+    assert len(np.unique(r)) > 0.95 * n  # a float32 draw (as MLX 0.32.4): some 2**23 values, a few repeats
+
+
 def test_bernoulli_statistics():
     p = mx.array([0.0, 0.2, 0.9, 1.0])
     b = np.array(mx.random.bernoulli(p, (N // 4, 4), key=mx.random.key(15)))

@@ -260,7 +260,9 @@ def run_pending(order: list, requested: list):
         node._prim = None
         node._inputs = ()
         node._params = None
-    if entry.node_time is not None and not compiled_now:
+    # Only a measured run is judged: a Program compiled for small arrays may serve large ones (the key is
+    # shapeless), and those runs neither time what the node path was timed on nor build `prims`.
+    if measured and entry.node_time is not None and not compiled_now:
         _judge(entry, key, prims, perf_counter() - started)
     return True
 

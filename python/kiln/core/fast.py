@@ -110,6 +110,8 @@ def layer_norm(x, weight, bias, eps: float, *, stream=None) -> array:
 def _rope_check(a: array, dims: int, base, freqs):
     if a.ndim < 3:
         raise ValueError(f"[rope] Input must have at least 3 dimensions but got input with {a.ndim} dimensions.")
+    if dims <= 0:
+        raise ValueError(f"[rope] dims must be positive but got {dims}.")
     if dims % 2 != 0:
         raise ValueError(f"[rope] dims must be even but got {dims}.")
     if dims > a.shape[-1]:
@@ -233,6 +235,19 @@ def _grouped_mask(mask: array, n_kv: int, n_rep: int) -> array:
     return mask
 
 
+def _sdpa_mask_check(mask: array, q: array, k: array):
+    """The mask must broadcast *to* the scores' shape [B, N_q, T_q, T_kv], not merely against it."""
+    batch = q.shape[0] if k.shape[0] == 1 else k.shape[0]
+    scores_shape = (batch,) + q.shape[1:3] + (k.shape[2],)
+    try:
+        fits = ops.broadcast_shapes(mask.shape, scores_shape) == scores_shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"[{_SDPA}] Cannot broadcast the mask with shape {_shape_text(mask.shape)} into the "
+                         f"scores' shape {_shape_text(scores_shape)}.")
+
+
 def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None, force_fused: bool = False,
                                  stream=None) -> array:
     """Multi-head attention ``softmax(scale * Q @ K.T + mask) @ V`` with grouped-query support.
@@ -262,7 +277,7 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
         if mask.ndim > 4:
             raise ValueError(f"[{_SDPA}] the mask with shape {_shape_text(mask.shape)} expected to have at most "
                              "rank 4.")
-        ops.broadcast_shapes(mask.shape, q.shape[:3] + (k.shape[2],))
+        _sdpa_mask_check(mask, q, k)
     n_kv = k.shape[1]
     n_rep = q.shape[1] // n_kv
     t_q, t_kv = q.shape[2], k.shape[2]
