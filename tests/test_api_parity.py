@@ -602,3 +602,32 @@ def test_array_methods_accept_mlx_keyword_arguments():
             missing += [f"array.{name}({n}=)" for n in names if n not in params and n not in ("self", "stream")]
     assert not missing, missing
     assert mx.array([1.0, 2.0, 4.0]).var(correction=1).item() == pytest.approx(7 / 3)
+
+
+def test_a_stream_belongs_to_the_thread_that_made_it():
+    """As MLX: another thread cannot run work on a new_stream; thread-local and thread-unsafe streams serve
+    every thread."""
+    import threading
+
+    owned = mx.new_stream(mx.cpu)
+    shared = [mx.new_thread_local_stream(mx.cpu), mx.new_thread_unsafe_stream(mx.cpu)]
+    results = {}
+
+    def other_thread():
+        try:
+            with mx.stream(owned):
+                mx.eval(mx.arange(3) * 2)
+            results["owned"] = "ran"
+        except RuntimeError as e:
+            results["owned"] = str(e)
+        for s in shared:
+            with mx.stream(s):
+                results[type(s).__name__ + str(s.index)] = (mx.arange(3) * 2).tolist()
+
+    worker = threading.Thread(target=other_thread)
+    worker.start()
+    worker.join()
+    assert results.pop("owned") == f"There is no {owned!r} in current thread."
+    assert list(results.values()) == [[0, 2, 4], [0, 2, 4]]
+    with mx.stream(owned):  # the owner may
+        assert (mx.arange(3) * 2).tolist() == [0, 2, 4]

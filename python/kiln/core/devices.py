@@ -48,11 +48,13 @@ class Device:
 
 
 class Stream:
-    """A stream of work on a device."""
+    """A stream of work on a device. A stream from :func:`new_stream` belongs to the thread that made it, as
+    in MLX; `owner` is that thread's ident, or None for streams any thread may use."""
 
-    def __init__(self, device: Device, index: int):
+    def __init__(self, device: Device, index: int, owner: int | None = None):
         self.device = device
         self.index = index
+        self.owner = owner
 
     def __repr__(self) -> str:
         return f"Stream({self.device!r}, {self.index})"
@@ -157,11 +159,14 @@ def new_stream(device) -> Stream:
     Returns:
         Stream: The stream.
     """
-    d = _as_device(device, "new_stream")
+    return _numbered_stream(_as_device(device, "new_stream"), threading.get_ident())
+
+
+def _numbered_stream(device: Device, owner: int | None) -> Stream:
     with _lock:
         index = _state["next_stream"]
         _state["next_stream"] += 1
-    return Stream(d, index)
+    return Stream(device, index, owner)
 
 
 class StreamContext:
@@ -177,6 +182,11 @@ class StreamContext:
         self.stream = s
 
     def __enter__(self):
+        # MLX raises when work of another thread's stream is evaluated; kiln evaluates on the calling
+        # thread, so it refuses the stream where it is entered.
+        owner = getattr(self.stream, "owner", None)
+        if owner is not None and owner != threading.get_ident():
+            raise RuntimeError(f"There is no {self.stream!r} in current thread.")
         return self
 
     def __exit__(self, *exc):
@@ -216,12 +226,12 @@ def new_thread_local_stream(device) -> ThreadLocalStream:
     Returns:
         ThreadLocalStream: The stream.
     """
-    s = new_stream(_as_device(device, "new_thread_local_stream"))
+    s = _numbered_stream(_as_device(device, "new_thread_local_stream"), None)
     return ThreadLocalStream(s.device, s.index)
 
 
 def new_thread_unsafe_stream(device) -> Stream:
-    """Make a new stream that can be used in any thread (kiln's streams all can).
+    """Make a new stream that can be used in any thread.
 
     Args:
         device (Device or DeviceType): The device of the stream.
@@ -229,7 +239,7 @@ def new_thread_unsafe_stream(device) -> Stream:
     Returns:
         Stream: The stream.
     """
-    return new_stream(_as_device(device, "new_thread_unsafe_stream"))
+    return _numbered_stream(_as_device(device, "new_thread_unsafe_stream"), None)
 
 
 def synchronize(stream: Stream | None = None) -> None:
