@@ -224,6 +224,46 @@ def test_grad_errors(fn, argnums, args, message):
         mx.grad(fn, argnums=argnums)(*args)
 
 
+def test_grad_refuses_auxiliary_outputs_that_value_and_grad_accepts():
+    def fun(x, y):
+        loss = mx.sum(x * y)
+        return loss, {"loss": loss, "bar": [1, 2, y]}
+
+    x, y = mx.array([1.0, 2.0]), mx.array([3.0, 4.0])
+    (loss, aux), g = mx.value_and_grad(fun)(x, y)
+    close(loss, 11.0)
+    assert aux["bar"][:2] == [1, 2]
+    close(g, [3.0, 4.0])
+    with pytest.raises(ValueError, match=r"^\[grad\] The return value .* should be a scalar array; but tuple"):
+        mx.grad(fun)(x, y)
+
+
+@pytest.mark.parametrize("make,args,error,message", [
+    # Every leaf of a differentiated argument must be an array (MLX's tree_flatten rule).
+    (lambda: mx.value_and_grad(lambda p: p["x"] * p["y"]), ({"x": 0.5, "y": mx.array(2.0)},), ValueError,
+     r"only arrays"),
+    (lambda: mx.grad(lambda p: p[0].sum()), ([mx.array([1.0]), None],), ValueError, r"only arrays"),
+    (lambda: mx.value_and_grad(lambda x: x, ()), None, ValueError, r"^\[value_and_grad\] Gradient wrt no argument"),
+    (lambda: mx.grad(lambda x: x, argnums=[]), None, ValueError, r"^\[grad\] Gradient wrt no argument"),
+    (lambda: mx.value_and_grad(lambda x: x, (None, None)), None, TypeError, r"^\[value_and_grad\] argnums"),
+])
+def test_argument_validation_as_mlx(make, args, error, message):
+    with pytest.raises(error, match=message):
+        fn = make()
+        fn(*args)
+
+
+def test_argument_validation_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        with pytest.raises(ValueError):
+            lib.value_and_grad(lambda p: p["x"] * p["y"])({"x": 0.5, "y": lib.array(2.0)})
+        with pytest.raises(ValueError):
+            lib.value_and_grad(lambda x: x, tuple())
+        with pytest.raises(ValueError):
+            lib.grad(lambda x: (x.sum(), 1))(lib.array([1.0]))
+
+
 def test_argnums_of_the_wrong_type_raise_type_error():
     with pytest.raises(TypeError, match=r"^\[grad\]"):
         mx.grad(lambda x: mx.sum(x), argnums=1.5)(mx.array([1.0]))

@@ -396,6 +396,27 @@ def test_b11_inputs_read_every_call():
     assert runs[0] == 2
 
 
+def test_b10_an_argument_read_from_a_closure_is_refused_as_in_mlx():
+    x = mx.array([1, 2, 3]) + 2
+    with pytest.raises(ValueError, match=r"^\[compile\] Attempting to compile a function with uncaptured inputs"):
+        mx.compile(lambda a: a + (x + 1))(x)
+    state = [mx.array([1.0, 2.0])]
+    y = mx.array([1.0, 2.0]) * 2
+    state[0] = state[0] + y  # lazy, and reads the array later passed as the argument
+    with pytest.raises(ValueError, match="uncaptured inputs"):
+        mx.compile(lambda a: state[0] + a)(y)
+    mx.eval(state[0])  # evaluated, it no longer reads y: a frozen constant as usual
+    close(mx.compile(lambda a: state[0] + a)(y), [5.0, 10.0])
+
+
+def test_b10_closure_refusal_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        x = lib.array([1.0, 2.0]) + 1
+        with pytest.raises(ValueError):
+            lib.compile(lambda a: a + x)(x)
+
+
 # -- B12: a whole training step (needs kiln.nn and kiln.optimizers) -----------------------------------
 def test_b12_training_step_losses_equal_uncompiled():
     nn = pytest.importorskip("kiln.nn")

@@ -160,7 +160,7 @@ def _check_array(x, op):
         raise ValueError(f"[{op}] Expected arrays, got {type(x).__name__}.") from None
 
 
-def _normalize_argnums(argnums, argnames):
+def _normalize_argnums(argnums, argnames, op):
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
@@ -168,8 +168,10 @@ def _normalize_argnums(argnums, argnames):
         argnums = [] if argnames else 0
     nums = [argnums] if isinstance(argnums, int) else argnums
     if not isinstance(nums, (list, tuple)) or not all(isinstance(n, int) for n in nums):
-        raise TypeError(f"[grad] argnums must be an int or a sequence of ints, got {argnums!r}.")
+        raise TypeError(f"[{op}] argnums must be an int or a sequence of ints, got {argnums!r}.")
     nums = list(nums)
+    if not nums and not argnames:
+        raise ValueError(f"[{op}] Gradient wrt no argument requested.")
     for i, n in enumerate(nums):
         if n < 0:
             raise ValueError(f"[grad] Can't compute the gradient of negative argument index {n}.")
@@ -190,7 +192,12 @@ def value_and_grad(fun, argnums=None, argnames=()):
     Returns:
         Callable: A function returning ``(value, gradients)``.
     """
-    nums, single, names = _normalize_argnums(argnums, argnames)
+    return _value_and_grad(fun, argnums, argnames, "value_and_grad")
+
+
+def _value_and_grad(fun, argnums, argnames, op):
+    """value_and_grad, or grad's (op "grad": fun must return one scalar array, no auxiliary values)."""
+    nums, single, names = _normalize_argnums(argnums, argnames, op)
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):
@@ -209,13 +216,13 @@ def value_and_grad(fun, argnums=None, argnames=()):
             def mark(x):
                 # The sweep stops at `target`; the function gets its own copy, so that an in-place update
                 # of an argument (x[0] = 1) rebinds the copy and leaves the target where it was.
-                if isinstance(x, array):
-                    target = bind("copy", x)
-                    targets.append(target)
-                    user = bind("copy", target)
-                    user_copies.append(user)
-                    return user
-                return x
+                if not isinstance(x, array):
+                    raise ValueError("[tree_flatten] The argument should contain only arrays")
+                target = bind("copy", x)
+                targets.append(target)
+                user = bind("copy", target)
+                user_copies.append(user)
+                return user
 
             for n in nums:
                 args[n] = tree_map(mark, args[n])
@@ -226,6 +233,9 @@ def value_and_grad(fun, argnums=None, argnames=()):
             marked_pos = [tree_map(_same, args[n]) for n in nums]
             marked_kw = {k: tree_map(_same, kwargs[k]) for k in names}
             out = fun(*args, **kwargs)
+            if op == "grad" and not isinstance(out, array):
+                raise ValueError("[grad] The return value of the function whose gradient we want to compute "
+                                 f"should be a scalar array; but {type(out).__name__} was returned.")
             loss = out[0] if isinstance(out, (list, tuple)) and out else out
             if not isinstance(loss, array):
                 raise ValueError("[grad] The function must return an array (or a tuple/list whose first element "
@@ -272,7 +282,7 @@ def grad(fun, argnums=None, argnames=()):
     Returns:
         Callable: A function returning the gradient(s), shaped like the differentiated arguments.
     """
-    vg = value_and_grad(fun, argnums, argnames)
+    vg = _value_and_grad(fun, argnums, argnames, "grad")
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):

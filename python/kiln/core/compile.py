@@ -633,7 +633,7 @@ class CompiledFunction:
                 for path, value in _captured_leaves(self.outputs):
                     state_paths.append(path)
                     state_values.append(value)
-            graph = graph_from_outputs(out_leaves + state_values, placeholders)
+            graph = graph_from_outputs(out_leaves + state_values, placeholders, leaves)
         except BaseException:
             _restore(snapshot)
             raise

@@ -69,13 +69,15 @@ def placeholders_like(values, origin: str) -> list:
     return [array._make_placeholder(v.shape, v.dtype, origin) for v in values]
 
 
-def graph_from_outputs(outputs: list, inputs: list) -> Graph:
+def graph_from_outputs(outputs: list, inputs: list, arguments: list = ()) -> Graph:
     """Build the Graph computing `outputs` from the placeholder arrays `inputs`.
 
-    Nodes that do not depend on an input are evaluated now and become constants.
+    Nodes that do not depend on an input are evaluated now and become constants. `arguments` are the real
+    arrays the placeholders stand for: reaching one means the function read an argument without going
+    through its parameter (a closure), which MLX refuses rather than freezing it.
     """
     input_ids = {id(p): i for i, p in enumerate(inputs)}
-    depends = _depends_on_inputs(outputs, input_ids)
+    depends = _depends_on_inputs(outputs, input_ids, {id(a) for a in arguments})
     constants = [n for n in _reachable(outputs, depends) if n._data is None and id(n) not in depends]
     if constants:
         evaluate(constants)
@@ -120,10 +122,14 @@ def _constant(graph: Graph, node):
     return v
 
 
-def _depends_on_inputs(outputs, input_ids) -> set:
+def _depends_on_inputs(outputs, input_ids, argument_ids=frozenset()) -> set:
     """ids of nodes that (transitively) read an input placeholder or communicate."""
     depends = set()
     for node in postorder(outputs):
+        if id(node) in argument_ids:
+            raise ValueError("[compile] Attempting to compile a function with uncaptured inputs is not allowed: "
+                             "it reads an array it is also given as an argument (e.g. from a closure). Use the "
+                             "argument inside the function instead.")
         if id(node) in input_ids or any(id(x) in depends for x in node._inputs) or _has_effects(node):
             depends.add(id(node))
     return depends
