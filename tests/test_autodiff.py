@@ -133,6 +133,62 @@ def test_cummax_gradient_goes_to_the_element_that_set_the_running_max():
           [0, 1, 5, 0, 4])
 
 
+def _cumprod_np(x, axis, reverse, inclusive):
+    x = np.flip(x, axis) if reverse else x
+    if not inclusive:
+        pad = np.ones_like(np.take(x, [0], axis=axis))
+        x = np.concatenate([pad, np.delete(x, -1, axis=axis)], axis=axis)
+    out = np.cumprod(x, axis=axis)
+    return np.flip(out, axis) if reverse else out
+
+
+def _central_difference(f, x, eps=1e-3):
+    grad = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        up, down = x.copy(), x.copy()
+        up[i] += eps
+        down[i] -= eps
+        grad[i] = (f(up) - f(down)) / (2 * eps)
+    return grad
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+@pytest.mark.parametrize("values", [
+    [2.0, 1.0, 2.0, 2.0, 3.0], [2.0, 0.0, 2.0, 2.0, 3.0], [2.0, 0.0, 2.0, 0.0, 3.0], [0.0, 0.0, 1.5, -2.0, 0.0],
+])
+def test_cumprod_gradient_with_zeros_matches_finite_differences(values, inclusive, reverse):
+    # cumprod is multilinear in its inputs, so central differences in float64 are exact up to rounding.
+    x = np.array(values)
+    weights = np.arange(1.0, 6.0)
+    expected = _central_difference(lambda v: (weights * _cumprod_np(v, 0, reverse, inclusive)).sum(), x)
+    got = mx.grad(lambda u: mx.sum(mx.array(weights.astype(np.float32)) * mx.cumprod(
+        u, reverse=reverse, inclusive=inclusive)))(mx.array(x.astype(np.float32)))
+    close(got, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_cumprod_gradient_along_an_inner_axis():
+    x = np.array([[1.0, 0.0, 3.0], [0.5, 2.0, 0.0]])
+    expected = _central_difference(lambda v: _cumprod_np(v, 1, False, True).sum(), x)
+    close(mx.grad(lambda u: mx.sum(mx.cumprod(u, axis=1)))(mx.array(x.astype(np.float32))), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["maximum", "minimum"])
+def test_at_maximum_and_minimum_send_the_gradient_to_both_sides_of_a_tie_as_mlx_scatter(mode):
+    def fun(src, updates):
+        return getattr(src.at[1], mode)(updates)
+
+    ct = mx.array([[4.0], [5.0], [6.0]])
+    _, (g_src, g_upd) = mx.vjp(fun, [mx.array([[1.0], [2.0], [3.0]]), mx.array([[[2.0]]])], [ct])
+    close(g_src, [[4.0], [5.0], [6.0]])  # a tie: the array keeps its cotangent ...
+    close(g_upd, [[[5.0]]])  # ... and so does the update
+    winner = 3.0 if mode == "maximum" else 1.0  # strictly better than the array's 2.0
+    _, (g_src, g_upd) = mx.vjp(fun, [mx.array([1.0, 2.0, 3.0]), mx.array([[winner]])], [mx.array([4.0, 5.0, 6.0])])
+    close(g_src, [4.0, 0.0, 6.0])
+    close(g_upd, [[5.0]])
+    close(fun(mx.array([[1.0], [2.0], [3.0]]), mx.array([[[winner]]])), [[1.0], [winner], [3.0]])
+
+
 def _indexing_available():
     try:
         mx.array([1.0, 2.0])[0]

@@ -264,6 +264,11 @@ def _combine(mode: str, old: array, new: array) -> array:
     """old combined with new elementwise (both of the array's dtype), for keys without repeats."""
     if mode == "set":
         return new
+    if mode in ("maximum", "minimum") and old.ndim:
+        # MLX lowers every at[].maximum/minimum to its scatter, whose gradient reaches both the array and
+        # the update where they tie; the elementwise op would pick one. Row i of the region is row i.
+        rows = ops.arange(old.shape[0], dtype=dt.int32)
+        return bind(f"scatter_{mode}", old, ops.broadcast_to(ops.astype(new, old.dtype), old.shape), rows, axes=(0,))
     if mode == "divide" and not dt.is_floating(old.dtype):
         out = ops.floor_divide(old, new)
     else:
