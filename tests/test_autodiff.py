@@ -427,6 +427,57 @@ def test_custom_function_list_output_keeps_its_container():
     close(mx.grad(lambda u: mx.sum(f(u)[0]))(mx.array([1.0, 2.0])), [5.0, 5.0])
 
 
+def _tree_double(lib):
+    @lib.custom_function
+    def double(params, scale=1.0):
+        return {"out": 2 * scale * params["x"] * params["y"], "aux": [params["x"] + 1]}
+
+    return double
+
+
+def test_custom_function_with_dict_arguments_and_results():
+    double = _tree_double(mx)
+    x, y = _f32(3), _f32(3)
+    p = {"x": mx.array(x), "y": mx.array(y)}
+    out = double(p)
+    assert set(out) == {"out", "aux"} and isinstance(out["aux"], list)
+    g = mx.grad(lambda q: mx.sum(double(q)["out"]) + mx.sum(double(q)["aux"][0]))(p)
+    close(g["x"], 2 * y + 1)
+    close(g["y"], 2 * x)
+    seen = {}
+
+    @double.vjp
+    def double_vjp(primals, cotangents, outputs, scale=1.0):
+        seen.update(primals=set(primals), cotangents=set(cotangents), outputs=set(outputs), scale=scale)
+        return {"x": mx.zeros_like(primals["x"]), "y": scale * mx.ones_like(primals["y"])}
+
+    g = mx.grad(lambda q: mx.sum(double(q, scale=3.0)["out"]))(p)
+    close(g["x"], np.zeros(3))
+    close(g["y"], np.full(3, 3.0))
+    assert seen == {"primals": {"x", "y"}, "cotangents": {"out", "aux"}, "outputs": {"out", "aux"}, "scale": 3.0}
+
+    @double.jvp
+    def double_jvp(primals, tangents, scale=1.0):
+        return {"out": 2 * primals["x"] * tangents["y"] + 2 * primals["y"] * tangents["x"] + 1,
+                "aux": [tangents["x"]]}
+
+    _, (t,) = mx.jvp(lambda a, b: double({"x": a, "y": b})["out"], [p["x"], p["y"]],
+                     [mx.ones((3,)), mx.ones((3,))])
+    close(t, 2 * x + 2 * y + 1)
+
+
+def test_custom_function_trees_match_mlx():
+    real = pytest.importorskip("mlx.core")
+    x, y = _f32(3), _f32(3)
+    grads = []
+    for lib in (mx, real):
+        double = _tree_double(lib)
+        p = {"x": lib.array(x), "y": lib.array(y)}
+        grads.append(lib.grad(lambda q: lib.sum(double(q)["out"] * double(q)["aux"][0]))(p))
+    close(grads[0]["x"], np.array(grads[1]["x"]))
+    close(grads[0]["y"], np.array(grads[1]["y"]))
+
+
 def test_custom_function_vmap_override():
     calls = []
 
