@@ -616,9 +616,12 @@ def test_grad_keeps_the_argument_structure_when_the_function_mutates_it():
         return xs[0] + xs[1]
 
     params = [mx.array(1.0), mx.array(3.0)]
+    second = params[1]
     g = mx.grad(f)(params)
     assert len(g) == 2 and [v.item() for v in g] == [2.0, 1.0]
-    assert len(params) == 2 and params[0].item() == 1.0  # the caller's list is untouched
+    # The function updated the caller's own list (MLX's in-place semantics): the assigned slot keeps its new
+    # value, the appended array stays, and the untouched slot holds the caller's array again.
+    assert [v.item() for v in params] == [2.0, 3.0, 5.0] and params[1] is second
 
     def h(p):
         p["a"] = p["a"] * 3
@@ -626,4 +629,35 @@ def test_grad_keeps_the_argument_structure_when_the_function_mutates_it():
         return p["a"]
 
     d = {"a": mx.array(1.0)}
-    assert {k: v.item() for k, v in mx.grad(h)(d).items()} == {"a": 3.0} and list(d) == ["a"]
+    assert {k: v.item() for k, v in mx.grad(h)(d).items()} == {"a": 3.0}
+    assert {k: v.item() for k, v in d.items()} == {"a": 3.0, "b": 1.0}
+
+
+def test_grad_with_an_in_place_update_of_the_argument_as_mlx():
+    def loss_fn(model):
+        model[1] = mx.array(2.0)
+        return model[0] * model[0]
+
+    model = [mx.array(3.0), mx.array(1.0)]
+    first = model[0]
+    g = mx.grad(loss_fn)(model)
+    close(g[0], 6.0)
+    close(g[1], 0.0)
+    assert model[1].item() == 2.0 and model[0] is first
+    w = mx.array(1.0)
+    nested = ({"w": [w]},)  # tuples are rebuilt, the list inside is the caller's own
+    close(mx.grad(lambda t: t[0]["w"][0] * 2)(nested)[0]["w"][0], 2.0)
+    assert nested[0]["w"][0] is w
+
+
+def test_in_place_update_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        def loss_fn(model, lib=lib):
+            model[0] = model[0] * 2
+            return model[0] + model[1]
+
+        model = [lib.array(1.0), lib.array(3.0)]
+        g = lib.grad(loss_fn)(model)
+        assert [v.item() for v in g] == [2.0, 1.0]
+        assert [v.item() for v in model] == [2.0, 3.0]

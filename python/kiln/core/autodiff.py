@@ -224,15 +224,19 @@ def _value_and_grad(fun, argnums, argnames, op):
                 user_copies.append(user)
                 return user
 
+            swapped = []
             for n in nums:
-                args[n] = tree_map(mark, args[n])
+                args[n] = _swap_in(args[n], mark, swapped)
             for k in names:
-                kwargs[k] = tree_map(mark, kwargs[k])
+                kwargs[k] = _swap_in(kwargs[k], mark, swapped)
             # Structural copies: the gradient keeps the arguments' structure even when the function mutates
             # the containers it receives (appends to a list, sets a dict key), as MLX's does.
             marked_pos = [tree_map(_same, args[n]) for n in nums]
             marked_kw = {k: tree_map(_same, kwargs[k]) for k in names}
-            out = fun(*args, **kwargs)
+            try:
+                out = fun(*args, **kwargs)
+            finally:
+                _swap_back(swapped)
             if op == "grad" and not isinstance(out, array):
                 raise ValueError("[grad] The return value of the function whose gradient we want to compute "
                                  f"should be a scalar array; but {type(out).__name__} was returned.")
@@ -263,6 +267,38 @@ def _value_and_grad(fun, argnums, argnames, op):
 
 def _same(x):
     return x
+
+
+def _swap_in(tree, mark, swapped: list):
+    """`tree` with each array x replaced by mark(x), lists and dicts updated in place (the caller's own
+    containers, as MLX: a slot the function assigns keeps its new value); swapped records each slot."""
+    if isinstance(tree, list) or (isinstance(tree, dict) and not isinstance(tree, tuple)):
+        for key, child in list(enumerate(tree) if isinstance(tree, list) else tree.items()):
+            new = _swap_in(child, mark, swapped)
+            if new is not child:
+                swapped.append((tree, key, new, child))
+                if isinstance(tree, list):
+                    tree[key] = new
+                else:
+                    dict.__setitem__(tree, key, new)  # a Module's own __setitem__ may have side effects
+        return tree
+    if isinstance(tree, tuple):
+        items = [_swap_in(c, mark, swapped) for c in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return mark(tree)
+
+
+def _swap_back(swapped: list) -> None:
+    """Put the caller's arrays back in the slots that still hold the copies the function was given."""
+    for container, key, copy, original in reversed(swapped):
+        try:
+            if container[key] is copy:
+                if isinstance(container, list):
+                    container[key] = original
+                else:
+                    dict.__setitem__(container, key, original)
+        except (IndexError, KeyError):
+            pass  # the function removed the slot
 
 
 def _ones_like(x):
