@@ -528,6 +528,24 @@ def test_b14_vmap_of_compiled():
     close(out, (rows * rows).sum(axis=1) + rows[:, 0])
 
 
+def test_b14_compiled_function_closing_over_a_traced_value_runs_inline():
+    # Inside vmap or grad, a compiled function that reads the transform's own values from a closure cannot
+    # freeze them as constants: as MLX, it runs uncompiled, inside the transform.
+    rows = np.array([[1.0, -2.0], [0.5, 3.0]], dtype=np.float32)
+
+    def outer(v):
+        v = mx.abs(v)
+        inner = mx.compile(lambda z: -mx.exp(v) + z)  # reads v, not its argument
+        return inner(v)
+
+    close(mx.vmap(outer)(mx.array(rows)), -np.exp(np.abs(rows)) + np.abs(rows))
+    # d/dx of x * x where the compiled function takes x both as argument and from its closure
+    close(mx.grad(lambda x: mx.compile(lambda z: z * x)(x))(mx.array(3.0)), 6.0)
+    with pytest.raises(ValueError, match="uncaptured inputs"):  # at top level it stays an error
+        x = mx.array(3.0)
+        mx.compile(lambda z: z * x)(x)
+
+
 def test_b14_vjp_and_jvp_of_compiled():
     compiled = mx.compile(f_sin)
     x = mx.array([0.5, 1.5])

@@ -23,10 +23,11 @@ import weakref
 import numpy as np
 
 from . import engine, env  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
-from .array import array, bind, transform_depth, transform_scope
+from .array import PlaceholderError, array, bind, transform_depth, transform_scope
 from .graph import Lit
 from .shape_check import graph_at_shapes, is_rank_agnostic
-from .tracing import graph_from_outputs, note_rank_decision, replace_arrays, shapeless_scope, watch_rank_decisions
+from .tracing import (UncapturedInputError, graph_from_outputs, note_rank_decision, replace_arrays, shapeless_scope,
+                      watch_rank_decisions)
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -525,7 +526,14 @@ class CompiledFunction:
         entry = self._lookup(key)
         fresh = entry is None
         if fresh:
-            entry, snapshot = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+            try:
+                entry, snapshot = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+            except (UncapturedInputError, PlaceholderError):
+                if transform_depth() == 0:
+                    raise
+                # Inside another transform the function read a value that transform traces (a closure over
+                # its argument, or over a vmapped value): MLX runs such a function itself, uncompiled.
+                return self.fun(*args, **kwargs)
         try:
             if transform_depth() > 0:
                 if self.shapeless:

@@ -64,6 +64,10 @@ def watch_rank_decisions():
         _local.rank_decisions += saved  # an enclosing trace saw them too
 
 
+class UncapturedInputError(ValueError):
+    """A traced function read one of its own arguments directly (a closure) instead of through its parameter."""
+
+
 def placeholders_like(values, origin: str) -> list:
     """One placeholder per input array, with its shape and dtype."""
     return [array._make_placeholder(v.shape, v.dtype, origin) for v in values]
@@ -127,7 +131,7 @@ def _depends_on_inputs(outputs, input_ids, argument_ids=frozenset()) -> set:
     depends = set()
     for node in postorder(outputs):
         if id(node) in argument_ids:
-            raise ValueError("[compile] Attempting to compile a function with uncaptured inputs is not allowed: "
+            raise UncapturedInputError("[compile] Attempting to compile a function with uncaptured inputs is not allowed: "
                              "it reads an array it is also given as an argument (e.g. from a closure). Use the "
                              "argument inside the function instead.")
         if id(node) in input_ids or any(id(x) in depends for x in node._inputs) or _has_effects(node):
