@@ -700,6 +700,38 @@ def test_b17_static_reshape_fails_naming_the_operation():
     same(compiled(first), first.reshape(6, 4))  # the failure poisoned nothing
 
 
+def _set_third(x):
+    x[2] = mx.array([3.0])
+    return x
+
+
+def _set_last(x):
+    x[-1] = 9.0
+    return x
+
+
+@pytest.mark.parametrize("fun,replays", [
+    (_set_third, True),  # bounds written as plain indices hold at any size that contains them (as MLX)
+    (lambda x: x[1:3] * 2, True),
+    (_set_last, False),  # a negative index, an omitted stop: the bounds came from the traced size
+    (lambda x: x[1:] * 2, False),
+])
+def test_b17_shapeless_slices_replay_when_their_bounds_do_not_depend_on_the_size(fun, replays):
+    body, runs = counted(fun)
+    compiled = mx.compile(body, shapeless=True)
+    for n in (4, 5, 3):
+        x = np.arange(n, dtype=np.float32)
+        if n != 4 and not replays:
+            with pytest.raises(ValueError, match=r"^\[slice(_update)?\] Cannot infer the output shape"):
+                compiled(mx.array(x))
+            continue
+        np.testing.assert_array_equal(np.array(compiled(mx.array(x))), np.array(fun(mx.array(x))))
+    assert runs[0] == 1
+    if replays:
+        with pytest.raises(ValueError, match=r"^\[slice(_update)?\] The bounds \d:3:1 of axis 0 do not fit"):
+            compiled(mx.arange(2.0))
+
+
 @pytest.mark.parametrize("shape", [(2, 3, 4), (5, 5, 3), (1, 1, 1), (0, 4, 2), (3, 0, 2), (7, 1, 0)])
 def test_b18_flatten_works_at_every_shape(shape):
     body, runs = counted(lambda x: x.flatten(0, 1))

@@ -22,6 +22,7 @@ _LITERAL_MAX_NDIM = 0
 class _TraceState(threading.local):
     shapeless = 0  # depth of shapeless traces on this thread (a class default: reading it is cheap)
     rank_decisions = 0  # choices made from an input's rank during the current shapeless trace
+    bound_decisions = 0  # index or slice bounds resolved against an input's size during it
 
 
 _local = _TraceState()
@@ -51,17 +52,29 @@ def note_rank_decision() -> None:
         _local.rank_decisions += 1
 
 
+def note_bound_decision() -> None:
+    """An op resolved an index or slice bound against an array's size (a negative index, an omitted or
+    clamped bound, a whole axis).
+
+    Its `slice`/`slice_update` bounds then hold only at the traced size: a shapeless trace without such a
+    decision replays at other sizes (x[2] = v), one with it refuses them with a clear error (x[-1] = v).
+    """
+    if _local.shapeless:
+        _local.bound_decisions += 1
+
+
 @contextlib.contextmanager
 def watch_rank_decisions():
-    """Count the rank decisions made inside; yields a list that holds the count on exit."""
-    saved = _local.rank_decisions
-    _local.rank_decisions = 0
+    """Count the rank and bound decisions made inside; yields a list that holds both counts on exit."""
+    saved = (_local.rank_decisions, _local.bound_decisions)
+    _local.rank_decisions = _local.bound_decisions = 0
     count = []
     try:
         yield count
     finally:
-        count.append(_local.rank_decisions)
-        _local.rank_decisions += saved  # an enclosing trace saw them too
+        count.extend((_local.rank_decisions, _local.bound_decisions))
+        _local.rank_decisions += saved[0]  # an enclosing trace saw them too
+        _local.bound_decisions += saved[1]
 
 
 class UncapturedInputError(ValueError):
