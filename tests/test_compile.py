@@ -700,6 +700,40 @@ def test_b17_static_reshape_fails_naming_the_operation():
     same(compiled(first), first.reshape(6, 4))  # the failure poisoned nothing
 
 
+def _np_unbroadcast(g, shape):
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
+
+
+@pytest.mark.parametrize("shapes", [
+    [((2, 1, 4, 2), (3, 2, 5)), ((3, 1, 4, 2), (2, 2, 5)), ((1, 1, 3, 2), (4, 2, 1))],
+    [((), (2, 2)), ((), (3, 1))],
+])
+def test_b16_shapeless_grad_rederives_broadcast_shapes(shapes):
+    # A shapeless trace of grad must not keep the traced sizes of its broadcasts (the cotangent of sum, the
+    # batch axes of matmul, the operands of add): one trace serves every size with the same ranks.
+    def loss(args):
+        a, b = args
+        return mx.sum(a @ b) if a.ndim else mx.sum(a + b)
+
+    body, runs = counted(mx.grad(loss))
+    compiled = mx.compile(body, shapeless=True)
+    rng = np.random.default_rng(0)
+    for sa, sb in shapes:
+        a, b = rng.uniform(-1, 1, sa).astype(np.float32), rng.uniform(-1, 1, sb).astype(np.float32)
+        ga, gb = compiled((mx.array(a), mx.array(b)))
+        if a.ndim:
+            ones = np.ones(np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1]), np.float32)
+            expected = (_np_unbroadcast(ones @ np.swapaxes(b, -1, -2), sa),
+                        _np_unbroadcast(np.swapaxes(a, -1, -2) @ ones, sb))
+        else:
+            expected = (np.array(np.prod(sb), np.float32), np.ones(sb, np.float32))
+        assert ga.shape == sa and gb.shape == sb
+        close(ga, expected[0], rtol=1e-5, atol=1e-5)
+        close(gb, expected[1], rtol=1e-5, atol=1e-5)
+    assert runs[0] == 1
+
+
 def _set_third(x):
     x[2] = mx.array([3.0])
     return x

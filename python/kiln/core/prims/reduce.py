@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..primitives import REDUCTION, Primitive, register
-from .elementwise import _HALF, _conj
+from .elementwise import _HALF, _conj, broadcast_like
 
 
 def _ops():
@@ -80,10 +80,9 @@ def _accumulating(fn):
 
 
 def _sum_vjp(ct, out, inputs, params):
-    ops = _ops()
     x = inputs[0]
     ct = _expand(ct, x.shape, params["axes"], params["keepdims"])
-    return (ops.broadcast_to(ct, x.shape),)
+    return (broadcast_like(ct, x),)
 
 
 def _sum_jvp(tangents, out, inputs, params):
