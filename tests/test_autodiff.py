@@ -464,7 +464,7 @@ def test_custom_function_trees_match_mlx():
     for lib in (mx, real):
         double = _tree_double(lib)
         p = {"x": lib.array(x), "y": lib.array(y)}
-        grads.append(lib.grad(lambda q: lib.sum(double(q)["out"] * double(q)["aux"][0]))(p))
+        grads.append(lib.grad(lambda q, lib=lib, double=double: lib.sum(double(q)["out"] * double(q)["aux"][0]))(p))
     close(grads[0]["x"], np.array(grads[1]["x"]))
     close(grads[0]["y"], np.array(grads[1]["y"]))
 

@@ -414,7 +414,7 @@ def test_b10_closure_refusal_agrees_with_mlx():
     for lib in (mx, real):
         x = lib.array([1.0, 2.0]) + 1
         with pytest.raises(ValueError):
-            lib.compile(lambda a: a + x)(x)
+            lib.compile(lambda a, x=x: a + x)(x)
 
 
 # -- B12: a whole training step (needs kiln.nn and kiln.optimizers) -----------------------------------

@@ -272,7 +272,7 @@ def _same(x):
 def _swap_in(tree, mark, swapped: list):
     """`tree` with each array x replaced by mark(x), lists and dicts updated in place (the caller's own
     containers, as MLX: a slot the function assigns keeps its new value); swapped records each slot."""
-    if isinstance(tree, list) or (isinstance(tree, dict) and not isinstance(tree, tuple)):
+    if isinstance(tree, (list, dict)):
         for key, child in list(enumerate(tree) if isinstance(tree, list) else tree.items()):
             new = _swap_in(child, mark, swapped)
             if new is not child:
@@ -408,7 +408,7 @@ def _custom_vmap(inputs, bdims, params):
         outs = _vmap(rec.flat_fun, in_axes=tuple(axes))(*leaves)
         return _user_values(outs, len(rec.outputs), "vmap")[rec.index], 0
     primals, kwargs = rec.primals(leaves)
-    outs, out_axes = rec.fn._vmap(primals, _tree_fill(rec.primals(leaves)[0], axes), **kwargs)
+    outs, out_axes = rec.fn._vmap(primals, _tree_fill(primals, axes), **kwargs)
     outs = _user_values(outs, len(rec.outputs), "vmap")
     out_axes = _user_values(out_axes, len(rec.outputs), "vmap axes")
     return outs[rec.index], out_axes[rec.index]

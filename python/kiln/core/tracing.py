@@ -144,9 +144,10 @@ def _depends_on_inputs(outputs, input_ids, argument_ids=frozenset()) -> set:
     depends = set()
     for node in postorder(outputs):
         if id(node) in argument_ids:
-            raise UncapturedInputError("[compile] Attempting to compile a function with uncaptured inputs is not allowed: "
-                             "it reads an array it is also given as an argument (e.g. from a closure). Use the "
-                             "argument inside the function instead.")
+            raise UncapturedInputError(
+                "[compile] Attempting to compile a function with uncaptured inputs is not allowed: it reads an "
+                "array it is also given as an argument (e.g. from a closure). Use the argument inside the "
+                "function instead.")
         if id(node) in input_ids or any(id(x) in depends for x in node._inputs) or _has_effects(node):
             depends.add(id(node))
     return depends

@@ -37,14 +37,13 @@ def _flatten_with_axes(tree, axes, output: bool = False):
             leaves.append(node)
             flat_axes.append(leaf_axis(ax))
         elif isinstance(node, (list, tuple, dict)):
-            if isinstance(ax, (list, tuple, dict)):
-                if type(ax) is not type(node) and not (isinstance(ax, tuple) and isinstance(node, tuple)):
-                    raise ValueError(mismatch)
-                if len(ax) != len(node) or (isinstance(node, dict) and set(ax) != set(node)):
-                    raise ValueError(mismatch)
+            container = isinstance(ax, (list, tuple, dict))
+            if container and (_kind(ax) != _kind(node) or len(ax) != len(node)
+                              or (isinstance(node, dict) and set(ax) != set(node))):
+                raise ValueError(mismatch)
             children = node.items() if isinstance(node, dict) else enumerate(node)
             for k, child in children:
-                walk(child, ax[k] if isinstance(ax, (list, tuple, dict)) else ax)
+                walk(child, ax[k] if container else ax)
         else:
             what = "function must return" if output else "arguments should contain"
             raise ValueError(f"[vmap] The {what} only arrays or trees of arrays, got {type(node).__name__}.")
@@ -53,6 +52,11 @@ def _flatten_with_axes(tree, axes, output: bool = False):
     if saw_tuple and not isinstance(tree, array):
         raise ValueError("[vmap] axis must be int or None.")
     return leaves, flat_axes
+
+
+def _kind(container) -> type:
+    """list, tuple or dict: the container kinds an axes tree must match (subclasses count as their base)."""
+    return next(k for k in (list, tuple, dict) if isinstance(container, k))
 
 
 def batch_replay(outputs, placeholders, values, bdims):
