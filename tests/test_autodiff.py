@@ -133,6 +133,53 @@ def test_cummax_gradient_goes_to_the_element_that_set_the_running_max():
           [0, 1, 5, 0, 4])
 
 
+def _cumprod_grad_np(x, weights, reverse, inclusive):
+    """d/dx of sum(weights * cumprod(x)) for 1-d x: output j is a product of the elements scanned up to j,
+    so element i receives weights[j] times the product of the other factors of each output that holds it."""
+    order = list(range(len(x)))[::-1] if reverse else list(range(len(x)))
+    grad = np.zeros(len(x))
+    for pos, j in enumerate(order):
+        factors = order[:pos + 1] if inclusive else order[:pos]
+        for i in factors:
+            grad[i] += weights[j] * np.prod([x[k] for k in factors if k != i])
+    return grad
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("inclusive", [True, False])
+@pytest.mark.parametrize("values", [
+    [2.0, 1.0, 2.0, 2.0, 3.0], [2.0, 0.0, 2.0, 2.0, 3.0], [2.0, 0.0, 2.0, 0.0, 3.0], [0.0, 0.0, 1.5, -2.0, 0.0],
+])
+def test_cumprod_gradient_with_zeros_matches_the_product_rule(values, inclusive, reverse):
+    x = np.array(values)
+    weights = np.arange(1.0, 6.0)
+    got = mx.grad(lambda u: mx.sum(mx.array(weights.astype(np.float32)) * mx.cumprod(
+        u, reverse=reverse, inclusive=inclusive)))(mx.array(x.astype(np.float32)))
+    close(got, _cumprod_grad_np(x, weights, reverse, inclusive), rtol=1e-6, atol=1e-6)
+
+
+def test_cumprod_gradient_along_an_inner_axis():
+    x = np.array([[1.0, 0.0, 3.0], [0.5, 2.0, 0.0]])
+    expected = np.stack([_cumprod_grad_np(row, np.ones(3), False, True) for row in x])
+    close(mx.grad(lambda u: mx.sum(mx.cumprod(u, axis=1)))(mx.array(x.astype(np.float32))), expected)
+
+
+@pytest.mark.parametrize("mode", ["maximum", "minimum"])
+def test_at_maximum_and_minimum_send_the_gradient_to_both_sides_of_a_tie_as_mlx_scatter(mode):
+    def fun(src, updates):
+        return getattr(src.at[1], mode)(updates)
+
+    ct = mx.array([[4.0], [5.0], [6.0]])
+    _, (g_src, g_upd) = mx.vjp(fun, [mx.array([[1.0], [2.0], [3.0]]), mx.array([[[2.0]]])], [ct])
+    close(g_src, [[4.0], [5.0], [6.0]])  # a tie: the array keeps its cotangent ...
+    close(g_upd, [[[5.0]]])  # ... and so does the update
+    winner = 3.0 if mode == "maximum" else 1.0  # strictly better than the array's 2.0
+    _, (g_src, g_upd) = mx.vjp(fun, [mx.array([1.0, 2.0, 3.0]), mx.array([[winner]])], [mx.array([4.0, 5.0, 6.0])])
+    close(g_src, [4.0, 0.0, 6.0])
+    close(g_upd, [[5.0]])
+    close(fun(mx.array([[1.0], [2.0], [3.0]]), mx.array([[[winner]]])), [[1.0], [winner], [3.0]])
+
+
 def _indexing_available():
     try:
         mx.array([1.0, 2.0])[0]
@@ -222,6 +269,46 @@ def test_value_and_grad_with_aux_outputs():
 def test_grad_errors(fn, argnums, args, message):
     with pytest.raises(ValueError, match=message):
         mx.grad(fn, argnums=argnums)(*args)
+
+
+def test_grad_refuses_auxiliary_outputs_that_value_and_grad_accepts():
+    def fun(x, y):
+        loss = mx.sum(x * y)
+        return loss, {"loss": loss, "bar": [1, 2, y]}
+
+    x, y = mx.array([1.0, 2.0]), mx.array([3.0, 4.0])
+    (loss, aux), g = mx.value_and_grad(fun)(x, y)
+    close(loss, 11.0)
+    assert aux["bar"][:2] == [1, 2]
+    close(g, [3.0, 4.0])
+    with pytest.raises(ValueError, match=r"^\[grad\] The return value .* should be a scalar array; but tuple"):
+        mx.grad(fun)(x, y)
+
+
+@pytest.mark.parametrize("make,args,error,message", [
+    # Every leaf of a differentiated argument must be an array (MLX's tree_flatten rule).
+    (lambda: mx.value_and_grad(lambda p: p["x"] * p["y"]), ({"x": 0.5, "y": mx.array(2.0)},), ValueError,
+     r"only arrays"),
+    (lambda: mx.grad(lambda p: p[0].sum()), ([mx.array([1.0]), None],), ValueError, r"only arrays"),
+    (lambda: mx.value_and_grad(lambda x: x, ()), None, ValueError, r"^\[value_and_grad\] Gradient wrt no argument"),
+    (lambda: mx.grad(lambda x: x, argnums=[]), None, ValueError, r"^\[grad\] Gradient wrt no argument"),
+    (lambda: mx.value_and_grad(lambda x: x, (None, None)), None, TypeError, r"^\[value_and_grad\] argnums"),
+])
+def test_argument_validation_as_mlx(make, args, error, message):
+    with pytest.raises(error, match=message):
+        fn = make()
+        fn(*args)
+
+
+def test_argument_validation_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        with pytest.raises(ValueError):
+            lib.value_and_grad(lambda p: p["x"] * p["y"])({"x": 0.5, "y": lib.array(2.0)})
+        with pytest.raises(ValueError):
+            lib.value_and_grad(lambda x: x, tuple())
+        with pytest.raises(ValueError):
+            lib.grad(lambda x: (x.sum(), 1))(lib.array([1.0]))
 
 
 def test_argnums_of_the_wrong_type_raise_type_error():
@@ -329,6 +416,57 @@ def test_custom_function_list_output_keeps_its_container():
     out = f(mx.array([1.0]))
     assert isinstance(out, list)
     close(mx.grad(lambda u: mx.sum(f(u)[0]))(mx.array([1.0, 2.0])), [5.0, 5.0])
+
+
+def _tree_double(lib):
+    @lib.custom_function
+    def double(params, scale=1.0):
+        return {"out": 2 * scale * params["x"] * params["y"], "aux": [params["x"] + 1]}
+
+    return double
+
+
+def test_custom_function_with_dict_arguments_and_results():
+    double = _tree_double(mx)
+    x, y = _f32(3), _f32(3)
+    p = {"x": mx.array(x), "y": mx.array(y)}
+    out = double(p)
+    assert set(out) == {"out", "aux"} and isinstance(out["aux"], list)
+    g = mx.grad(lambda q: mx.sum(double(q)["out"]) + mx.sum(double(q)["aux"][0]))(p)
+    close(g["x"], 2 * y + 1)
+    close(g["y"], 2 * x)
+    seen = {}
+
+    @double.vjp
+    def double_vjp(primals, cotangents, outputs, scale=1.0):
+        seen.update(primals=set(primals), cotangents=set(cotangents), outputs=set(outputs), scale=scale)
+        return {"x": mx.zeros_like(primals["x"]), "y": scale * mx.ones_like(primals["y"])}
+
+    g = mx.grad(lambda q: mx.sum(double(q, scale=3.0)["out"]))(p)
+    close(g["x"], np.zeros(3))
+    close(g["y"], np.full(3, 3.0))
+    assert seen == {"primals": {"x", "y"}, "cotangents": {"out", "aux"}, "outputs": {"out", "aux"}, "scale": 3.0}
+
+    @double.jvp
+    def double_jvp(primals, tangents, scale=1.0):
+        return {"out": 2 * primals["x"] * tangents["y"] + 2 * primals["y"] * tangents["x"] + 1,
+                "aux": [tangents["x"]]}
+
+    _, (t,) = mx.jvp(lambda a, b: double({"x": a, "y": b})["out"], [p["x"], p["y"]],
+                     [mx.ones((3,)), mx.ones((3,))])
+    close(t, 2 * x + 2 * y + 1)
+
+
+def test_custom_function_trees_match_mlx():
+    real = pytest.importorskip("mlx.core")
+    x, y = _f32(3), _f32(3)
+    grads = []
+    for lib in (mx, real):
+        double = _tree_double(lib)
+        p = {"x": lib.array(x), "y": lib.array(y)}
+        grads.append(lib.grad(lambda q, lib=lib, double=double: lib.sum(double(q)["out"] * double(q)["aux"][0]))(p))
+    close(grads[0]["x"], np.array(grads[1]["x"]))
+    close(grads[0]["y"], np.array(grads[1]["y"]))
 
 
 def test_custom_function_vmap_override():
@@ -469,9 +607,12 @@ def test_grad_keeps_the_argument_structure_when_the_function_mutates_it():
         return xs[0] + xs[1]
 
     params = [mx.array(1.0), mx.array(3.0)]
+    second = params[1]
     g = mx.grad(f)(params)
     assert len(g) == 2 and [v.item() for v in g] == [2.0, 1.0]
-    assert len(params) == 2 and params[0].item() == 1.0  # the caller's list is untouched
+    # The function updated the caller's own list (MLX's in-place semantics): the assigned slot keeps its new
+    # value, the appended array stays, and the untouched slot holds the caller's array again.
+    assert [v.item() for v in params] == [2.0, 3.0, 5.0] and params[1] is second
 
     def h(p):
         p["a"] = p["a"] * 3
@@ -479,4 +620,35 @@ def test_grad_keeps_the_argument_structure_when_the_function_mutates_it():
         return p["a"]
 
     d = {"a": mx.array(1.0)}
-    assert {k: v.item() for k, v in mx.grad(h)(d).items()} == {"a": 3.0} and list(d) == ["a"]
+    assert {k: v.item() for k, v in mx.grad(h)(d).items()} == {"a": 3.0}
+    assert {k: v.item() for k, v in d.items()} == {"a": 3.0, "b": 1.0}
+
+
+def test_grad_with_an_in_place_update_of_the_argument_as_mlx():
+    def loss_fn(model):
+        model[1] = mx.array(2.0)
+        return model[0] * model[0]
+
+    model = [mx.array(3.0), mx.array(1.0)]
+    first = model[0]
+    g = mx.grad(loss_fn)(model)
+    close(g[0], 6.0)
+    close(g[1], 0.0)
+    assert model[1].item() == 2.0 and model[0] is first
+    w = mx.array(1.0)
+    nested = ({"w": [w]},)  # tuples are rebuilt, the list inside is the caller's own
+    close(mx.grad(lambda t: t[0]["w"][0] * 2)(nested)[0]["w"][0], 2.0)
+    assert nested[0]["w"][0] is w
+
+
+def test_in_place_update_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        def loss_fn(model, lib=lib):
+            model[0] = model[0] * 2
+            return model[0] + model[1]
+
+        model = [lib.array(1.0), lib.array(3.0)]
+        g = lib.grad(loss_fn)(model)
+        assert [v.item() for v in g] == [2.0, 1.0]
+        assert [v.item() for v in model] == [2.0, 3.0]

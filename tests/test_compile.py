@@ -396,6 +396,27 @@ def test_b11_inputs_read_every_call():
     assert runs[0] == 2
 
 
+def test_b10_an_argument_read_from_a_closure_is_refused_as_in_mlx():
+    x = mx.array([1, 2, 3]) + 2
+    with pytest.raises(ValueError, match=r"^\[compile\] Attempting to compile a function with uncaptured inputs"):
+        mx.compile(lambda a: a + (x + 1))(x)
+    state = [mx.array([1.0, 2.0])]
+    y = mx.array([1.0, 2.0]) * 2
+    state[0] = state[0] + y  # lazy, and reads the array later passed as the argument
+    with pytest.raises(ValueError, match="uncaptured inputs"):
+        mx.compile(lambda a: state[0] + a)(y)
+    mx.eval(state[0])  # evaluated, it no longer reads y: a frozen constant as usual
+    close(mx.compile(lambda a: state[0] + a)(y), [5.0, 10.0])
+
+
+def test_b10_closure_refusal_agrees_with_mlx():
+    real = pytest.importorskip("mlx.core")
+    for lib in (mx, real):
+        x = lib.array([1.0, 2.0]) + 1
+        with pytest.raises(ValueError):
+            lib.compile(lambda a, x=x: a + x)(x)
+
+
 # -- B12: a whole training step (needs kiln.nn and kiln.optimizers) -----------------------------------
 def test_b12_training_step_losses_equal_uncompiled():
     nn = pytest.importorskip("kiln.nn")
@@ -505,6 +526,24 @@ def test_b14_vmap_of_compiled():
     rows = np.arange(12.0, dtype=np.float32).reshape(4, 3)
     out = mx.vmap(compiled)(mx.array(rows))
     close(out, (rows * rows).sum(axis=1) + rows[:, 0])
+
+
+def test_b14_compiled_function_closing_over_a_traced_value_runs_inline():
+    # Inside vmap or grad, a compiled function that reads the transform's own values from a closure cannot
+    # freeze them as constants: as MLX, it runs uncompiled, inside the transform.
+    rows = np.array([[1.0, -2.0], [0.5, 3.0]], dtype=np.float32)
+
+    def outer(v):
+        v = mx.abs(v)
+        inner = mx.compile(lambda z: -mx.exp(v) + z)  # reads v, not its argument
+        return inner(v)
+
+    close(mx.vmap(outer)(mx.array(rows)), -np.exp(np.abs(rows)) + np.abs(rows))
+    # d/dx of x * x where the compiled function takes x both as argument and from its closure
+    close(mx.grad(lambda x: mx.compile(lambda z: z * x)(x))(mx.array(3.0)), 6.0)
+    with pytest.raises(ValueError, match="uncaptured inputs"):  # at top level it stays an error
+        x = mx.array(3.0)
+        mx.compile(lambda z: z * x)(x)
 
 
 def test_b14_vjp_and_jvp_of_compiled():
@@ -659,6 +698,72 @@ def test_b17_static_reshape_fails_naming_the_operation():
     with pytest.raises(ValueError, match=r"^\[reshape\]"):
         compiled(mx.random.uniform(shape=(5, 5, 3)))
     same(compiled(first), first.reshape(6, 4))  # the failure poisoned nothing
+
+
+def _np_unbroadcast(g, shape):
+    g = g.sum(axis=tuple(range(g.ndim - len(shape))))
+    return g.sum(axis=tuple(i for i, n in enumerate(shape) if n == 1), keepdims=True)
+
+
+@pytest.mark.parametrize("shapes", [
+    [((2, 1, 4, 2), (3, 2, 5)), ((3, 1, 4, 2), (2, 2, 5)), ((1, 1, 3, 2), (4, 2, 1))],
+    [((), (2, 2)), ((), (3, 1))],
+])
+def test_b16_shapeless_grad_rederives_broadcast_shapes(shapes):
+    # A shapeless trace of grad must not keep the traced sizes of its broadcasts (the cotangent of sum, the
+    # batch axes of matmul, the operands of add): one trace serves every size with the same ranks.
+    def loss(args):
+        a, b = args
+        return mx.sum(a @ b) if a.ndim else mx.sum(a + b)
+
+    body, runs = counted(mx.grad(loss))
+    compiled = mx.compile(body, shapeless=True)
+    rng = np.random.default_rng(0)
+    for sa, sb in shapes:
+        a, b = rng.uniform(-1, 1, sa).astype(np.float32), rng.uniform(-1, 1, sb).astype(np.float32)
+        ga, gb = compiled((mx.array(a), mx.array(b)))
+        if a.ndim:
+            ones = np.ones(np.broadcast_shapes(sa[:-2], sb[:-2]) + (sa[-2], sb[-1]), np.float32)
+            expected = (_np_unbroadcast(ones @ np.swapaxes(b, -1, -2), sa),
+                        _np_unbroadcast(np.swapaxes(a, -1, -2) @ ones, sb))
+        else:
+            expected = (np.array(np.prod(sb), np.float32), np.ones(sb, np.float32))
+        assert ga.shape == sa and gb.shape == sb
+        close(ga, expected[0], rtol=1e-5, atol=1e-5)
+        close(gb, expected[1], rtol=1e-5, atol=1e-5)
+    assert runs[0] == 1
+
+
+def _set_third(x):
+    x[2] = mx.array([3.0])
+    return x
+
+
+def _set_last(x):
+    x[-1] = 9.0
+    return x
+
+
+@pytest.mark.parametrize("fun,replays", [
+    (_set_third, True),  # bounds written as plain indices hold at any size that contains them (as MLX)
+    (lambda x: x[1:3] * 2, True),
+    (_set_last, False),  # a negative index, an omitted stop: the bounds came from the traced size
+    (lambda x: x[1:] * 2, False),
+])
+def test_b17_shapeless_slices_replay_when_their_bounds_do_not_depend_on_the_size(fun, replays):
+    body, runs = counted(fun)
+    compiled = mx.compile(body, shapeless=True)
+    for n in (4, 5, 3):
+        x = np.arange(n, dtype=np.float32)
+        if n != 4 and not replays:
+            with pytest.raises(ValueError, match=r"^\[slice(_update)?\] Cannot infer the output shape"):
+                compiled(mx.array(x))
+            continue
+        np.testing.assert_array_equal(np.array(compiled(mx.array(x))), np.array(fun(mx.array(x))))
+    assert runs[0] == 1
+    if replays:
+        with pytest.raises(ValueError, match=r"^\[slice(_update)?\] The bounds \d:3:1 of axis 0 do not fit"):
+            compiled(mx.arange(2.0))
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 4), (5, 5, 3), (1, 1, 1), (0, 4, 2), (3, 0, 2), (7, 1, 0)])

@@ -72,6 +72,44 @@ def test_vmap_errors(call, message):
         call()
 
 
+def _tree_fun(tree):
+    return (tree["a"] + tree["b"][0]) * tree["b"][1]
+
+
+@pytest.mark.parametrize("in_axes", [
+    {"a": 0, "b": ((0, 0), 0)},  # a tuple of axes for one array
+    ({"a": 0, "b": 0},),  # the lone argument is the tree itself, not a 1-tuple
+    [{"a": 0, "b": 0}],
+    {"a": 0},  # keys must match
+    {"a": 0, "b": 0, "c": 0},
+    {"a": 0, "b": (0, 0, 0)},  # lengths must match
+    {"a": 0, "b": [0, 0]},  # a list does not stand for a tuple
+    "hello",
+])
+def test_in_axes_must_be_a_prefix_of_the_arguments_as_mlx(in_axes):
+    tree = {"a": mx.array(_f32(2, 4)), "b": (mx.array(_f32(2, 4)), mx.array(_f32(2, 4)))}
+    with pytest.raises(ValueError, match=r"^\[vmap\]"):
+        mx.vmap(_tree_fun, in_axes=in_axes)(tree)
+
+
+@pytest.mark.parametrize("out_axes", [(0, 1), {"a": 0, "c": 1}, {"a": 0}, [0], "hello", ((0,), 1)])
+def test_out_axes_must_be_a_prefix_of_the_outputs_as_mlx(out_axes):
+    x, y = mx.array(_f32(2, 4)), mx.array(_f32(2, 4))
+    with pytest.raises(ValueError, match=r"^\[vmap\]"):
+        mx.vmap(lambda a, b: {"a": a + b, "b": a * b}, out_axes=out_axes)(x, y)
+
+
+def test_axes_trees_that_match_map_the_named_axes():
+    a, b0, b1 = _f32(2, 4), _f32(4, 2), _f32(4, 2)
+    tree = {"a": mx.array(a), "b": (mx.array(b0), mx.array(b1))}
+    close(mx.vmap(_tree_fun, in_axes={"a": 0, "b": (1, 1)})(tree), (a + b0.T) * b1.T)
+    close(mx.vmap(_tree_fun, in_axes={"a": 0, "b": 1})(tree), (a + b0.T) * b1.T)
+    out = mx.vmap(lambda u, v: {"s": u + v, "p": u * v}, out_axes={"s": 0, "p": 1})(mx.array(a), mx.array(a))
+    close(out["s"], a + a)
+    close(out["p"], (a * a).T)
+    close(mx.vmap(lambda u: u * 2, out_axes=(1,))(mx.array(a)), (2 * a).T)  # a 1-tuple for a lone output
+
+
 # -- compositions with grad ----------------------------------------------------------------------------------------
 def _loss(w, x):
     return mx.sum(mx.tanh(x @ w) ** 2)

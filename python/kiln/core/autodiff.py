@@ -160,7 +160,7 @@ def _check_array(x, op):
         raise ValueError(f"[{op}] Expected arrays, got {type(x).__name__}.") from None
 
 
-def _normalize_argnums(argnums, argnames):
+def _normalize_argnums(argnums, argnames, op):
     if isinstance(argnames, str):
         argnames = [argnames]
     argnames = list(argnames)
@@ -168,8 +168,10 @@ def _normalize_argnums(argnums, argnames):
         argnums = [] if argnames else 0
     nums = [argnums] if isinstance(argnums, int) else argnums
     if not isinstance(nums, (list, tuple)) or not all(isinstance(n, int) for n in nums):
-        raise TypeError(f"[grad] argnums must be an int or a sequence of ints, got {argnums!r}.")
+        raise TypeError(f"[{op}] argnums must be an int or a sequence of ints, got {argnums!r}.")
     nums = list(nums)
+    if not nums and not argnames:
+        raise ValueError(f"[{op}] Gradient wrt no argument requested.")
     for i, n in enumerate(nums):
         if n < 0:
             raise ValueError(f"[grad] Can't compute the gradient of negative argument index {n}.")
@@ -190,7 +192,12 @@ def value_and_grad(fun, argnums=None, argnames=()):
     Returns:
         Callable: A function returning ``(value, gradients)``.
     """
-    nums, single, names = _normalize_argnums(argnums, argnames)
+    return _value_and_grad(fun, argnums, argnames, "value_and_grad")
+
+
+def _value_and_grad(fun, argnums, argnames, op):
+    """value_and_grad, or grad's (op "grad": fun must return one scalar array, no auxiliary values)."""
+    nums, single, names = _normalize_argnums(argnums, argnames, op)
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):
@@ -209,23 +216,30 @@ def value_and_grad(fun, argnums=None, argnames=()):
             def mark(x):
                 # The sweep stops at `target`; the function gets its own copy, so that an in-place update
                 # of an argument (x[0] = 1) rebinds the copy and leaves the target where it was.
-                if isinstance(x, array):
-                    target = bind("copy", x)
-                    targets.append(target)
-                    user = bind("copy", target)
-                    user_copies.append(user)
-                    return user
-                return x
+                if not isinstance(x, array):
+                    raise ValueError("[tree_flatten] The argument should contain only arrays")
+                target = bind("copy", x)
+                targets.append(target)
+                user = bind("copy", target)
+                user_copies.append(user)
+                return user
 
+            swapped = []
             for n in nums:
-                args[n] = tree_map(mark, args[n])
+                args[n] = _swap_in(args[n], mark, swapped)
             for k in names:
-                kwargs[k] = tree_map(mark, kwargs[k])
+                kwargs[k] = _swap_in(kwargs[k], mark, swapped)
             # Structural copies: the gradient keeps the arguments' structure even when the function mutates
             # the containers it receives (appends to a list, sets a dict key), as MLX's does.
             marked_pos = [tree_map(_same, args[n]) for n in nums]
             marked_kw = {k: tree_map(_same, kwargs[k]) for k in names}
-            out = fun(*args, **kwargs)
+            try:
+                out = fun(*args, **kwargs)
+            finally:
+                _swap_back(swapped)
+            if op == "grad" and not isinstance(out, array):
+                raise ValueError("[grad] The return value of the function whose gradient we want to compute "
+                                 f"should be a scalar array; but {type(out).__name__} was returned.")
             loss = out[0] if isinstance(out, (list, tuple)) and out else out
             if not isinstance(loss, array):
                 raise ValueError("[grad] The function must return an array (or a tuple/list whose first element "
@@ -255,6 +269,38 @@ def _same(x):
     return x
 
 
+def _swap_in(tree, mark, swapped: list):
+    """`tree` with each array x replaced by mark(x), lists and dicts updated in place (the caller's own
+    containers, as MLX: a slot the function assigns keeps its new value); swapped records each slot."""
+    if isinstance(tree, (list, dict)):
+        for key, child in list(enumerate(tree) if isinstance(tree, list) else tree.items()):
+            new = _swap_in(child, mark, swapped)
+            if new is not child:
+                swapped.append((tree, key, new, child))
+                if isinstance(tree, list):
+                    tree[key] = new
+                else:
+                    dict.__setitem__(tree, key, new)  # a Module's own __setitem__ may have side effects
+        return tree
+    if isinstance(tree, tuple):
+        items = [_swap_in(c, mark, swapped) for c in tree]
+        return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
+    return mark(tree)
+
+
+def _swap_back(swapped: list) -> None:
+    """Put the caller's arrays back in the slots that still hold the copies the function was given."""
+    for container, key, copy, original in reversed(swapped):
+        try:
+            if container[key] is copy:
+                if isinstance(container, list):
+                    container[key] = original
+                else:
+                    dict.__setitem__(container, key, original)
+        except (IndexError, KeyError):
+            pass  # the function removed the slot
+
+
 def _ones_like(x):
     from . import ops
 
@@ -272,7 +318,7 @@ def grad(fun, argnums=None, argnames=()):
     Returns:
         Callable: A function returning the gradient(s), shaped like the differentiated arguments.
     """
-    vg = value_and_grad(fun, argnums, argnames)
+    vg = _value_and_grad(fun, argnums, argnames, "grad")
 
     @functools.wraps(fun)
     def wrapped(*args, **kwargs):
@@ -282,28 +328,48 @@ def grad(fun, argnums=None, argnames=()):
 
 
 # -- custom_function ---------------------------------------------------------------------------------
-class _CustomRecord:
-    """What a custom node needs at differentiation time (kept out of the params' text form)."""
+def _tree_leaves(tree) -> list:
+    """Every leaf of a tree of lists, tuples and dicts, in order (arrays, and ints or None for axes)."""
+    leaves = []
+    tree_map(leaves.append, tree)
+    return leaves
 
-    def __init__(self, fn, outputs, index, container):
-        self.fn, self.outputs, self.index = fn, outputs, index
-        self.container = container  # None when fun returned one array, else list or tuple
+
+def _tree_fill(tree, values):
+    """`tree` with its arrays replaced, in order, by `values` (other leaves stay as they are)."""
+    it = iter(values)
+    return tree_map(lambda x: next(it) if isinstance(x, array) else x, tree)
+
+
+class _CustomRecord:
+    """What a custom node needs at differentiation time (kept out of the params' text form): the function,
+    its arguments and result as trees (their arrays stand for the node's inputs and outputs, in order)."""
+
+    def __init__(self, fn, arguments, result, outputs, index):
+        self.fn, self.arguments, self.result = fn, arguments, result
+        self.outputs, self.index = outputs, index
+
+    def primals(self, leaves):
+        """The positional arguments rebuilt on `leaves` (MLX hands one unwrapped, several as a tuple), and
+        the keyword arguments."""
+        args, kwargs = _tree_fill(self.arguments, leaves)
+        return (args[0] if len(args) == 1 else tuple(args)), kwargs
 
     def shaped(self, values):
-        """values arranged as fun's outputs were: one array unwrapped, else a list or tuple (as MLX)."""
-        return values[0] if self.container is None else self.container(values)
+        """values arranged as fun's result was (one array, or its list, tuple or dict)."""
+        return _tree_fill(self.result, values)
+
+    def flat_fun(self, *leaves):
+        """fun as a function of the argument arrays, returning the result's arrays (for vjp/jvp/vmap)."""
+        args, kwargs = _tree_fill(self.arguments, leaves)
+        return [x for x in _tree_leaves(self.fn.fun(*args, **kwargs)) if isinstance(x, array)]
 
     def __repr__(self) -> str:
         return getattr(self.fn.fun, "__name__", "custom")
 
 
-def _one_or_tuple(values):
-    # MLX hands a single primal (tangent, input, axis) to the user's rules unwrapped, several as a tuple.
-    return values[0] if len(values) == 1 else tuple(values)
-
-
 def _user_values(result, count, what):
-    values = list(result) if isinstance(result, (list, tuple)) else [result]
+    values = [x for x in _tree_leaves(result) if what == "vmap axes" or isinstance(x, array)]
     if len(values) != count:
         raise ValueError(f"[custom_function] The custom {what} returned {len(values)} values, expected {count}.")
     return values
@@ -311,23 +377,25 @@ def _user_values(result, count, what):
 
 def _custom_vjp(ct, out, inputs, params):
     rec = params["record"]
-    primals = list(inputs[:-1])
+    leaves = list(inputs[:-1])
     cts = [ct if i == rec.index else _zeros(o) for i, o in enumerate(rec.outputs)]
     if rec.fn._vjp is None:
-        grads = vjp(rec.fn.fun, primals, cts)[1]
+        grads = vjp(rec.flat_fun, leaves, cts)[1]
     else:
-        result = rec.fn._vjp(_one_or_tuple(primals), rec.shaped(cts), rec.shaped(rec.outputs))
-        grads = _user_values(result, len(primals), "vjp")
+        primals, kwargs = rec.primals(leaves)
+        result = rec.fn._vjp(primals, rec.shaped(cts), rec.shaped(rec.outputs), **kwargs)
+        grads = _user_values(result, len(leaves), "vjp")
     return tuple(grads) + (None,)
 
 
 def _custom_jvp(tangents, out, inputs, params):
     rec = params["record"]
-    primals = list(inputs[:-1])
-    tans = [t if t is not None else _zeros(p) for t, p in zip(tangents[:-1], primals)]
+    leaves = list(inputs[:-1])
+    tans = [t if t is not None else _zeros(p) for t, p in zip(tangents[:-1], leaves)]
     if rec.fn._jvp is None:
-        return jvp(rec.fn.fun, primals, tans)[1][rec.index]
-    result = rec.fn._jvp(_one_or_tuple(primals), _one_or_tuple(tans))
+        return jvp(rec.flat_fun, leaves, tans)[1][rec.index]
+    primals, kwargs = rec.primals(leaves)
+    result = rec.fn._jvp(primals, rec.primals(tans)[0], **kwargs)
     return _user_values(result, len(rec.outputs), "jvp")[rec.index]
 
 
@@ -335,11 +403,12 @@ def _custom_vmap(inputs, bdims, params):
     from .vmap import vmap as _vmap
 
     rec = params["record"]
-    primals, axes = list(inputs[:-1]), list(bdims[:-1])
+    leaves, axes = list(inputs[:-1]), list(bdims[:-1])
     if rec.fn._vmap is None:
-        outs = _vmap(rec.fn.fun, in_axes=tuple(axes))(*primals)
+        outs = _vmap(rec.flat_fun, in_axes=tuple(axes))(*leaves)
         return _user_values(outs, len(rec.outputs), "vmap")[rec.index], 0
-    outs, out_axes = rec.fn._vmap(_one_or_tuple(primals), _one_or_tuple(axes))
+    primals, kwargs = rec.primals(leaves)
+    outs, out_axes = rec.fn._vmap(primals, _tree_fill(primals, axes), **kwargs)
     outs = _user_values(outs, len(rec.outputs), "vmap")
     out_axes = _user_values(out_axes, len(rec.outputs), "vmap axes")
     return outs[rec.index], out_axes[rec.index]
@@ -378,17 +447,22 @@ class custom_function:
         self._vmap = f
         return f
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
         from . import ops
 
-        primals = [ops.to_array(a) for a in args]
+        # Positional numbers become arrays (differentiable inputs); trees keep their non-array leaves.
+        args = tuple(a if isinstance(a, (list, tuple, dict)) else ops.to_array(a) for a in args)
+        arguments = (args, dict(kwargs))
+        leaves = [x for x in _tree_leaves(arguments) if isinstance(x, array)]
         with transform_scope():
-            raw = self.fun(*primals)
-        container = None if isinstance(raw, array) else type(raw)
-        outs = [raw] if container is None else list(raw)
-        wrapped = [bind("custom", *primals, ops.stop_gradient(o), record=_CustomRecord(self, outs, i, container))
+            result = self.fun(*args, **kwargs)
+        outs = [x for x in _tree_leaves(result) if isinstance(x, array)]
+        if not outs:
+            raise ValueError("[custom_function] The function must return an array or a tree of arrays.")
+        wrapped = [bind("custom", *leaves, ops.stop_gradient(o),
+                        record=_CustomRecord(self, arguments, result, outs, i))
                    for i, o in enumerate(outs)]
-        return wrapped[0] if container is None else container(wrapped)
+        return _tree_fill(result, wrapped)
 
 
 def checkpoint(fun):

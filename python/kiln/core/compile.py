@@ -23,10 +23,11 @@ import weakref
 import numpy as np
 
 from . import engine, env  # loaded with kiln.core, not inside the first compiled call (it dlopens the extension)
-from .array import array, bind, transform_depth, transform_scope
+from .array import PlaceholderError, array, bind, transform_depth, transform_scope
 from .graph import Lit
 from .shape_check import graph_at_shapes, is_rank_agnostic
-from .tracing import graph_from_outputs, note_rank_decision, replace_arrays, shapeless_scope, watch_rank_decisions
+from .tracing import (UncapturedInputError, graph_from_outputs, note_bound_decision, note_rank_decision, replace_arrays,
+                      shapeless_scope, watch_rank_decisions)
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -207,7 +208,7 @@ class _TreeDef:
 # -- cache entries -----------------------------------------------------------------------------------
 class _Entry:
     __slots__ = ("graph", "program", "treedef", "n_out", "state_paths", "checked_shapes", "key", "inputs", "outputs",
-                 "rank_agnostic")
+                 "rank_agnostic", "bounds_fixed")
 
     def __init__(self, graph, program, treedef, n_out, state_paths, key):
         self.graph = graph
@@ -219,12 +220,15 @@ class _Entry:
         self.key = key
         # A shapeless trace valid at every input rank (rank-agnostic equations, no rank decisions in ops).
         self.rank_agnostic = False
+        # Some slice bounds were resolved against the traced sizes (tracing.note_bound_decision).
+        self.bounds_fixed = True
 
     def at_shapes(self, key, leaves) -> "_Entry":
         """This rank-agnostic trace re-typed for `leaves` of other ranks: a new Program, no retrace."""
         graph = graph_at_shapes(self.graph, [x.shape for x in leaves])
         entry = _Entry(graph, _make_program(graph, True), self.treedef, self.n_out, self.state_paths, key)
         entry.rank_agnostic = True
+        entry.bounds_fixed = self.bounds_fixed
         entry.inputs = self.inputs
         entry.outputs = self.outputs
         return entry
@@ -525,13 +529,22 @@ class CompiledFunction:
         entry = self._lookup(key)
         fresh = entry is None
         if fresh:
-            entry, snapshot = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+            try:
+                entry, snapshot = self._trace(key, args, kwargs, leaves, n_args, state_leaves)
+            except (UncapturedInputError, PlaceholderError):
+                if transform_depth() == 0:
+                    raise
+                # Inside another transform the function read a value that transform traces (a closure over
+                # its argument, or over a vmapped value): MLX runs such a function itself, uncompiled.
+                return self.fun(*args, **kwargs)
         try:
             if transform_depth() > 0:
                 if self.shapeless:
                     self._check_shapes(entry, leaves)
                 if not entry.rank_agnostic:
                     note_rank_decision()  # an enclosing shapeless trace now holds equations fixed at this rank
+                if entry.bounds_fixed:
+                    note_bound_decision()  # ... and slice bounds fixed at these sizes
                 values = replay_graph(entry.graph, leaves)
             else:
                 values = self._run(entry, leaves)
@@ -569,7 +582,7 @@ class CompiledFunction:
             return
         from .shape_check import check_graph_shapes
 
-        check_graph_shapes(entry.graph, shapes)
+        check_graph_shapes(entry.graph, shapes, entry.bounds_fixed)
         entry.checked_shapes = shapes
 
     def _write_back(self, entry, values):
@@ -633,7 +646,7 @@ class CompiledFunction:
                 for path, value in _captured_leaves(self.outputs):
                     state_paths.append(path)
                     state_values.append(value)
-            graph = graph_from_outputs(out_leaves + state_values, placeholders)
+            graph = graph_from_outputs(out_leaves + state_values, placeholders, leaves)
         except BaseException:
             _restore(snapshot)
             raise
@@ -662,6 +675,7 @@ class CompiledFunction:
         # The optimised graph and kernel sources are logged by the engine, once, as it builds them.
         entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
         entry.rank_agnostic = self.shapeless and rank_decisions[0] == 0 and is_rank_agnostic(graph)
+        entry.bounds_fixed = not self.shapeless or rank_decisions[1] > 0
         entry.inputs = self.inputs
         entry.outputs = self.outputs
         return entry

@@ -18,6 +18,7 @@ from . import ops
 from .array import array, bind
 from .prims.elementwise import broadcast_shapes
 from .prims.index import IndexOutOfRange
+from .tracing import note_bound_decision
 
 __all__ = ["put_along_axis", "take", "take_along_axis"]
 
@@ -77,6 +78,10 @@ def _slice_bounds(s: slice, n: int, op: str) -> tuple:
     if parts[2] == 0:
         raise IndexingError(f"[{op}] Slice step cannot be zero.")
     start, stop, step = slice(*parts).indices(n)
+    given_start, given_stop = parts[0], parts[1]
+    if ((given_start is None and step < 0) or (given_stop is None and step > 0)
+            or any(p is not None and not 0 <= p <= n for p in (given_start, given_stop))):
+        note_bound_decision()  # the bounds depend on n: valid only at this size under shapeless compile
     if len(range(start, stop, step)) == 0:
         return (0, 0, step)  # a negative start here would mean "from the end" to the primitive
     return (start, stop, step)  # a negative step's stop is at least -1: "before index 0"
@@ -112,7 +117,9 @@ def _parse(shape: tuple, key, op: str):
         if kind == "int":
             if not -n <= value < n:
                 raise IndexOutOfRange(f"[{op}] Index {value} is out of bounds for axis {axis} with size {n}.")
-            value = value + n if value < 0 else value
+            if value < 0:
+                note_bound_decision()
+                value += n
         elif kind == "slice":
             value = _slice_bounds(value, n, op)
         entries.append(_Entry(kind, value, axis))
@@ -168,6 +175,7 @@ def _plan(shape: tuple, key, op: str) -> _Plan:
             continue
         else:
             bounds = (0, shape[e.axis], 1)  # advanced axes are read whole, then gathered
+            note_bound_decision()
         plan.start.append(bounds[0])
         plan.stop.append(bounds[1])
         plan.strides.append(bounds[2])
@@ -264,6 +272,11 @@ def _combine(mode: str, old: array, new: array) -> array:
     """old combined with new elementwise (both of the array's dtype), for keys without repeats."""
     if mode == "set":
         return new
+    if mode in ("maximum", "minimum") and old.ndim:
+        # MLX lowers every at[].maximum/minimum to its scatter, whose gradient reaches both the array and
+        # the update where they tie; the elementwise op would pick one. Row i of the region is row i.
+        rows = ops.arange(old.shape[0], dtype=dt.int32)
+        return bind(f"scatter_{mode}", old, ops.broadcast_to(ops.astype(new, old.dtype), old.shape), rows, axes=(0,))
     if mode == "divide" and not dt.is_floating(old.dtype):
         out = ops.floor_divide(old, new)
     else:

@@ -16,8 +16,12 @@ class _Aval:
         self.dtype = dtype
 
 
-def _infer(graph, input_shapes) -> dict:
-    """id(var) -> _Aval for every value of `graph` at `input_shapes`; raises the failing rule's ValueError."""
+def _infer(graph, input_shapes, bounds_fixed=True) -> dict:
+    """id(var) -> _Aval for every value of `graph` at `input_shapes`; raises the failing rule's ValueError.
+
+    bounds_fixed: the trace resolved some slice bounds against the traced sizes (tracing.note_bound_decision),
+    so its slices refuse other input shapes; otherwise their bounds are checked against the new sizes.
+    """
     env = {}
     for v in graph.consts:
         env[id(v)] = _Aval(v.shape, v.dtype)
@@ -30,11 +34,11 @@ def _infer(graph, input_shapes) -> dict:
     for eqn in graph.eqns:
         ins = [read(v) for v in eqn.inputs]
         if eqn.prim == "fused":
-            (out,) = check_graph_shapes(eqn.params["body"], [a.shape for a in ins])
+            (out,) = check_graph_shapes(eqn.params["body"], [a.shape for a in ins], bounds_fixed)
             env[id(eqn.out)] = _Aval(out, eqn.out.dtype)
             continue
         prim = REGISTRY[eqn.prim]
-        if prim.fixed_at_trace and ins and tuple(ins[0].shape) != tuple(eqn.inputs[0].shape):
+        if bounds_fixed and prim.fixed_at_trace and ins and tuple(ins[0].shape) != tuple(eqn.inputs[0].shape):
             raise ValueError(
                 f"[{eqn.prim}] Cannot infer the output shape under shapeless compilation: its bounds were fixed "
                 f"when tracing with input shape {tuple(eqn.inputs[0].shape)}, and the input now has shape "
@@ -44,9 +48,9 @@ def _infer(graph, input_shapes) -> dict:
     return env
 
 
-def check_graph_shapes(graph, input_shapes) -> list:
+def check_graph_shapes(graph, input_shapes, bounds_fixed=True) -> list:
     """Output shapes of `graph` for `input_shapes`; raises the failing primitive's ValueError."""
-    env = _infer(graph, input_shapes)
+    env = _infer(graph, input_shapes, bounds_fixed)
     return [() if isinstance(v, Lit) else env[id(v)].shape for v in graph.outputs]
 
 

@@ -22,6 +22,7 @@ _LITERAL_MAX_NDIM = 0
 class _TraceState(threading.local):
     shapeless = 0  # depth of shapeless traces on this thread (a class default: reading it is cheap)
     rank_decisions = 0  # choices made from an input's rank during the current shapeless trace
+    bound_decisions = 0  # index or slice bounds resolved against an input's size during it
 
 
 _local = _TraceState()
@@ -51,17 +52,33 @@ def note_rank_decision() -> None:
         _local.rank_decisions += 1
 
 
+def note_bound_decision() -> None:
+    """An op resolved an index or slice bound against an array's size (a negative index, an omitted or
+    clamped bound, a whole axis).
+
+    Its `slice`/`slice_update` bounds then hold only at the traced size: a shapeless trace without such a
+    decision replays at other sizes (x[2] = v), one with it refuses them with a clear error (x[-1] = v).
+    """
+    if _local.shapeless:
+        _local.bound_decisions += 1
+
+
 @contextlib.contextmanager
 def watch_rank_decisions():
-    """Count the rank decisions made inside; yields a list that holds the count on exit."""
-    saved = _local.rank_decisions
-    _local.rank_decisions = 0
+    """Count the rank and bound decisions made inside; yields a list that holds both counts on exit."""
+    saved = (_local.rank_decisions, _local.bound_decisions)
+    _local.rank_decisions = _local.bound_decisions = 0
     count = []
     try:
         yield count
     finally:
-        count.append(_local.rank_decisions)
-        _local.rank_decisions += saved  # an enclosing trace saw them too
+        count.extend((_local.rank_decisions, _local.bound_decisions))
+        _local.rank_decisions += saved[0]  # an enclosing trace saw them too
+        _local.bound_decisions += saved[1]
+
+
+class UncapturedInputError(ValueError):
+    """A traced function read one of its own arguments directly (a closure) instead of through its parameter."""
 
 
 def placeholders_like(values, origin: str) -> list:
@@ -69,13 +86,15 @@ def placeholders_like(values, origin: str) -> list:
     return [array._make_placeholder(v.shape, v.dtype, origin) for v in values]
 
 
-def graph_from_outputs(outputs: list, inputs: list) -> Graph:
+def graph_from_outputs(outputs: list, inputs: list, arguments: list = ()) -> Graph:
     """Build the Graph computing `outputs` from the placeholder arrays `inputs`.
 
-    Nodes that do not depend on an input are evaluated now and become constants.
+    Nodes that do not depend on an input are evaluated now and become constants. `arguments` are the real
+    arrays the placeholders stand for: reaching one means the function read an argument without going
+    through its parameter (a closure), which MLX refuses rather than freezing it.
     """
     input_ids = {id(p): i for i, p in enumerate(inputs)}
-    depends = _depends_on_inputs(outputs, input_ids)
+    depends = _depends_on_inputs(outputs, input_ids, {id(a) for a in arguments})
     constants = [n for n in _reachable(outputs, depends) if n._data is None and id(n) not in depends]
     if constants:
         evaluate(constants)
@@ -120,10 +139,15 @@ def _constant(graph: Graph, node):
     return v
 
 
-def _depends_on_inputs(outputs, input_ids) -> set:
+def _depends_on_inputs(outputs, input_ids, argument_ids=frozenset()) -> set:
     """ids of nodes that (transitively) read an input placeholder or communicate."""
     depends = set()
     for node in postorder(outputs):
+        if id(node) in argument_ids:
+            raise UncapturedInputError(
+                "[compile] Attempting to compile a function with uncaptured inputs is not allowed: it reads an "
+                "array it is also given as an argument (e.g. from a closure). Use the argument inside the "
+                "function instead.")
         if id(node) in input_ids or any(id(x) in depends for x in node._inputs) or _has_effects(node):
             depends.add(id(node))
     return depends

@@ -9,39 +9,54 @@ import functools
 from .array import array, bind, postorder, transform_scope
 from .tracing import replace_arrays
 from .primitives import REGISTRY
-from ..utils import tree_flatten
 
 __all__ = ["vmap"]
 
 
-def _flatten_with_axes(args, in_axes):
-    """Leaves of args paired with their batch axis (in_axes is an int/None or a prefix tree of args)."""
-    leaves, axes = [], []
+def _flatten_with_axes(tree, axes, output: bool = False):
+    """Leaves of `tree` paired with their batch axis. `axes` is a prefix tree of `tree` (MLX's rule): a
+    container must match the type (list and tuple differ), length and keys of the one it stands for, and an
+    int or None applies to every leaf below it. A one-element tuple also works for a lone array."""
+    leaves, flat_axes = [], []
+    saw_tuple = False
+    mismatch = (f"[vmap] {'out_axes' if output else 'in_axes'} is not a valid prefix of the "
+                f"{'outputs' if output else 'arguments'}: its lists, tuples and dicts must match theirs in type, "
+                "length and keys.")
 
-    def walk(tree, ax):
-        if isinstance(tree, array):
-            leaves.append(tree)
-            axes.append(ax)
-            return
-        if isinstance(ax, (list, tuple)) and isinstance(tree, (list, tuple)):
-            if len(ax) != len(tree):
-                raise ValueError(f"[vmap] in_axes has {len(ax)} entries for {len(tree)} arguments.")
-            for t, a in zip(tree, ax):
-                walk(t, a)
-        elif isinstance(ax, dict) and isinstance(tree, dict):
-            for k, t in tree.items():
-                walk(t, ax.get(k))
-        elif isinstance(tree, (list, tuple)):
-            for t in tree:
-                walk(t, ax)
-        elif isinstance(tree, dict):
-            for t in tree.values():
-                walk(t, ax)
+    def leaf_axis(ax):
+        nonlocal saw_tuple
+        if isinstance(ax, tuple):
+            saw_tuple = True
+            ax = ax[0] if len(ax) == 1 else "invalid"
+        if ax is not None and not isinstance(ax, int):
+            raise ValueError("[vmap] axis must be int or None.")
+        return ax
+
+    def walk(node, ax):
+        if isinstance(node, array):
+            leaves.append(node)
+            flat_axes.append(leaf_axis(ax))
+        elif isinstance(node, (list, tuple, dict)):
+            container = isinstance(ax, (list, tuple, dict))
+            if container and (_kind(ax) != _kind(node) or len(ax) != len(node)
+                              or (isinstance(node, dict) and set(ax) != set(node))):
+                raise ValueError(mismatch)
+            children = node.items() if isinstance(node, dict) else enumerate(node)
+            for k, child in children:
+                walk(child, ax[k] if container else ax)
         else:
-            raise ValueError(f"[vmap] Inputs must be arrays or trees of arrays, got {type(tree).__name__}.")
+            what = "function must return" if output else "arguments should contain"
+            raise ValueError(f"[vmap] The {what} only arrays or trees of arrays, got {type(node).__name__}.")
 
-    walk(list(args), list(in_axes) if isinstance(in_axes, (list, tuple)) else in_axes)
-    return leaves, axes
+    walk(tree, axes)
+    if saw_tuple and not isinstance(tree, array):
+        raise ValueError("[vmap] axis must be int or None.")
+    return leaves, flat_axes
+
+
+def _kind(container) -> type:
+    """list, tuple or dict: the container kinds an axes tree must match (subclasses count as their base)."""
+    return next(k for k in (list, tuple, dict) if isinstance(container, k))
 
 
 def batch_replay(outputs, placeholders, values, bdims):
@@ -98,7 +113,8 @@ def vmap(fun, in_axes=0, out_axes=0):
     def wrapped(*args, **kwargs):
         if kwargs:
             raise TypeError("[vmap] Keyword arguments are not supported.")
-        leaves, axes = _flatten_with_axes(args, in_axes)
+        # As MLX: the axes describe the lone argument itself, or the tuple of several.
+        leaves, axes = _flatten_with_axes(args[0] if len(args) == 1 else tuple(args), in_axes)
         size = None
         examples, norm_axes = [], []
         for x, ax in zip(leaves, axes):
@@ -122,19 +138,10 @@ def vmap(fun, in_axes=0, out_axes=0):
             # The function gets copies: an in-place update (x[0] = 1) must not rebind a placeholder.
             views = iter([bind("copy", e) if ax is not None else e for e, ax in zip(examples, norm_axes)])
             out = fun(*replace_arrays(list(args), lambda _: next(views)))
-            out_leaves = [leaf for _, leaf in tree_flatten(out)]
-            if not all(isinstance(o, array) for o in out_leaves):
-                raise ValueError("[vmap] The function must return arrays or trees of arrays.")
+            out_leaves, flat_oa = _flatten_with_axes(out, out_axes, output=True)
             batched = [(x, ax) for x, ax, e in zip(leaves, norm_axes, examples) if ax is not None]
             phs = [e for e, ax in zip(examples, norm_axes) if ax is not None]
             results = batch_replay(out_leaves, phs, [b[0] for b in batched], [b[1] for b in batched])
-        oa = out_axes
-        if isinstance(oa, (list, tuple)):
-            flat_oa = [leaf for _, leaf in tree_flatten(list(oa))]
-        else:
-            flat_oa = [oa] * len(out_leaves)
-        if len(flat_oa) != len(out_leaves):
-            raise ValueError("[vmap] out_axes does not match the structure of the outputs.")
         moved = [_move_out(v, b, a, size) for (v, b), a in zip(results, flat_oa)]
         moved_leaves = iter(moved)
         return replace_arrays(out, lambda _: next(moved_leaves))

@@ -102,15 +102,31 @@ def _ops():
 
 def unbroadcast(ct, shape):
     """Sum a cotangent back to `shape` (the inverse of numpy broadcasting)."""
+    from ..tracing import tracing_shapeless
+
     ops = _ops()
     if tuple(ct.shape) == tuple(shape):
         return ct
     lead = ct.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, s in enumerate(shape) if s == 1 and ct.shape[lead + i] != 1
-    )
+    ones = tuple(lead + i for i, s in enumerate(shape) if s == 1 and ct.shape[lead + i] != 1)
+    if tracing_shapeless():
+        # Sizes change when the trace replays: sum the leading axes away rather than reshape to `shape`.
+        out = ops.sum(ct, axis=ones, keepdims=True) if ones else ct
+        return ops.sum(out, axis=tuple(range(lead))) if lead else out
+    axes = tuple(range(lead)) + ones
     out = ops.sum(ct, axis=axes, keepdims=True) if axes else ct
     return ops.reshape(out, shape) if tuple(out.shape) != tuple(shape) else out
+
+
+def broadcast_like(value, like):
+    """`value` broadcast to the shape of `like`; in a shapeless trace, to the shape `like` has at run time
+    (a multiplication by ones, which broadcasts at any size, where broadcast_to would hold the traced one)."""
+    from ..tracing import tracing_shapeless
+
+    ops = _ops()
+    if tracing_shapeless():
+        return ops.multiply(value, ops.ones_like(like, dtype=value.dtype))
+    return ops.broadcast_to(value, like.shape)
 
 
 def elementwise_vmap(name):

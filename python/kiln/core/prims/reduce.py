@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import dtypes as dt
 from ..primitives import REDUCTION, Primitive, register
-from .elementwise import _HALF, _conj
+from .elementwise import _HALF, _conj, broadcast_like
 
 
 def _ops():
@@ -80,10 +80,9 @@ def _accumulating(fn):
 
 
 def _sum_vjp(ct, out, inputs, params):
-    ops = _ops()
     x = inputs[0]
     ct = _expand(ct, x.shape, params["axes"], params["keepdims"])
-    return (ops.broadcast_to(ct, x.shape),)
+    return (broadcast_like(ct, x),)
 
 
 def _sum_jvp(tangents, out, inputs, params):
@@ -231,11 +230,25 @@ def _cumsum_jvp(tangents, out, inputs, params):
 
 
 def _cumprod_vjp(ct, out, inputs, params):
-    # d out_j / d x_i = out_j / x_i for j >= i (inclusive); valid where x has no zeros.
+    # d out_j / d x_i is the product of the other factors of out_j: out_j / x_i while x has no zero before
+    # j. Along the scan, elements before the first zero take that form, the first zero takes the products
+    # with itself replaced by one, and every later element gets zero (each of its products holds the zero).
     ops = _ops()
     x = inputs[0]
-    s = ops.cumsum(ct * out, axis=params["axis"], reverse=not params["reverse"], inclusive=params["inclusive"])
-    return (s / x,)
+    axis, reverse, inclusive = params["axis"], params["reverse"], params["inclusive"]
+
+    def pulled_back(products):
+        return ops.cumsum(ct * products, axis=axis, reverse=not reverse, inclusive=inclusive)
+
+    def scan(v, inclusive):
+        return _bind("cumprod", v, axis=axis, reverse=reverse, inclusive=inclusive)
+
+    zero = ops.zeros_like(x)
+    zero_so_far = scan(x, True) == zero
+    first_zero = ops.logical_and(zero_so_far, scan(x, False) != zero)
+    with_one = scan(ops.where(first_zero, ops.ones_like(x), x), inclusive)
+    before = ops.where(zero_so_far, zero, pulled_back(out) / x)
+    return (ops.where(first_zero, pulled_back(with_one), before),)
 
 
 def _cumprod_jvp(tangents, out, inputs, params):

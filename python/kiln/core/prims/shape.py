@@ -202,13 +202,17 @@ register(Primitive(
 
 
 # -- slice (static start/stop/strides, already normalised by ops) -------------------------------------
-def _slice_rule(x, start, stop, strides):
+def _slice_rule(x, start, stop, strides, op="slice"):
     if len(start) != len(x.shape):
-        raise ValueError(f"[slice] Expected {len(x.shape)} start indices, got {len(start)}.")
+        raise ValueError(f"[{op}] Expected {len(x.shape)} start indices, got {len(start)}.")
     out = []
-    for d, a, b, s in zip(x.shape, start, stop, strides):
-        del d  # start/stop were normalised against the traced shape by ops
-        out.append(len(range(a, b, s)))
+    for axis, (d, a, b, s) in enumerate(zip(x.shape, start, stop, strides)):
+        # start/stop were normalised against the traced shape by ops; a shapeless replay at another size
+        # must still find them inside the axis
+        n = len(range(a, b, s))
+        if n and not (0 <= a < d and -1 <= a + (n - 1) * s < d):
+            raise ValueError(f"[{op}] The bounds {a}:{b}:{s} of axis {axis} do not fit an axis of size {d}.")
+        out.append(n)
     return tuple(out), x.dtype
 
 
@@ -244,7 +248,7 @@ def _slice_update_impl(x, upd, start, stop, strides):
 
 
 def _slice_update_rule(x, upd, start, stop, strides):
-    region, _ = _slice_rule(x, start, stop, strides)
+    region, _ = _slice_rule(x, start, stop, strides, "slice_update")
     from .elementwise import broadcast_shapes
 
     if broadcast_shapes(upd.shape, region, op="slice_update") != tuple(region):
