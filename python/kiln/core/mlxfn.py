@@ -311,9 +311,9 @@ _SLICE_COMBINE = ("maximum", "minimum", "add", "multiply", None)  # SliceUpdate:
 
 
 def _ops():
-    from . import ops
+    from .. import core  # the public namespace: ops, linalg, conv and quantized ops in one place
 
-    return ops
+    return core
 
 
 def _bind(name, *xs, **params):
@@ -371,14 +371,34 @@ def _scatter(ins, state, outs):
     return [_bind(_choice(_SCATTERS, kind, "scatter kind"), x, updates, *indices, axes=tuple(axes))]
 
 
+def _scatter_axis(ins, state, outs):
+    """put_along_axis (ScatterAxis::ReduceType None) or its summing form (Sum): indices and updates have
+    one shape, x's except along the axis."""
+    from .indexing import _coordinates
+
+    kind, axis = state
+    x, indices, updates = ins
+    name = _choice(("scatter_add", "scatter"), kind, "scatter kind")
+    return [_bind(name, x, updates, *_coordinates(indices, axis), axes=tuple(range(x.ndim)))]
+
+
+def _slice_params(x, start, stop, strides) -> dict:
+    """MLX stores Python-style bounds (negative ones count from the end); kiln's slice takes them resolved
+    as `slice.indices` does (a stop of -1 with a negative stride runs past index 0)."""
+    if not len(start) == len(stop) == len(strides) == x.ndim or 0 in strides:
+        raise FormatError(f"a slice of {x.ndim} axes with bounds {start}, {stop}, {strides}")
+    bounds = [slice(a, b, s).indices(n) for a, b, s, n in zip(start, stop, strides, x.shape)]
+    return {"start": tuple(b[0] for b in bounds), "stop": tuple(b[1] for b in bounds), "strides": tuple(strides)}
+
+
 def _slice_update(ins, state, outs):
     kind, start, stop, strides = state
     x, update = ins
+    params = _slice_params(x, start, stop, strides)
     combine = _choice(_SLICE_COMBINE, kind, "slice update kind")
     if combine is not None:
-        old = _bind("slice", x, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
-        update = _bind(combine, old, update)
-    return [_bind("slice_update", x, update, start=tuple(start), stop=tuple(stop), strides=tuple(strides))]
+        update = _bind(combine, _bind("slice", x, **params), update)
+    return [_bind("slice_update", x, update, **params)]
 
 
 def _pad(ins, state, outs):
@@ -414,9 +434,7 @@ def _split(ins, state, outs):
 
 
 def _fast(name):
-    from . import fast
-
-    return getattr(fast, name)
+    return getattr(_ops().fast, name)
 
 
 def _rms_norm(ins, state, outs):
@@ -516,8 +534,9 @@ _CONVERTERS = {
     "ScaledDotProductAttention": _attention,
     "Scan": _scan,
     "Scatter": _scatter,
+    "ScatterAxis": _scatter_axis,
     "Select": lambda ins, s, o: [_bind("select", *ins)],
-    "Slice": lambda ins, s, o: [_bind("slice", ins[0], start=tuple(s[0]), stop=tuple(s[1]), strides=tuple(s[2]))],
+    "Slice": lambda ins, s, o: [_bind("slice", ins[0], **_slice_params(ins[0], *s))],
     "SliceUpdate": _slice_update,
     "Softmax": lambda ins, s, o: [_ops().softmax(ins[0], axis=-1, precise=s[0])],
     "Sort": lambda ins, s, o: [_bind("sort", ins[0], axis=s[0])],
