@@ -4,6 +4,8 @@ a reader that refuses truncated, corrupted and unsupported files with ValueError
 
 from __future__ import annotations
 
+import struct
+
 import kiln.core as kx
 import numpy as np
 import pytest
@@ -166,6 +168,78 @@ def test_engine_and_interpreter_agree(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_ENGINE", "0")
     _check(tmp_path, _binary_chain, _positive(3, 4), _positive(3, 4))
     _check(tmp_path, lambda x: (mx.softmax(x @ x.T, axis=-1).sum(0),), _normal(4, 5), rtol=1e-5)
+
+
+# -- fast primitives: MLX on a CPU writes their fallbacks, so these files are written here, in MLX's layout -----
+def _u64(n):
+    return struct.pack("<Q", n)
+
+
+def _string(text):
+    return _u64(len(text)) + text.encode()
+
+
+def _shape(shape):
+    return _u64(len(shape)) + struct.pack(f"<{len(shape)}i", *shape)
+
+
+_CODES = {np.dtype(np.float32): (10, 4), np.dtype(np.int32): (7, 4)}
+
+
+def _typed(a):
+    return _shape(a.shape) + struct.pack("<iB", *_CODES[a.dtype])
+
+
+def _one_primitive_file(inputs, constants, name, state: bytes, out_shape) -> bytes:
+    """An MLX function file of one primitive applied to the inputs then the constants (a float32 result)."""
+    input_ids = list(range(1, len(inputs) + 1))
+    const_ids = list(range(50, 50 + len(constants)))
+    body = _string("0.32.4") + struct.pack("<i?", 1, False) + _string("") + _u64(0)
+    body += _u64(len(inputs)) + b"".join(_u64(i) for i in input_ids) + _u64(len(inputs))
+    body += b"".join(_typed(a) for a in inputs) + _u64(1) + _u64(99) + _u64(len(inputs) + len(constants) + 1)
+    body += b"".join(_u64(i) + b"\0\0" for i in input_ids)
+    body += b"".join(_u64(i) + b"\0\1" + _typed(c) + c.tobytes() for i, c in zip(const_ids, constants))
+    operands = input_ids + const_ids
+    body += _u64(99) + b"\1" + _u64(len(operands)) + b"".join(_u64(i) for i in operands) + b"\0" * 12
+    return body + _string(name) + state + _u64(0) + _shape(out_shape) + struct.pack("<iB", 10, 4)
+
+
+@pytest.mark.parametrize("case", ["rms_norm", "rms_norm_no_weight", "layer_norm", "layer_norm_no_affine", "rope",
+                                  "rope_freqs", "attention_causal", "attention_mask"])
+def test_fast_primitives(tmp_path, case):
+    x, w, b = _normal(2, 5, 8), _normal(8), _normal(8)
+    q, k, v, mask = _normal(1, 2, 5, 8), _normal(1, 2, 7, 8), _normal(1, 2, 7, 8), _normal(1, 2, 5, 7)
+    one, zero, offset, freqs = np.float32(1), np.float32(0), np.array(3, np.int32), _positive(4) * 10
+    f32 = struct.Struct("<f").pack
+    if case.startswith("rms_norm"):
+        weight = w if case == "rms_norm" else one
+        data = _one_primitive_file([x], [weight], "RMSNorm", f32(1e-5), x.shape)
+        expected = mx.fast.rms_norm(mx.array(x), mx.array(w) if case == "rms_norm" else None, 1e-5)
+        args = [x]
+    elif case.startswith("layer_norm"):
+        affine = case == "layer_norm"
+        data = _one_primitive_file([x, w, b] if affine else [x], [] if affine else [one, zero], "LayerNorm",
+                                   f32(1e-4), x.shape)
+        expected = mx.fast.layer_norm(mx.array(x), mx.array(w) if affine else None, mx.array(b) if affine else None,
+                                      1e-4)
+        args = [x, w, b] if affine else [x]
+    elif case.startswith("rope"):
+        with_freqs = case == "rope_freqs"
+        state = struct.pack("<i?ff?", 6, True, 10000.0, 0.5, True)
+        data = _one_primitive_file([x[None], offset], [freqs[:3]] if with_freqs else [], "RoPE", state, (1, 2, 5, 8))
+        expected = mx.fast.rope(mx.array(x[None]), 6, traditional=True, base=None if with_freqs else 10000.0,
+                                scale=0.5, offset=3, freqs=mx.array(freqs[:3]) if with_freqs else None)
+        args = [x[None], offset]
+    else:
+        causal = case == "attention_causal"
+        state = struct.pack("<f????", 0.3, causal, False, False, False)
+        data = _one_primitive_file([q, k, v] + ([] if causal else [mask]), [], "ScaledDotProductAttention", state,
+                                   q.shape)
+        expected = mx.fast.scaled_dot_product_attention(mx.array(q), mx.array(k), mx.array(v), scale=0.3,
+                                                        mask="causal" if causal else mx.array(mask))
+        args = [q, k, v] + ([] if causal else [mask])
+    got = _import_bytes(tmp_path, data)(*[kx.array(a) for a in args])
+    np.testing.assert_allclose(np.array(got[0]), np.array(expected), rtol=1e-5, atol=1e-5)
 
 
 # -- traces, keywords, shapeless, metadata --------------------------------------------------------------

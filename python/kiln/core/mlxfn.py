@@ -438,12 +438,19 @@ def _fast(name):
 
 
 def _rms_norm(ins, state, outs):
-    return [_fast("rms_norm")(ins[0], ins[1] if len(ins) > 1 else None, state[0])]
+    """MLX passes a scalar 1 for a missing weight."""
+    x, weight = ins
+    if weight.ndim:
+        return [_fast("rms_norm")(x, weight, state[0])]
+    return [_bind("multiply", _fast("rms_norm")(x, None, state[0]), weight)]
 
 
 def _layer_norm(ins, state, outs):
-    x, weight, bias = (list(ins) + [None, None])[:3]
-    return [_fast("layer_norm")(x, weight, bias, state[0])]
+    """MLX passes a scalar 1 for a missing weight and a scalar 0 for a missing bias."""
+    x, weight, bias = ins
+    out = _fast("layer_norm")(x, weight if weight.ndim else None, bias if bias.ndim else None, state[0])
+    out = out if weight.ndim else _bind("multiply", out, weight)
+    return [out if bias.ndim else _bind("add", out, bias)]
 
 
 def _rope(ins, state, outs):
