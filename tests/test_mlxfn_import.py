@@ -282,6 +282,12 @@ def test_shapeless_reductions_broadcasts_and_means(tmp_path):
     assert ours(kx.ones((1, 2)), kx.ones((1, 2)))[0].shape == (1,)
 
 
+def test_shapeless_batched_matmul(tmp_path):
+    # MLX writes BroadcastAxes here: the batch axes broadcast, the matrix axes are each operand's own.
+    _check(tmp_path, lambda a, b, c: (a @ b, c @ a.swapaxes(-1, -2)), _normal(2, 3, 4), _normal(4, 5),
+           _normal(1, 6, 4), shapeless=True, fresh=([_normal(3, 2, 4), _normal(4, 7), _normal(1, 5, 4)], {}))
+
+
 def test_metadata_defaults_to_an_empty_string(tmp_path):
     path = str(tmp_path / "plain.mlxfn")
     mx.export_function(path, lambda x: x + 1, mx.zeros(2))

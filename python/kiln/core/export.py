@@ -349,7 +349,7 @@ def import_function(file: str, return_metadata: bool = False):
         else:
             traces, metadata = function_file.decode(data)
     except mlxfn.FormatError as e:
-        raise ValueError(f"[import_function] {file} is not an MLX function file kiln can read: {e}") from None
+        raise ValueError(f"[import_function] Cannot read the MLX function file {file}: {e}") from None
     except function_file.FormatError as e:
         raise ValueError(f"[import_function] {file} is not a valid kiln function file: {e}") from None
     imported = _ImportedFunction(traces, file)

@@ -150,7 +150,6 @@ _STATES = {
     "Broadcast": ("ints",),
     "BroadcastAxes": ("ints",),
     "Concatenate": ("i32",),
-    "Contiguous": ("bool",),
     "Convolution": ("ints", "ints", "ints", "ints", "ints", "i32", "bool"),
     "DynamicSlice": ("ints", "ints"),
     "DynamicSliceUpdate": ("ints",),
@@ -192,7 +191,7 @@ _FIELD_READERS = {
 }
 _STATELESS = frozenset((
     "Abs", "Add", "ArcCos", "ArcCosh", "ArcSin", "ArcSinh", "ArcTan", "ArcTan2", "ArcTanh", "BitwiseInvert",
-    "Ceil", "Conjugate", "Copy", "Cos", "Cosh", "Divide", "DivMod", "Erf", "ErfInv", "Exp", "Expm1", "Floor",
+    "Ceil", "Conjugate", "Contiguous", "Copy", "Cos", "Cosh", "Divide", "DivMod", "Erf", "ErfInv", "Exp", "Expm1", "Floor",
     "FloorDivide", "Full", "Greater", "GreaterEqual", "Imag", "Less", "LessEqual", "Log1p", "LogAddExp",
     "LogicalAnd", "LogicalNot", "LogicalOr", "LogSumExp", "Matmul", "Maximum", "Minimum", "Multiply",
     "Negative", "NotEqual", "Power", "Real", "Remainder", "Round", "Select", "Sigmoid", "Sign", "Sin", "Sinh",
@@ -212,6 +211,8 @@ class _Node:
 
 
 def _read_state(r: _Reader, name: str) -> tuple:
+    if name not in _CONVERTERS:
+        raise FormatError(f"MLX primitive '{name[:40]}' is not supported by kiln's .mlxfn reader")
     if name in _STATES:
         return tuple(_FIELD_READERS[field](r, f"{name}'s state") for field in _STATES[name])
     if name in _STATELESS:
@@ -277,9 +278,12 @@ def decode(data: bytes) -> tuple:
     shapeless = r.flag("the shapeless flag")
     metadata = r.string("the metadata")
     constants = {}  # a constant is written once per file, the first time a trace reads it
-    functions = [_read_function(r, constants) for _ in range(count)]
-    if r.pos != len(r.data):
-        r.fail(f"{len(r.data) - r.pos} bytes after the last function")
+    try:
+        functions = [_read_function(r, constants) for _ in range(count)]
+        if r.pos != len(r.data):
+            r.fail(f"{len(r.data) - r.pos} bytes after the last function")
+    except FormatError as e:  # other MLX versions lay traces out differently: say which one wrote the file
+        raise FormatError(f"{e} (the file says MLX {version[:20]}; kiln reads MLX 0.32's layout)") from None
     return version, shapeless, metadata, functions
 
 
@@ -339,6 +343,26 @@ def _broadcast(ins, state, outs):
     for other in others:  # select(True, x, other) takes x at the broadcast shape, whatever it is at run time
         x = _bind("select", _ops().array(True), x, _bind("astype", other, dtype=x.dtype) if other.dtype != x.dtype
                   else other)
+    return [x]
+
+
+def _broadcast_axes(ins, state, outs):
+    """BroadcastAxes (shapeless traces only): broadcast x against the other inputs except along the ignored
+    axes (a matmul's matrix axes), where x keeps its own sizes."""
+    from .tracing import tracing_shapeless
+
+    x, others = ins[0], ins[1:]
+    if not tracing_shapeless():
+        return [_ops().broadcast_to(x, outs[0][0])]
+    ignored = sorted({a % x.ndim for a in state[0]}) if x.ndim else []
+    for other in others:
+        # `other` at index 0 along its ignored axes, kept as size-1 axes: it then broadcasts only its batch axes.
+        n_ignored = len(ignored)
+        for axis in range(other.ndim - 1, max(other.ndim - n_ignored, 0) - 1, -1):
+            other = _bind("expand_dims", _bind("gather", other, _ops().array(0, _ops().int32), axes=(axis,)),
+                          axes=(axis,))
+        other = other if other.dtype == x.dtype else _bind("astype", other, dtype=x.dtype)
+        x = _bind("select", _ops().array(True), x, other)
     return [x]
 
 
@@ -511,6 +535,7 @@ _CONVERTERS = {
     "AsType": lambda ins, s, o: [_bind("astype", ins[0], dtype=s[0])],
     "BitwiseBinary": lambda ins, s, o: [_bind(_choice(_BITWISE, s[0], "bitwise operation"), *ins)],
     "Broadcast": _broadcast,
+    "BroadcastAxes": _broadcast_axes,
     "Concatenate": lambda ins, s, o: [_bind("concatenate", *ins, axis=s[0])],
     "Contiguous": lambda ins, s, o: [ins[0]],
     "Convolution": _convolution,
