@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 
-from . import function_file
+from . import function_file, mlxfn
 from .array import array, bind, transform_scope
 
 __all__ = ["FunctionExporter", "export_function", "export_to_dot", "exporter", "import_function"]
@@ -323,7 +323,8 @@ class _ImportedFunction:
 
 
 def import_function(file: str, return_metadata: bool = False):
-    """Import a function written by :func:`export_function` or :func:`exporter`.
+    """Import a function written by :func:`export_function` or :func:`exporter`, or by real MLX's
+    ``mx.export_function`` / ``mx.exporter`` (an ``.mlxfn`` file, read by ``kiln/core/mlxfn.py``).
 
     The imported function takes ``*args`` and ``**kwargs`` (or a tuple of arrays and a dict of keyword
     arrays) and always returns a tuple of arrays. It runs compiled (on the C++ engine when available, else on
@@ -343,7 +344,12 @@ def import_function(file: str, return_metadata: bool = False):
     except OSError as e:
         raise RuntimeError(f"[import_function] Failed to open {file}: {e.strerror}.") from None
     try:
-        traces, metadata = function_file.decode(data)
+        if mlxfn.looks_like_mlx(data):
+            traces, metadata = mlxfn.read(data)
+        else:
+            traces, metadata = function_file.decode(data)
+    except mlxfn.FormatError as e:
+        raise ValueError(f"[import_function] Cannot read the MLX function file {file}: {e}") from None
     except function_file.FormatError as e:
         raise ValueError(f"[import_function] {file} is not a valid kiln function file: {e}") from None
     imported = _ImportedFunction(traces, file)
