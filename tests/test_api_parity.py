@@ -486,7 +486,9 @@ def test_numpy_view_without_copy_writes_through_as_in_mlx():
     assert bool(np.all(np.arange(3) == mx.arange(3)))
 
 
-@pytest.mark.skipif(__import__("sys").version_info < (3, 12), reason="Python classes get the buffer protocol in 3.12")
+@pytest.mark.skipif(__import__("kiln.core.engine").core.engine.ArrayBuffer is object
+                    and __import__("sys").version_info < (3, 12),
+                    reason="the buffer protocol needs the engine's ArrayBuffer base (or Python 3.12)")
 def test_buffer_protocol():
     a = mx.array([1, 2, 3], mx.uint8)
     assert bytes(memoryview(a)) == b"\x01\x02\x03"

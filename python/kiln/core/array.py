@@ -17,6 +17,7 @@ from time import perf_counter
 import numpy as np
 
 from . import dtypes as dt
+from .engine import ArrayBuffer
 from .primitives import REGISTRY
 
 
@@ -81,7 +82,27 @@ def placeholder_message(origin: str) -> str:
     )
 
 
-class array:
+# The PEP 3118 format each dtype's buffer reports: MLX's ("q"/"Q" for 64-bit integers where numpy says "l"/"L";
+# bfloat16, which has no format character, as "B" with item size 2, so numpy refuses it as MLX's does).
+_BUFFER_FORMAT = {
+    dt.bool_: "?", dt.uint8: "B", dt.uint16: "H", dt.uint32: "I", dt.uint64: "Q", dt.int8: "b", dt.int16: "h",
+    dt.int32: "i", dt.int64: "q", dt.float16: "e", dt.bfloat16: "B", dt.float32: "f", dt.float64: "d",
+    dt.complex64: "Zf",
+}
+
+
+def _private_copy(data: np.ndarray) -> np.ndarray:
+    """A writable copy of `data` in the same layout: broadcast axes keep stride 0 and a permuted order keeps
+    its strides, as the views MLX hands out report them."""
+    broadcast = tuple(stride == 0 and n > 1 for n, stride in zip(data.shape, data.strides))
+    copy = np.array(data[tuple(slice(0, 1) if b else slice(None) for b in broadcast)], order="K")
+    if not any(broadcast):
+        return copy
+    strides = tuple(0 if b else stride for b, stride in zip(broadcast, copy.strides))
+    return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+class array(ArrayBuffer):
     """An N-dimensional array (MLX's `mlx.core.array`)."""
 
     __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "_consumers",
@@ -213,23 +234,38 @@ class array:
             data = data.astype(np.float32)
         return data.tolist()
 
-    def __array__(self, dtype=None, copy=None):
+    def _writable_data(self) -> np.ndarray:
+        """The array's buffer, writable: MLX's views (``np.array(a, copy=False)``, ``memoryview(a)``) write
+        through to the array. The array takes a private copy first, so arrays that shared its old buffer
+        keep their values."""
         data = self._numpy()
+        if not data.flags.writeable:
+            data = _private_copy(data)
+            self._data = data
+        return data
+
+    def _buffer_export(self) -> tuple:
+        """(numpy array, PEP 3118 format) for the buffer protocol of the C base class (`engine.ArrayBuffer`)."""
+        data = self._writable_data()
+        if self._dtype == dt.bfloat16:
+            data = data.view(np.uint16)
+        return data, _BUFFER_FORMAT[self._dtype]
+
+    def __array__(self, dtype=None, copy=None):
+        # numpy asks the buffer protocol first where the engine provides it; this serves without the engine.
         if dtype is not None:
-            return data.astype(dtype)
+            return self._numpy().astype(dtype)
         if copy is False:
-            # MLX's `np.array(a, copy=False)` is a writable view: writes through it change `a`. The array
-            # takes a private copy first, so arrays that shared its old buffer keep their values.
-            if not data.flags.writeable:
-                data = np.array(data)
-                self._data = data
-            return data
+            return self._writable_data()
+        data = self._numpy()
         return data.copy() if copy else data
 
-    def __buffer__(self, flags: int) -> memoryview:
-        """The buffer protocol (``memoryview(a)``, ``bytes(a)``): a Python class can provide it from Python
-        3.12 on (PEP 688); older Pythons reach the data through ``np.array(a)``."""
-        return memoryview(self._numpy())
+    if ArrayBuffer is object:
+
+        def __buffer__(self, flags: int) -> memoryview:
+            """The buffer protocol without the engine: a Python class can provide it from Python 3.12 on
+            (PEP 688), with numpy's formats; older Pythons reach the data through ``np.array(a)``."""
+            return memoryview(self._buffer_export()[0])
 
     def __array_namespace__(self, api_version=None):
         """The array-API namespace of kiln arrays: ``kiln.core`` (as MLX answers ``mlx.core``)."""
