@@ -219,3 +219,17 @@ def test_equality_with_other_objects_is_false_as_in_mlx():
     assert (a == [1, 3]) is False  # a list is not an array here (MLX's rule), unlike numpy
     assert (a == None) is False  # noqa: E711
     assert (a == 1).tolist() == [True, False]
+
+
+def test_array_from_numpy_rejects_dimensions_beyond_int32():
+    # MLX's shapes are int32: a longer numpy axis is a ValueError with MLX's message (no memory is touched).
+    with pytest.raises(ValueError, match="^Shape dimension falls outside supported `int` range.$"):
+        mx.array(np.empty(2**31, dtype=np.bool_))
+
+
+def test_array_from_torch_bfloat16():
+    torch = pytest.importorskip("torch")
+    values = [1.0, -2.5, 3.140625]
+    a = mx.array(torch.tensor(values, dtype=torch.bfloat16))
+    assert a.dtype == mx.bfloat16 and a.tolist() == values
+    assert mx.array(torch.tensor(values, dtype=torch.bfloat16), mx.float32).dtype == mx.float32

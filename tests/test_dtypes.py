@@ -19,7 +19,7 @@ def test_dtype_objects(name):
     assert d.size == SIZES[name]
     assert d == getattr(mx, name) and hash(d) == hash(getattr(mx, name))
     assert d != (mx.int32 if name != "int32" else mx.float32)
-    assert repr(d) == f"kiln.core.{d.name}"
+    assert repr(d) == str(d) == f"mlx.core.{d.name}"  # MLX's repr (checked against MLX below)
     assert pickle.loads(pickle.dumps(d)) == d
     assert mx.zeros((1,), d).itemsize == SIZES[name]
 
@@ -93,3 +93,10 @@ def test_as_dtype_accepts_python_types_names_and_numpy_dtypes():
 def test_numpy_dtypes_of_kiln_dtypes():
     assert mx.bfloat16.np.name == "bfloat16"
     assert mx.float16.np == np.float16 and mx.bool_.np == np.bool_
+
+
+def test_dtype_str_and_repr_match_mlx(mlx):
+    for name in ALL_DTYPES:
+        assert (str(getattr(mx, name)), repr(getattr(mx, name))) == (str(getattr(mlx, name)),
+                                                                     repr(getattr(mlx, name))), name
+    assert str(mx.floating) == str(mlx.floating)

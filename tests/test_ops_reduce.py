@@ -212,3 +212,17 @@ def test_reductions_of_0d_arrays():
     assert mx.max(x, keepdims=True).shape == ()
     assert mx.mean(mx.array(3)).dtype == mx.float32
     assert mx.cumsum(x).tolist() == [2.5]
+
+
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+@pytest.mark.parametrize("axis", [-1, None, (0, 1)])
+def test_softmax_precise_computes_in_float32(dtype, axis):
+    # precise=True: the whole softmax in float32, rounded to the input's type once (MLX)
+    x = np.random.default_rng(0).normal(scale=10, size=(4, 64)).astype(np.float32)
+    a = mx.array(x).astype(dtype)
+    exact = np.array(a.astype(mx.float32), np.float64)
+    shifted = np.exp(exact - exact.max(axis=axis, keepdims=True))
+    want = mx.array((shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)).astype(dtype)
+    out = mx.softmax(a, axis=axis, precise=True)
+    assert out.dtype == dtype
+    assert mx.array_equal(out, want).item()

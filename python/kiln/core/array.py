@@ -8,6 +8,7 @@ one), then detaches them, as MLX does, unless a transform (grad, jvp, ...) is ac
 
 from __future__ import annotations
 
+import sys
 import threading
 import typing
 import weakref
@@ -240,8 +241,11 @@ class array(ArrayBuffer):
         keep their values."""
         data = self._numpy()
         if not data.flags.writeable:
-            data = _private_copy(data)
-            self._data = data
+            if data.base is None and sys.getrefcount(data) <= 3:
+                data.flags.writeable = True  # held by this array alone (and the two references here): no copy
+            else:
+                data = _private_copy(data)
+                self._data = data
         return data
 
     def _buffer_export(self) -> tuple:
@@ -713,6 +717,8 @@ def _to_numpy(val, dtype):
         return _cast(data, d), d
     if isinstance(val, (np.ndarray, np.generic)):
         data = np.asarray(val)
+        if any(n > _INT32_MAX for n in data.shape):  # MLX's dimensions are int32 (and so is its message)
+            raise ValueError("Shape dimension falls outside supported `int` range.")
         if dtype is None:
             if data.dtype == np.float64:
                 dtype = dt.float32
@@ -722,10 +728,22 @@ def _to_numpy(val, dtype):
                 dtype = dt.from_numpy(data.dtype)
         return _cast(data, dtype), dtype
     if hasattr(val, "__array__"):
-        return _to_numpy(np.asarray(val), dtype)
+        return _to_numpy(_foreign_numpy(val), dtype)
     if val is None:
         raise TypeError("[array] Cannot convert None to an array.")
     raise ValueError(f"[array] Invalid type {type(val).__name__} received in array initialization.")
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _foreign_numpy(val) -> np.ndarray:
+    """numpy's view of an object that converts itself (``__array__``). A torch bfloat16 tensor, which numpy
+    cannot convert, is read through its bits (MLX reads it through DLPack)."""
+    if str(getattr(val, "dtype", "")) == "torch.bfloat16":
+        torch = sys.modules["torch"]
+        return val.detach().cpu().view(torch.int16).numpy().view(dt.bfloat16.np)
+    return np.asarray(val)
 
 
 def _cast(data: np.ndarray, d: dt.Dtype) -> np.ndarray:
