@@ -222,9 +222,18 @@ def test_equality_with_other_objects_is_false_as_in_mlx():
 
 
 def test_array_from_numpy_rejects_dimensions_beyond_int32():
-    # MLX's shapes are int32: a longer numpy axis is a ValueError with MLX's message (no memory is touched).
-    with pytest.raises(ValueError, match="^Shape dimension falls outside supported `int` range.$"):
+    # MLX 0.32's shapes are int32: a longer numpy axis is an OverflowError (np.empty touches no memory)
+    with pytest.raises(OverflowError, match=r"^Shape dimension 2147483648 is outside the supported range"):
         mx.array(np.empty(2**31, dtype=np.bool_))
+
+
+def test_array_dimension_error_matches_mlx(mlx):
+    errors = []
+    for lib in (mlx, mx):
+        with pytest.raises(Exception) as info:
+            lib.array(np.empty(2**31, dtype=np.bool_))
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]
 
 
 def test_array_from_torch_bfloat16():

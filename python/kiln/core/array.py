@@ -717,8 +717,10 @@ def _to_numpy(val, dtype):
         return _cast(data, d), d
     if isinstance(val, (np.ndarray, np.generic)):
         data = np.asarray(val)
-        if any(n > _INT32_MAX for n in data.shape):  # MLX's dimensions are int32 (and so is its message)
-            raise ValueError("Shape dimension falls outside supported `int` range.")
+        for n in data.shape:
+            if n > _INT32_MAX:  # MLX's dimensions are int32 (its error type and message)
+                raise OverflowError(f"Shape dimension {n} is outside the supported range [-2147483648, "
+                                    "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
         if dtype is None:
             if data.dtype == np.float64:
                 dtype = dt.float32
