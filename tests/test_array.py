@@ -242,3 +242,17 @@ def test_array_from_torch_bfloat16():
     a = mx.array(torch.tensor(values, dtype=torch.bfloat16))
     assert a.dtype == mx.bfloat16 and a.tolist() == values
     assert mx.array(torch.tensor(values, dtype=torch.bfloat16), mx.float32).dtype == mx.float32
+
+
+def test_get_array_buffer_size_counts_each_buffer_once_over_trees():
+    a = mx.array([1.0, 2.0, 3.0, 4.0])
+    view, lazy = a[:1], a + 1
+    with pytest.raises(ValueError, match=r"^\[get_array_buffer_size\] Arrays must be evaluated"):
+        mx.get_array_buffer_size({"lazy": lazy})
+    mx.eval(view)
+    size = mx.get_array_buffer_size(a)
+    assert size == 16 and mx.get_array_buffer_size(view) == size  # a view shares its array's buffer
+    assert mx.get_array_buffer_size({"a": a, "nested": (a, None, 3)}) == size
+    assert mx.get_array_buffer_size() == 0 and mx.get_array_buffer_size(mx.array([])) == 0
+    b = mx.array([5.0, 6.0])
+    assert mx.get_array_buffer_size(a, [b]) == size + 8

@@ -1109,9 +1109,10 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
     """
     a = to_array(a, op="mean")
     axes = _axes("mean", a.ndim, axis)
+    total = sum(a, axes, keepdims)
     if not dt.is_floating(a.dtype):
-        a = astype(a, dt.float32)
-    return _divide_by_count(sum(a, axes, keepdims), a, axes)
+        total = astype(total, dt.float32)  # as MLX: integers sum exactly in their own type, then convert
+    return _divide_by_count(total, a, axes)
 
 
 def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:

@@ -433,21 +433,33 @@ def depends(inputs, dependencies):
 def get_array_buffer_size(*args) -> int:
     """The number of bytes of the buffers behind the given (evaluated) arrays, each buffer counted once.
 
+    Args:
+        *args (arrays or trees of arrays): Each argument is an array or a tree (lists, tuples, dicts) of
+            arrays; leaves that are not arrays are ignored.
+
     Returns:
         int: The size in bytes.
-
-    Args:
-        *args (array): Arrays.
     """
     seen = {}
-    for a in args:
-        if not isinstance(a, array):
-            raise TypeError("[get_array_buffer_size] Arguments must be arrays.")
+    for a in _array_leaves(args):
         if a._data is None:
             raise ValueError("[get_array_buffer_size] Arrays must be evaluated before querying buffer size.")
-        base = a._data.base if a._data.base is not None else a._data
-        seen[id(base)] = base.nbytes
+        owner = a._data
+        while isinstance(owner.base, np.ndarray):  # views share their owner's buffer
+            owner = owner.base
+        seen[id(owner)] = owner.nbytes
     return int(builtins.sum(seen.values()))
+
+
+def _array_leaves(tree):
+    if isinstance(tree, array):
+        yield tree
+    elif isinstance(tree, (list, tuple)):
+        for item in tree:
+            yield from _array_leaves(item)
+    elif isinstance(tree, dict):
+        for item in tree.values():
+            yield from _array_leaves(item)
 
 
 # -- elementwise --------------------------------------------------------------------------------------
