@@ -606,3 +606,35 @@ def test_array_methods_accept_mlx_keyword_arguments():
             missing += [f"array.{name}({n}=)" for n in names if n not in params and n not in ("self", "stream")]
     assert not missing, missing
     assert mx.array([1.0, 2.0, 4.0]).var(correction=1).item() == pytest.approx(7 / 3)
+
+
+def _sylvester(n):
+    h = np.ones((1, 1))
+    while h.shape[0] < n:
+        h = np.block([[h, h], [h, -h]])
+    return h
+
+
+@pytest.mark.parametrize("m", [1, 12, 20, 28])
+@pytest.mark.parametrize("k", [0, 1, 3])
+def test_hadamard_transform_sizes_m_times_power_of_two(m, k):
+    # kron(H_m, H_2^k): H_m is a true Hadamard matrix (H H^T = m I), checked here, and MLX's (checked below)
+    from kiln.core.ops_extra import _HADAMARD_SIGNS
+
+    h_m = (np.array([[1.0 if c == "+" else -1.0 for c in row] for row in _HADAMARD_SIGNS[m]])
+           if m > 1 else np.ones((1, 1)))
+    np.testing.assert_array_equal(h_m @ h_m.T, m * np.eye(m))
+    n = m * 2**k
+    x = np.random.default_rng(n).normal(size=(4, n)).astype(np.float32)
+    want = x.astype(np.float64) @ np.kron(h_m, _sylvester(2**k)).T * 0.34
+    out = mx.hadamard_transform(mx.array(x)[::2], scale=0.34)
+    np.testing.assert_allclose(np.array(out), want[::2], atol=2e-4)
+    with pytest.raises(ValueError, match=r"^\[hadamard_transform\] The size 36"):
+        mx.hadamard_transform(mx.ones((36,)))
+
+
+@pytest.mark.parametrize("n", [12, 20, 28, 56, 80])
+def test_hadamard_transform_matches_mlx(mlx, n):
+    x = np.random.default_rng(n).normal(size=(2, n)).astype(np.float32)
+    np.testing.assert_allclose(np.array(mx.hadamard_transform(mx.array(x))),
+                               np.array(mlx.hadamard_transform(mlx.array(x))), atol=1e-5)
