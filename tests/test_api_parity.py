@@ -1,6 +1,7 @@
 """API parity with mlx.core: the names kiln still lacks (an explicit, shrinking allow-list) and the
 behaviour of the ops added to close the gap, against numpy and real MLX."""
 
+import gc
 import math
 
 import kiln.core as mx
@@ -50,7 +51,7 @@ def test_fft_has_mlx_functions():
 
 def test_memory_and_backend_namespaces():
     assert mx.metal.is_available() is False and mx.cuda.is_available() is False
-    assert mx.get_active_memory() == 0 and mx.get_peak_memory() == 0 and mx.get_cache_memory() == 0
+    assert mx.get_cache_memory() == 0
     previous = mx.set_memory_limit(1 << 30)
     assert mx.get_memory_limit() == 1 << 30
     assert mx.set_memory_limit(previous) == 1 << 30
@@ -58,6 +59,26 @@ def test_memory_and_backend_namespaces():
     mx.clear_cache()
     mx.reset_peak_memory()
     assert "device_name" in mx.device_info()
+
+
+def test_active_and_peak_memory_count_the_buffers_arrays_hold():
+    gc.collect()
+    base = mx.get_active_memory()
+    a = mx.zeros((4096,))
+    mx.eval(a)
+    assert mx.get_active_memory() == base + 4096 * 4
+    view = a[:10]  # shares a's buffer: counted once
+    mx.eval(view)
+    assert mx.get_active_memory() == base + 4096 * 4
+    mx.reset_peak_memory()
+    b = a + 1
+    mx.eval(b)
+    del b
+    assert mx.get_active_memory() == base + 4096 * 4 and mx.get_peak_memory() >= base + 4096 * 8
+    del a, view
+    assert mx.get_active_memory() == base
+    mx.reset_peak_memory()
+    assert mx.get_peak_memory() == 0
 
 
 def test_constants_and_dtype_information():

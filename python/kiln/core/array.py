@@ -19,6 +19,7 @@ import numpy as np
 
 from . import dtypes as dt
 from .engine import ArrayBuffer
+from .memory import track as _track_buffer
 from .primitives import REGISTRY
 
 
@@ -177,6 +178,7 @@ class array(ArrayBuffer):
     def _set_data(self, data: np.ndarray, d: dt.Dtype):
         if data.flags.writeable:
             data.flags.writeable = False  # buffers are shared between arrays: never mutate them
+        _track_buffer(data)
         self._data = data
         self._shape = tuple(data.shape)
         self._dtype = d
@@ -245,6 +247,7 @@ class array(ArrayBuffer):
                 data.flags.writeable = True  # held by this array alone (and the two references here): no copy
             else:
                 data = _private_copy(data)
+                _track_buffer(data)
                 self._data = data
         return data
 
@@ -545,6 +548,7 @@ def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if out.shape != node._shape:
         raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
     out.setflags(write=False)  # buffers are shared between arrays: never mutate them
+    _track_buffer(out)
     node._data = out
     node._shape = out.shape  # equal, but plain ints even where a rule computed numpy integers
     if keep_graph:

@@ -440,8 +440,10 @@ def get_array_buffer_size(*args) -> int:
     Returns:
         int: The size in bytes.
     """
+    leaves = []
+    ops._array_leaves(args, leaves)
     seen = {}
-    for a in _array_leaves(args):
+    for a in leaves:
         if a._data is None:
             raise ValueError("[get_array_buffer_size] Arrays must be evaluated before querying buffer size.")
         owner = a._data
@@ -449,17 +451,6 @@ def get_array_buffer_size(*args) -> int:
             owner = owner.base
         seen[id(owner)] = owner.nbytes
     return int(builtins.sum(seen.values()))
-
-
-def _array_leaves(tree):
-    if isinstance(tree, array):
-        yield tree
-    elif isinstance(tree, (list, tuple)):
-        for item in tree:
-            yield from _array_leaves(item)
-    elif isinstance(tree, dict):
-        for item in tree.values():
-            yield from _array_leaves(item)
 
 
 # -- elementwise --------------------------------------------------------------------------------------
