@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "array_buffer.h"
 #include "families.h"
 #include "graph.h"
 #include "jit.h"
@@ -175,6 +176,7 @@ NB_MODULE(_engine, m) {
   m.doc() = "kiln's C++ engine: simplify, fuse, render, JIT-compile and run elementwise kernels.";
   m.attr("__version__") = KILN_VERSION;
   kiln::register_families(m);
+  kiln::register_array_buffer(m);
   m.def("build_info", &kiln::build_info, "Version and build flags of the engine.");
   m.def("optimize", &kiln::optimize, "spec"_a, "Simplify and fuse a compact graph; render one kernel per region.");
   m.def("load_kernel", &kiln::load_kernel, "name"_a, "source"_a,

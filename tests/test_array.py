@@ -1,9 +1,14 @@
 """The array type: attributes, conversions to Python and numpy, iteration, truth value, hashing, methods,
 and laziness (ops record nodes; eval, item, tolist, numpy conversion and printing compute them)."""
 
+import gc
+import sys
+import weakref
+
 import kiln.core as mx
 import numpy as np
 import pytest
+from kiln.core import engine
 
 
 def test_attributes():
@@ -79,8 +84,64 @@ def test_numpy_conversion():
     assert n.dtype == np.int32 and n.shape == (2, 3)
     np.testing.assert_array_equal(n, np.arange(6).reshape(2, 3))
     assert np.array(a, dtype=np.float64).dtype == np.float64
-    assert np.array(mx.array([1.5], mx.bfloat16)).astype(np.float32).tolist() == [1.5]
     assert np.asarray(mx.array([1, 2], mx.uint64)).dtype == np.uint64
+
+
+needs_buffer = pytest.mark.skipif(
+    engine.ArrayBuffer is object and sys.version_info < (3, 12),
+    reason="the buffer protocol needs the engine's ArrayBuffer base (or Python 3.12)")
+
+
+@needs_buffer
+@pytest.mark.parametrize("np_dtype", [np.bool_, np.uint8, np.uint16, np.uint32, np.uint64, np.int8, np.int16,
+                                      np.int32, np.int64, np.float16, np.float32, np.complex64])
+def test_buffer_protocol_matches_numpy(np_dtype):
+    # memoryview(a) reports numpy's shape, strides and format (64-bit integers as "q"/"Q", as MLX does), is
+    # writable, and reads back the same values, for the array and for its transpose (a strided view).
+    want = (np.arange(12).reshape(3, 4) * 7 % 5).astype(np_dtype)
+    a = mx.array(want)
+    for kiln_view, numpy_view in ((a, want), (a.T, want.T)):
+        got, expected = memoryview(kiln_view), memoryview(numpy_view)
+        assert (got.shape, got.strides, got.readonly) == (expected.shape, expected.strides, False)
+        assert got.format == {np.int64: "q", np.uint64: "Q"}.get(np_dtype, expected.format)
+        np.testing.assert_array_equal(np.array(got, copy=False), numpy_view)
+
+
+@needs_buffer
+def test_buffer_protocol_bfloat16_and_bytes():
+    # bfloat16 has no PEP 3118 character: MLX reports "B" with item size 2, which numpy refuses.
+    view = memoryview(mx.ones((3, 4), mx.bfloat16))
+    assert (view.format, view.itemsize, view.strides) == ("B", 2, (8, 2))
+    with pytest.raises(RuntimeError, match="Item size 2 for PEP 3118 buffer format string"):
+        np.array(mx.array([1.5], mx.bfloat16))
+    assert bytes(mx.array([1, 258], mx.int16)) == np.array([1, 258], np.int16).tobytes()
+
+
+@needs_buffer
+def test_buffer_views_keep_the_array_alive():
+    for make_view in (memoryview, lambda a: np.array(a, copy=False)):
+        a = mx.arange(3)
+        ref = weakref.ref(a)
+        view = make_view(a)
+        del a
+        gc.collect()
+        assert ref() is not None
+        del view
+        gc.collect()
+        assert ref() is None
+
+
+def test_numpy_view_keeps_the_layout_and_does_not_own_its_data():
+    # As in MLX: a broadcast array gives a view with stride 0 on the broadcast axis, writable, owning nothing.
+    a = mx.ones((2, 2))
+    view = np.array(mx.broadcast_to(a, (5, 2, 2)), copy=False)
+    assert view.strides == (0, 8, 4) and view.flags.writeable and not view.flags.owndata
+    np.testing.assert_array_equal(view, np.ones((5, 2, 2), np.float32))
+    view = np.array(a, copy=False)
+    assert view.flags.writeable and not view.flags.owndata
+    view[0, 0] = 3.0
+    assert a.tolist() == [[3.0, 1.0], [1.0, 1.0]]
+    assert mx.ones((2, 2)).tolist() == [[1.0, 1.0], [1.0, 1.0]]  # the shared constant did not change
 
 
 def test_numpy_conversion_does_not_expose_a_writable_shared_buffer():
@@ -158,3 +219,40 @@ def test_equality_with_other_objects_is_false_as_in_mlx():
     assert (a == [1, 3]) is False  # a list is not an array here (MLX's rule), unlike numpy
     assert (a == None) is False  # noqa: E711
     assert (a == 1).tolist() == [True, False]
+
+
+def test_array_from_numpy_rejects_dimensions_beyond_int32():
+    # MLX 0.32's shapes are int32: a longer numpy axis is an OverflowError (np.empty touches no memory)
+    with pytest.raises(OverflowError, match=r"^Shape dimension 2147483648 is outside the supported range"):
+        mx.array(np.empty(2**31, dtype=np.bool_))
+
+
+def test_array_dimension_error_matches_mlx(mlx):
+    errors = []
+    for lib in (mlx, mx):
+        with pytest.raises(Exception) as info:
+            lib.array(np.empty(2**31, dtype=np.bool_))
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]
+
+
+def test_array_from_torch_bfloat16():
+    torch = pytest.importorskip("torch")
+    values = [1.0, -2.5, 3.140625]
+    a = mx.array(torch.tensor(values, dtype=torch.bfloat16))
+    assert a.dtype == mx.bfloat16 and a.tolist() == values
+    assert mx.array(torch.tensor(values, dtype=torch.bfloat16), mx.float32).dtype == mx.float32
+
+
+def test_get_array_buffer_size_counts_each_buffer_once_over_trees():
+    a = mx.array([1.0, 2.0, 3.0, 4.0])
+    view, lazy = a[:1], a + 1
+    with pytest.raises(ValueError, match=r"^\[get_array_buffer_size\] Arrays must be evaluated"):
+        mx.get_array_buffer_size({"lazy": lazy})
+    mx.eval(view)
+    size = mx.get_array_buffer_size(a)
+    assert size == 16 and mx.get_array_buffer_size(view) == size  # a view shares its array's buffer
+    assert mx.get_array_buffer_size({"a": a, "nested": (a, None, 3)}) == size
+    assert mx.get_array_buffer_size() == 0 and mx.get_array_buffer_size(mx.array([])) == 0
+    b = mx.array([5.0, 6.0])
+    assert mx.get_array_buffer_size(a, [b]) == size + 8

@@ -64,7 +64,7 @@ def test_zeros_and_ones(op, fill):
         a = op(shape, dtype) if dtype != mx.float32 else op(shape)
         expected = np.full(shape, fill, dtype=dtype.np)
         assert a.dtype == dtype and a.shape == expected.shape
-        np.testing.assert_array_equal(np.array(a), expected)
+        np.testing.assert_array_equal(np.array(a.astype(mx.float32)), expected.astype(np.float32))  # exact
 
 
 @pytest.mark.parametrize("vals, dtype, expected_dtype", [
@@ -158,3 +158,32 @@ def test_creation_agrees_with_mlx(mlx, mlx_numpy):
         ours, theirs = case(mx), case(mlx)
         assert ours.dtype.name == str(theirs.dtype).split(".")[-1]
         np.testing.assert_array_equal(np.array(ours), mlx_numpy(theirs))
+
+
+@pytest.mark.parametrize("args, dtype, expected", [
+    ((0, 10, float("inf")), None, [0.0]), ((0, -10, float("-inf")), None, [0.0]),
+    ((10, 0, float("inf")), None, []), ((0, 10, float("-inf")), None, []), ((0, 0, float("inf")), None, []),
+    ((0, 10, float("inf")), mx.int32, [0]), ((0, 3, 0.2), mx.int32, [0] * 15), ((-1, -4, -0.9), mx.int32, [-1] * 4),
+])
+def test_arange_infinite_steps_and_integer_casts(args, dtype, expected):
+    # as MLX: an infinite step gives the first value when it points from start towards stop
+    out = mx.arange(*args, dtype=dtype) if dtype else mx.arange(*args)
+    assert out.tolist() == expected and out.dtype == (dtype or mx.float32)
+
+
+def test_arange_keywords_and_invalid_bounds():
+    assert mx.arange(stop=2, step=0.5).tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert mx.arange(stop=3).tolist() == [0, 1, 2] and mx.arange(-3, step=-1).tolist() == [0, -1, -2]
+    with pytest.raises(TypeError):
+        mx.arange(step=2)
+    inf, nan = float("inf"), float("nan")
+    for args in ((nan, 1, 5), (0, nan, 5), (0, 2, nan), (0, inf, inf), (inf, 1, inf), (inf, 1, 5), (0, -inf, -1)):
+        with pytest.raises(ValueError, match=r"\[arange\] Cannot compute length"):
+            mx.arange(*args)
+
+
+def test_arange_edge_cases_match_mlx(mlx):
+    inf = float("inf")
+    for args in ((0, 10, inf), (10, 0, inf), (0, -10, -inf), (0.5, 10, inf), (-1, -20, -1.2), (0, 10, 100)):
+        ours, theirs = mx.arange(*args), mlx.arange(*args)
+        assert ours.tolist() == theirs.tolist() and str(ours.dtype) == str(theirs.dtype), args

@@ -19,7 +19,7 @@ def test_dtype_objects(name):
     assert d.size == SIZES[name]
     assert d == getattr(mx, name) and hash(d) == hash(getattr(mx, name))
     assert d != (mx.int32 if name != "int32" else mx.float32)
-    assert repr(d) == f"kiln.core.{d.name}"
+    assert repr(d) == str(d) == f"mlx.core.{d.name}"  # MLX's repr (checked against MLX below)
     assert pickle.loads(pickle.dumps(d)) == d
     assert mx.zeros((1,), d).itemsize == SIZES[name]
 
@@ -113,3 +113,10 @@ def test_dtype_queries_take_dtypes_as_mlx_does(mlx):
     assert mx.can_cast(mx.float32, mx.int32) == mlx.can_cast(mlx.float32, mlx.int32)
     assert mx.issubdtype(mx.floating, mx.float32) == mlx.issubdtype(mlx.floating, mlx.float32)
     assert mx.view(mx.ones((2,)), mx.int32).tolist() == mlx.view(mlx.ones((2,)), mlx.int32).tolist()
+
+
+def test_dtype_str_and_repr_match_mlx(mlx):
+    for name in ALL_DTYPES:
+        assert (str(getattr(mx, name)), repr(getattr(mx, name))) == (str(getattr(mlx, name)),
+                                                                     repr(getattr(mlx, name))), name
+    assert str(mx.floating) == str(mlx.floating)

@@ -192,9 +192,14 @@ def test_callers_error_state_is_kept_outside_evaluation():
             np.sqrt(-np.ones(1))
 
 
-def test_results_are_read_only_buffers():
+def test_numpy_views_write_through_to_their_array_only():
+    # As in MLX, np.asarray(y) is a writable view of y; an array whose buffer was shared (a broadcast
+    # constant, an earlier result) takes a private copy first, so no other array changes.
     y = mx.array([1.0, 2.0]) + 1.0
-    mx.eval(y)
-    with pytest.raises(ValueError):
-        np.asarray(y)[0] = 7.0
-    assert y.tolist() == [2.0, 3.0]
+    kept = y * 1  # may share y's buffer
+    mx.eval(y, kept)
+    np.asarray(y)[0] = 7.0
+    assert y.tolist() == [7.0, 3.0] and kept.tolist() == [2.0, 3.0]
+    zeros = mx.zeros((3,))
+    np.asarray(zeros)[1] = 5.0
+    assert zeros.tolist() == [0.0, 5.0, 0.0] and mx.zeros((3,)).tolist() == [0.0, 0.0, 0.0]

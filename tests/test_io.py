@@ -19,7 +19,7 @@ def _sample(dtype):
 
 def _same(a, b):
     assert a.dtype == b.dtype and a.shape == b.shape
-    assert np.array_equal(np.array(a), np.array(b))
+    assert mx.array_equal(a, b, equal_nan=True).item()
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.name)

@@ -26,6 +26,11 @@ def _np(a) -> np.ndarray:
     return np.array(a.astype(mx.float32)) if a.dtype in (mx.float16, mx.bfloat16) else np.array(a)
 
 
+def _host(a) -> np.ndarray:
+    """The array's own numpy buffer (bfloat16 as ml_dtypes' type: numpy refuses a bfloat16 buffer, as with MLX)."""
+    return a._numpy().copy()  # C order: the reference float16 matmul rounds differently on other layouts
+
+
 def _assert_within(got, ref, abs_product, K, out_type, extra=0.0):
     bound = K * 2.0 ** -22 * abs_product + UNIT[out_type] * np.abs(ref) + extra + 1e-30
     excess = np.abs(got.astype(np.float64) - ref) - bound
@@ -49,7 +54,7 @@ def _half_operands(a_shape, b_shape, dtype):
 
 def _check_matmul(x, y, out):
     a, b = _np(x).astype(np.float64), _np(y).astype(np.float64)
-    ref = REGISTRY["matmul"].impl(np.array(x), np.array(y)).astype(np.float64)
+    ref = REGISTRY["matmul"].impl(_host(x), _host(y)).astype(np.float64)
     assert out.dtype == x.dtype and tuple(out.shape) == ref.shape
     _assert_within(_np(out), ref, np.abs(a) @ np.abs(b), a.shape[-1], x.dtype)
 
@@ -67,9 +72,9 @@ def test_half_matmul_layouts_and_strides(dtype, m):
     w = mx.array(RNG.standard_normal((24, 80)).astype(np.float32)).astype(dtype)  # (N, K)
     x = mx.array(RNG.standard_normal((m, 80)).astype(np.float32)).astype(dtype)
     _check_matmul(x, w.T, x @ w.T)  # x @ W.T: rows of W contiguous
-    wt = mx.array(np.ascontiguousarray(np.array(w.T)))
+    wt = mx.array(np.ascontiguousarray(_host(w.T)))
     _check_matmul(x, wt, x @ wt)  # x @ W
-    strided_w = mx.array(np.array(mx.concatenate([w, w], axis=1)))[:, ::2]  # every other column
+    strided_w = mx.array(_host(mx.concatenate([w, w], axis=1)))[:, ::2]  # every other column
     _check_matmul(x, strided_w.T, x @ strided_w.T)
     strided_x = mx.concatenate([x, x], axis=1)[:, 1::2]
     _check_matmul(strided_x, w.T, strided_x @ w.T)
@@ -124,12 +129,12 @@ def _quantized(n, k, group_size, bits, dtype, lead=()):
 
 def _dense(wq, scales, biases, group_size, bits):
     """The reference's dequantized matrix (in the scales' type) as float64."""
-    return REGISTRY["dequantize"].impl(np.array(wq), np.array(scales), np.array(biases), group_size=group_size,
+    return REGISTRY["dequantize"].impl(_host(wq), _host(scales), _host(biases), group_size=group_size,
                                        bits=bits, dtype=scales.dtype).astype(np.float64)
 
 
 def _check_quantized(out, x, wq, scales, biases, group_size, bits, transpose):
-    ref = REGISTRY["quantized_matmul"].impl(np.array(x), np.array(wq), np.array(scales), np.array(biases),
+    ref = REGISTRY["quantized_matmul"].impl(_host(x), _host(wq), _host(scales), _host(biases),
                                             transpose=transpose, group_size=group_size, bits=bits)
     out_type = dt.promote_types(x.dtype, scales.dtype)
     assert out.dtype == out_type and tuple(out.shape) == ref.shape
@@ -191,7 +196,7 @@ def test_dequantize_is_bit_identical_to_the_reference(bits, dtype):
     for out_type in (None, mx.float32, mx.float16, mx.bfloat16):
         got = mx.dequantize(wq, scales, biases, group_size=32, bits=bits, dtype=out_type)
         want_type = scales.dtype if out_type is None else out_type
-        ref = REGISTRY["dequantize"].impl(np.array(wq), np.array(scales), np.array(biases), group_size=32, bits=bits,
+        ref = REGISTRY["dequantize"].impl(_host(wq), _host(scales), _host(biases), group_size=32, bits=bits,
                                           dtype=want_type)
         assert got.dtype == want_type
         np.testing.assert_array_equal(_np(got), ref.astype(np.float32))
@@ -207,7 +212,7 @@ def test_quantize_is_bit_identical_to_the_reference(bits, group_size, dtype):
     wx = mx.array(w).astype(dtype)
     got = mx.quantize(wx, group_size=group_size, bits=bits)
     for output, value in enumerate(got):
-        ref = REGISTRY["quantize"].impl(np.array(wx), group_size=group_size, bits=bits, output=output)
+        ref = REGISTRY["quantize"].impl(_host(wx), group_size=group_size, bits=bits, output=output)
         assert value.dtype == (mx.uint32 if output == 0 else dtype)
         np.testing.assert_array_equal(_np(value), ref.astype(np.float32) if output else ref)
 
@@ -218,7 +223,7 @@ def test_gather_qmm_matches_gathered_products():
     lhs, rhs = mx.array([0, 2, 2, 1]), mx.array([4, 0, 1, 4])
     out = mx.gather_qmm(x, wq, scales, biases, lhs_indices=lhs, rhs_indices=rhs, bits=4)
     assert out.shape == (4, 1, 24) and out.dtype == mx.float16
-    for i, (li, ri) in enumerate(zip(np.array(lhs), np.array(rhs))):
+    for i, (li, ri) in enumerate(zip(_host(lhs), _host(rhs))):
         one = mx.quantized_matmul(x[int(li)], wq[int(ri)], scales[int(ri)], biases[int(ri)], bits=4)
         np.testing.assert_array_equal(_np(out[i]), _np(one))
     only_rhs = mx.gather_qmm(x[0], wq, scales, biases, rhs_indices=mx.array([[3], [1]]), bits=4)
@@ -252,15 +257,15 @@ def test_quantized_matmul_compiled_and_gradients():
     wq, scales, biases = _quantized(16, 64, 32, 4, mx.float32)
     x = mx.array(RNG.standard_normal((2, 64)).astype(np.float32))
     f = lambda a, s, b: mx.quantized_matmul(a, wq, s, b, group_size=32, bits=4)  # noqa: E731
-    np.testing.assert_array_equal(np.array(mx.compile(f)(x, scales, biases)), np.array(f(x, scales, biases)))
+    np.testing.assert_array_equal(_host(mx.compile(f)(x, scales, biases)), _host(f(x, scales, biases)))
     dense = mx.dequantize(wq, scales, biases, group_size=32, bits=4)
     gx = mx.grad(lambda a: f(a, scales, biases).sum())(x)
-    np.testing.assert_allclose(np.array(gx), np.ones((2, 16)) @ np.array(dense), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(_host(gx), np.ones((2, 16)) @ _host(dense), rtol=1e-5, atol=1e-5)
     g_ref = mx.grad(lambda s, b: (x @ mx.dequantize(wq, s, b, group_size=32, bits=4).T).sum(), argnums=(0, 1))
     gs, gb = mx.grad(lambda s, b: f(x, s, b).sum(), argnums=(0, 1))(scales, biases)
     rs, rb = g_ref(scales, biases)
-    np.testing.assert_allclose(np.array(gs), np.array(rs), rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(np.array(gb), np.array(rb), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(_host(gs), _host(rs), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(_host(gb), _host(rb), rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("bits", [2, 3, 4, 5, 6, 8])

@@ -31,7 +31,8 @@ def kiln_array(values, dtype):
 
 
 def as_f64(a):
-    return np.array(a).astype(np.float64)
+    # numpy refuses a bfloat16 array's buffer (as with MLX): read it through float32, which holds it exactly
+    return np.array(a.astype(mx.float32) if a.dtype == mx.bfloat16 else a).astype(np.float64)
 
 
 def assert_close(actual, expected, dtype):
@@ -736,3 +737,25 @@ def test_operator_methods_have_their_dunder_names():
     assert mx.array.__add__.__name__ == "__add__"
     assert mx.array.__radd__.__qualname__ == "array.__radd__"
     assert mx.array.__iadd__.__name__ == "__iadd__"
+
+
+def test_round_complex_and_integer_decimals():
+    # numpy rounds real and imaginary parts half to even, as MLX does
+    values = np.array([22.2 + 3.6j, 18.5 + 98.2j, -2.5 - 0.5j], np.complex64)
+    assert mx.round(mx.array(values)).tolist() == np.round(values).tolist()
+    # integers with decimals go through float32 and back (MLX): halves round to even in the scaled value
+    ints = np.array([15, 25, 35, -15, 122, 149, 150], np.int32)
+    for decimals in (-2, -1, 0, 1):
+        out = mx.round(mx.array(ints), decimals=decimals)
+        want = np.round(ints.astype(np.float32) * np.float32(10.0**decimals)) * np.float32(10.0**-decimals)
+        assert out.dtype == mx.int32 and out.tolist() == want.astype(np.int32).tolist(), decimals
+    assert mx.round(mx.array([True, False]), decimals=-1).tolist() == [False, False]
+
+
+def test_round_matches_mlx(mlx):
+    cases = [(np.array([22.2 + 3.6j, 18.5 + 98.2j], np.complex64), 0), (np.array([2.26 + 3.35j], np.complex64), 1),
+             (np.array([15, 25, 122, 149, 150, 250], np.int32), -1), (np.array([15, 122], np.uint8), -1),
+             (np.array([1.537, 1.471], np.float32), 2)]
+    for values, decimals in cases:
+        ours, theirs = mx.round(mx.array(values), decimals), mlx.round(mlx.array(values), decimals)
+        assert str(ours.dtype) == str(theirs.dtype) and ours.tolist() == theirs.tolist(), (values, decimals)

@@ -212,3 +212,27 @@ def test_reductions_of_0d_arrays():
     assert mx.max(x, keepdims=True).shape == ()
     assert mx.mean(mx.array(3)).dtype == mx.float32
     assert mx.cumsum(x).tolist() == [2.5]
+
+
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+@pytest.mark.parametrize("axis", [-1, None, (0, 1)])
+def test_softmax_precise_computes_in_float32(dtype, axis):
+    # precise=True: the whole softmax in float32, rounded to the input's type once (MLX)
+    x = np.random.default_rng(0).normal(scale=10, size=(4, 64)).astype(np.float32)
+    a = mx.array(x).astype(dtype)
+    exact = np.array(a.astype(mx.float32), np.float64)
+    shifted = np.exp(exact - exact.max(axis=axis, keepdims=True))
+    want = mx.array((shifted / shifted.sum(axis=axis, keepdims=True)).astype(np.float32)).astype(dtype)
+    out = mx.softmax(a, axis=axis, precise=True)
+    assert out.dtype == dtype
+    assert mx.array_equal(out, want).item()
+
+
+def test_mean_of_integers_sums_exactly_before_converting():
+    # MLX sums integers in their own type and converts the total: float32 accumulation would lose the
+    # low bits of totals beyond 2**24 (the mean of each column here is an integer).
+    x = np.arange(1, 2 * 1024 * 16 + 1, dtype=np.int32).reshape(2, 1024, 16)[::-1]
+    out = mx.mean(mx.arange(1, x.size + 1).reshape(x.shape)[::-1], axis=1)
+    assert out.dtype == mx.float32
+    np.testing.assert_array_equal(np.array(out), x.mean(axis=1).astype(np.float32))
+    assert mx.mean(mx.array([100, 100], mx.int8)).item() == 100.0

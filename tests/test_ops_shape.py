@@ -227,3 +227,19 @@ def test_shape_ops_agree_with_mlx(mlx):
     ]
     for case in cases:
         np.testing.assert_array_equal(np.array(case(mx, mx.array(x))), np.array(case(mlx, mlx.array(x))))
+
+
+def test_as_strided_negative_strides():
+    x = np.arange(32, dtype=np.float32)
+    check(mx.as_strided(mx.array(x), (32,), (-1,), 31), x[::-1])
+    # a window that walks back from its offset: numpy's as_strided from the same first element
+    want = np.lib.stride_tricks.as_strided(x[9:], (3, 2), (-16, 4))
+    check(mx.as_strided(mx.array(x), (3, 2), (-4, 1), 9), want)
+    with pytest.raises(ValueError, match=r"\[as_strided\].*reads outside"):
+        mx.as_strided(mx.array(x), (3,), (-1,), 1)
+
+
+def test_view_of_a_scalar():
+    out = mx.array(-1, mx.int8).view(mx.uint8)
+    assert out.shape == () and out.item() == 255
+    assert mx.array(1.0).view(mx.int32).item() == np.array(1.0, np.float32).view(np.int32).item()

@@ -8,6 +8,7 @@ one), then detaches them, as MLX does, unless a transform (grad, jvp, ...) is ac
 
 from __future__ import annotations
 
+import sys
 import threading
 import typing
 import weakref
@@ -17,6 +18,8 @@ from time import perf_counter
 import numpy as np
 
 from . import dtypes as dt
+from .engine import ArrayBuffer
+from .memory import track as _track_buffer
 from .primitives import REGISTRY
 
 
@@ -81,7 +84,27 @@ def placeholder_message(origin: str) -> str:
     )
 
 
-class array:
+# The PEP 3118 format each dtype's buffer reports: MLX's ("q"/"Q" for 64-bit integers where numpy says "l"/"L";
+# bfloat16, which has no format character, as "B" with item size 2, so numpy refuses it as MLX's does).
+_BUFFER_FORMAT = {
+    dt.bool_: "?", dt.uint8: "B", dt.uint16: "H", dt.uint32: "I", dt.uint64: "Q", dt.int8: "b", dt.int16: "h",
+    dt.int32: "i", dt.int64: "q", dt.float16: "e", dt.bfloat16: "B", dt.float32: "f", dt.float64: "d",
+    dt.complex64: "Zf",
+}
+
+
+def _private_copy(data: np.ndarray) -> np.ndarray:
+    """A writable copy of `data` in the same layout: broadcast axes keep stride 0 and a permuted order keeps
+    its strides, as the views MLX hands out report them."""
+    broadcast = tuple(stride == 0 and n > 1 for n, stride in zip(data.shape, data.strides))
+    copy = np.array(data[tuple(slice(0, 1) if b else slice(None) for b in broadcast)], order="K")
+    if not any(broadcast):
+        return copy
+    strides = tuple(0 if b else stride for b, stride in zip(broadcast, copy.strides))
+    return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+class array(ArrayBuffer):
     """An N-dimensional array (MLX's `mlx.core.array`)."""
 
     __slots__ = ("_data", "_prim", "_inputs", "_params", "_shape", "_dtype", "_placeholder", "_consumers",
@@ -155,6 +178,7 @@ class array:
     def _set_data(self, data: np.ndarray, d: dt.Dtype):
         if data.flags.writeable:
             data.flags.writeable = False  # buffers are shared between arrays: never mutate them
+        _track_buffer(data)
         self._data = data
         self._shape = tuple(data.shape)
         self._dtype = d
@@ -213,23 +237,42 @@ class array:
             data = data.astype(np.float32)
         return data.tolist()
 
-    def __array__(self, dtype=None, copy=None):
+    def _writable_data(self) -> np.ndarray:
+        """The array's buffer, writable: MLX's views (``np.array(a, copy=False)``, ``memoryview(a)``) write
+        through to the array. The array takes a private copy first, so arrays that shared its old buffer
+        keep their values."""
         data = self._numpy()
-        if dtype is not None:
-            return data.astype(dtype)
-        if copy is False:
-            # MLX's `np.array(a, copy=False)` is a writable view: writes through it change `a`. The array
-            # takes a private copy first, so arrays that shared its old buffer keep their values.
-            if not data.flags.writeable:
-                data = np.array(data)
+        if not data.flags.writeable:
+            if data.base is None and sys.getrefcount(data) <= 3:
+                data.flags.writeable = True  # held by this array alone (and the two references here): no copy
+            else:
+                data = _private_copy(data)
+                _track_buffer(data)
                 self._data = data
-            return data
+        return data
+
+    def _buffer_export(self) -> tuple:
+        """(numpy array, PEP 3118 format) for the buffer protocol of the C base class (`engine.ArrayBuffer`)."""
+        data = self._writable_data()
+        if self._dtype == dt.bfloat16:
+            data = data.view(np.uint16)
+        return data, _BUFFER_FORMAT[self._dtype]
+
+    def __array__(self, dtype=None, copy=None):
+        # numpy asks the buffer protocol first where the engine provides it; this serves without the engine.
+        if dtype is not None:
+            return self._numpy().astype(dtype)
+        if copy is False:
+            return self._writable_data()
+        data = self._numpy()
         return data.copy() if copy else data
 
-    def __buffer__(self, flags: int) -> memoryview:
-        """The buffer protocol (``memoryview(a)``, ``bytes(a)``): a Python class can provide it from Python
-        3.12 on (PEP 688); older Pythons reach the data through ``np.array(a)``."""
-        return memoryview(self._numpy())
+    if ArrayBuffer is object:
+
+        def __buffer__(self, flags: int) -> memoryview:
+            """The buffer protocol without the engine: a Python class can provide it from Python 3.12 on
+            (PEP 688), with numpy's formats; older Pythons reach the data through ``np.array(a)``."""
+            return memoryview(self._buffer_export()[0])
 
     def __array_namespace__(self, api_version=None):
         """The array-API namespace of kiln arrays: ``kiln.core`` (as MLX answers ``mlx.core``)."""
@@ -505,6 +548,7 @@ def _evaluate_node(node: "array", keep_graph: bool) -> None:
     if out.shape != node._shape:
         raise RuntimeError(f"[{node._prim}] internal error: produced shape {out.shape}, expected {node._shape}")
     out.setflags(write=False)  # buffers are shared between arrays: never mutate them
+    _track_buffer(out)
     node._data = out
     node._shape = out.shape  # equal, but plain ints even where a rule computed numpy integers
     if keep_graph:
@@ -677,6 +721,10 @@ def _to_numpy(val, dtype):
         return _cast(data, d), d
     if isinstance(val, (np.ndarray, np.generic)):
         data = np.asarray(val)
+        for n in data.shape:
+            if n > _INT32_MAX:  # MLX's dimensions are int32 (its error type and message)
+                raise OverflowError(f"Shape dimension {n} is outside the supported range [-2147483648, "
+                                    "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
         if dtype is None:
             if data.dtype == np.float64:
                 dtype = dt.float32
@@ -686,10 +734,22 @@ def _to_numpy(val, dtype):
                 dtype = dt.from_numpy(data.dtype)
         return _cast(data, dtype), dtype
     if hasattr(val, "__array__"):
-        return _to_numpy(np.asarray(val), dtype)
+        return _to_numpy(_foreign_numpy(val), dtype)
     if val is None:
         raise TypeError("[array] Cannot convert None to an array.")
     raise ValueError(f"[array] Invalid type {type(val).__name__} received in array initialization.")
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def _foreign_numpy(val) -> np.ndarray:
+    """numpy's view of an object that converts itself (``__array__``). A torch bfloat16 tensor, which numpy
+    cannot convert, is read through its bits (MLX reads it through DLPack)."""
+    if str(getattr(val, "dtype", "")) == "torch.bfloat16":
+        torch = sys.modules["torch"]
+        return val.detach().cpu().view(torch.int16).numpy().view(dt.bfloat16.np)
+    return np.asarray(val)
 
 
 def _cast(data: np.ndarray, d: dt.Dtype) -> np.ndarray:

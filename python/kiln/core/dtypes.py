@@ -49,7 +49,8 @@ class Dtype:
         self.short = short  # the IR's spelling: f32, i64, bf16, ...
 
     def __repr__(self) -> str:
-        return f"kiln.core.{self.name}"
+        # MLX's spelling, so code and tests that print or compare dtype names read the same under kiln.
+        return f"mlx.core.{self.name}"
 
     __str__ = __repr__
 

@@ -20,6 +20,7 @@ from time import perf_counter
 from . import engine
 from .dtypes import Dtype as _Dtype
 from .graph import Eqn, Graph, Var
+from .memory import track as track_buffer
 from .primitives import RANDOM, REGISTRY
 
 # Thresholds measured on the project VM (2 cores; table in docs/DESIGN.md, "Eager evaluation"): a node of at
@@ -256,6 +257,7 @@ def run_pending(order: list, requested: list):
         verify_program(entry.graph, buffers, results, what="eager evaluation")
     for node, value in zip(nodes, results):
         value.setflags(write=False)  # buffers are shared between arrays: never mutate them
+        track_buffer(value)
         node._data = value
         node._prim = None
         node._inputs = ()

@@ -71,6 +71,11 @@ def _quiet_fp_state():
 if _engine is not None:
     _engine.set_fp_quiet(*_quiet_fp_state())
 
+# The base class of `array`: a C type that exports the array's data through the buffer protocol
+# (memoryview(a), bytes(a)). Without the extension it is `object`, and memoryview(a) is a TypeError
+# before Python 3.12 (there `array.__buffer__` serves).
+ArrayBuffer = getattr(_engine, "ArrayBuffer", object)
+
 # Order of dtype codes shared with csrc/graph.h (enum Dtype).
 _DTYPE_CODE = {d: i for i, d in enumerate(dt.ALL)}
 _VALUE_INPUT, _VALUE_CONST, _VALUE_LITERAL, _VALUE_NODE = 0, 1, 2, 3

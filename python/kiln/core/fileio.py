@@ -34,7 +34,7 @@ def _to_storage(op: str, a) -> np.ndarray:
     """The numpy array to write for `a` (bfloat16 as raw 2-byte voids)."""
     if not isinstance(a, array):
         a = ops.to_array(a, op=op)
-    data = np.asarray(np.asarray(a), order="C")
+    data = np.asarray(a._numpy(), order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
     if a.dtype == dt.bfloat16:
         return data.view(_BF16_STORAGE)
     return data
@@ -183,7 +183,7 @@ def save_safetensors(file, arrays: dict, metadata: dict | None = None) -> None:
         a = a if isinstance(a, array) else ops.to_array(a, op="save_safetensors")
         if a.dtype == dt.float64:
             raise ValueError("[save_safetensors] received invalid dtype.")
-        data = np.asarray(np.asarray(a), order="C")
+        data = np.asarray(a._numpy(), order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
         buffers[name] = data  # the spec holds a raw pointer: keep the buffer alive until serialized
         specs[name] = safetensors.TensorSpec(dtype=a.dtype.name, shape=list(data.shape),
                                              data_ptr=data.ctypes.data, data_len=data.nbytes)

@@ -147,7 +147,7 @@ def _add_metadata(gguf, writer, key: str, value):
     if not isinstance(value, array):
         message = f"must be an array, a string or a list of strings, got {type(value).__name__}"
         raise ValueError(f"[save_gguf] Metadata value of '{key}' {message}.")  # noqa: TRY004
-    data = np.asarray(value)
+    data = value._numpy()
     vtype = getattr(gguf.GGUFValueType, _METADATA_TYPES.get(value.dtype.name, ""), None)
     if vtype is None or data.ndim > 1:
         raise ValueError(f"[save_gguf] Metadata array '{key}' must be a scalar or 1-D array of a type GGUF "
@@ -177,7 +177,7 @@ def save_gguf(path: str, arrays: dict, metadata: dict | None) -> None:
         a = a if isinstance(a, array) else ops.to_array(a, op="save_gguf")
         if a.dtype not in types:
             raise ValueError(f"[save_gguf] Array '{name}' has type {a.dtype.name}, which GGUF cannot store.")
-        data = np.ascontiguousarray(np.asarray(a))
+        data = np.asarray(a._numpy(), order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
         if a.dtype == dt.bfloat16:  # numpy has no bfloat16: hand the writer the bytes, whose shape it converts
             raw = data.view(np.uint8)
             writer.add_tensor(name, raw, raw_shape=raw.shape, raw_dtype=types[a.dtype])

@@ -266,7 +266,8 @@ def solve_triangular(a, b, *, upper: bool = False, stream=None) -> array:
 def cholesky(a, upper: bool = False, *, stream=None) -> array:
     """Compute the Cholesky decomposition of a real symmetric positive definite matrix.
 
-    Only the lower triangle of ``a`` is read. Raises when a matrix is not positive definite.
+    Only the lower triangle of ``a`` is read. A matrix that is not positive definite gives, as in MLX,
+    LAPACK's partial factor (the failing pivot left unrooted, later columns untouched) instead of an error.
 
     Args:
         a (array): Input array, float32 or float64, at least 2-D, square.

@@ -1,14 +1,19 @@
 """Memory management and back-end namespaces (MLX's get_active_memory ... and `mx.metal`, `mx.cuda`).
 
-kiln's buffers are numpy arrays freed by Python's reference counting: there is no allocator cache to clear
-and no usage counter, so the queries report 0 and the limits are remembered only to be returned.
+kiln's buffers are numpy arrays freed by Python's reference counting: there is no allocator cache to clear,
+and the limits are remembered only to be returned. Active and peak memory count the buffers arrays hold
+(`track`), each buffer once, until numpy frees it.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import threading
 import types
+import weakref
+
+import numpy as np
 
 __all__ = [
     "clear_cache",
@@ -50,6 +55,39 @@ def _swap_limit(op: str, key: str, limit) -> int:
     return previous
 
 
+_held: dict = {}  # id(buffer) -> weak reference, for the buffers arrays hold now
+_sizes: dict = {}  # id(weak reference) -> (id(buffer), bytes), read when the buffer is freed
+_count = {"active": 0, "peak": 0}
+_lock = threading.RLock()  # (reentrant: a buffer may be freed, and its callback run, while the lock is held)
+
+
+def _release(ref) -> None:
+    with _lock:
+        key, nbytes = _sizes.pop(id(ref))
+        if _held.get(key) is ref:
+            del _held[key]
+        _count["active"] -= nbytes
+
+
+def track(data: np.ndarray) -> None:
+    """Count the buffer behind `data` (the numpy array that owns the memory) as active until it is freed."""
+    owner = data
+    while isinstance(owner.base, np.ndarray):
+        owner = owner.base
+    key = id(owner)
+    ref = _held.get(key)
+    if ref is not None and ref() is owner:
+        return
+    nbytes = owner.nbytes
+    with _lock:
+        ref = weakref.ref(owner, _release)
+        _held[key] = ref
+        _sizes[id(ref)] = (key, nbytes)
+        active = _count["active"] = _count["active"] + nbytes
+        if active > _count["peak"]:
+            _count["peak"] = active
+
+
 def clear_cache() -> None:
     """Clear the memory cache (kiln keeps none: a no-op).
 
@@ -59,21 +97,21 @@ def clear_cache() -> None:
 
 
 def get_active_memory() -> int:
-    """Get the actively used memory in bytes (kiln does not track it: 0).
+    """Get the actively used memory in bytes: the buffers that arrays hold, each counted once.
 
     Returns:
         int: Bytes.
     """
-    return 0
+    return _count["active"]
 
 
 def get_peak_memory() -> int:
-    """Get the peak amount of used memory in bytes (kiln does not track it: 0).
+    """Get the peak amount of used memory in bytes since the last `reset_peak_memory`.
 
     Returns:
         int: Bytes.
     """
-    return 0
+    return _count["peak"]
 
 
 def reset_peak_memory() -> None:
@@ -82,6 +120,7 @@ def reset_peak_memory() -> None:
     Returns:
         None
     """
+    _count["peak"] = 0
 
 
 def get_cache_memory() -> int:

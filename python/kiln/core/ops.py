@@ -307,12 +307,12 @@ def round(a, decimals: int = 0, stream=None) -> array:  # noqa: A001
         array: The rounded array.
     """
     a = to_array(a, op="round")
-    if not dt.is_floating(a.dtype):
-        return a
     if decimals == 0:
-        return bind("round", a)
-    scale = 10.0 ** decimals
-    return divide(bind("round", multiply(a, scale)), scale)
+        return bind("round", a) if dt.is_floating(a.dtype) else a
+    # As MLX: scale in floating point (integers and booleans in float32), round, multiply by the inverse
+    # scale (not divide: 1.471 rounds to float32(147 * 0.01), below 1.47), cast back.
+    scaled = bind("round", multiply(a, 10.0**decimals))
+    return astype(multiply(scaled, 10.0 ** -decimals), a.dtype)
 
 
 def _predicate(name):
@@ -808,38 +808,45 @@ def ones_like(a, dtype=None, stream=None) -> array:
     return full_like(a, 1, dtype=dtype)
 
 
-def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
+def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
     """Values in ``[start, stop)`` spaced by `step`.
 
     Args:
-        start (int or float): The first value (or `stop`, with start 0, when `stop` is omitted).
-        stop (int or float, optional): The end, excluded.
+        start (int or float, optional): The first value (or `stop`, with start 0, when `stop` is omitted).
+        stop (int or float, optional): The end, excluded (``arange(stop=3)`` counts from 0).
         step (int or float, optional): The spacing, 1 by default.
         dtype (Dtype, optional): int32 when every argument is an int, float32 otherwise.
 
     Returns:
         array: A 1-D array of ``ceil((stop - start) / step)`` values.
     """
+    if start is None and stop is None:
+        raise TypeError("arange() missing required argument 'stop'.")
     if stop is None:
         start, stop = 0, start
+    if start is None:
+        start = 0
     if step is None:
         step = 1
     if step == 0:
         raise ValueError("[arange] step must be nonzero.")
-    if not builtins.all(math.isfinite(v) for v in (start, stop, step)):
+    if not (math.isfinite(start) and math.isfinite(stop)) or math.isnan(step):
         raise ValueError("[arange] Cannot compute length.")
     any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
     d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
-    n = builtins.max(0, math.ceil((stop - start) / step))
+    if math.isinf(step):  # as MLX: only the first value, when the step points from start towards stop
+        n = 1 if (stop - start) * step > 0 else 0
+    else:
+        n = builtins.max(0, math.ceil((stop - start) / step))
     if n > np.iinfo(np.int32).max:
         raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
     if dt.is_integer(d):
         # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
         first = math.trunc(start)
-        spacing = math.trunc(start + step) - first
+        spacing = math.trunc(start + step) - first if n > 1 else 0
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
     # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
@@ -1102,9 +1109,10 @@ def mean(a, axis=None, keepdims: bool = False, stream=None) -> array:
     """
     a = to_array(a, op="mean")
     axes = _axes("mean", a.ndim, axis)
+    total = sum(a, axes, keepdims)
     if not dt.is_floating(a.dtype):
-        a = astype(a, dt.float32)
-    return _divide_by_count(sum(a, axes, keepdims), a, axes)
+        total = astype(total, dt.float32)  # as MLX: integers sum exactly in their own type, then convert
+    return _divide_by_count(total, a, axes)
 
 
 def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
@@ -1181,9 +1189,12 @@ def softmax(a, axis=None, precise: bool = False, stream=None) -> array:
     """
     a = _float_input("softmax", a)
     axes = _axes("softmax", a.ndim, axis)
+    out_dtype = a.dtype
+    if precise and a.dtype in (dt.float16, dt.bfloat16):
+        a = astype(a, dt.float32)  # as MLX: the whole softmax in float32, rounded once at the end
     m = stop_gradient(max(a, axes, keepdims=True))
     e = exp(subtract(a, m))
-    return divide(e, sum(e, axes, keepdims=True))
+    return astype(divide(e, sum(e, axes, keepdims=True)), out_dtype)
 
 
 def _arg_reduce(name, a, axis, keepdims):

@@ -435,20 +435,23 @@ def depends(inputs, dependencies):
 def get_array_buffer_size(*args) -> int:
     """The number of bytes of the buffers behind the given (evaluated) arrays, each buffer counted once.
 
+    Args:
+        *args (arrays or trees of arrays): Each argument is an array or a tree (lists, tuples, dicts) of
+            arrays; leaves that are not arrays are ignored.
+
     Returns:
         int: The size in bytes.
-
-    Args:
-        *args (array): Arrays.
     """
+    leaves = []
+    ops._array_leaves(args, leaves)
     seen = {}
-    for a in args:
-        if not isinstance(a, array):
-            raise TypeError("[get_array_buffer_size] Arguments must be arrays.")
+    for a in leaves:
         if a._data is None:
             raise ValueError("[get_array_buffer_size] Arrays must be evaluated before querying buffer size.")
-        base = a._data.base if a._data.base is not None else a._data
-        seen[id(base)] = base.nbytes
+        owner = a._data
+        while isinstance(owner.base, np.ndarray):  # views share their owner's buffer
+            owner = owner.base
+        seen[id(owner)] = owner.nbytes
     return int(builtins.sum(seen.values()))
 
 
@@ -855,10 +858,42 @@ def unique(a, /, size: int, return_index: bool = False, return_inverse: bool = F
 
 
 # -- signal ---------------------------------------------------------------------------------------------
-def hadamard_transform(a, scale=None, stream=None) -> array:
-    """The Walsh-Hadamard transform along the last axis, ``scale * (a @ H)``.
+# The Hadamard matrices of orders 12, 20 and 28 MLX's transform uses (rows as signs), read off MLX's results:
+# another matrix of the same order would give another, equally valid, transform.
+_HADAMARD_SIGNS = {
+    12: ("+-++++++++++", "--+-+-+-+-+-", "+++-++----++", "+---+--+-++-", "+++++-++----", "+-+---+--+-+",
+         "++--+++-++--", "+--++---+--+", "++----+++-++", "+--+-++---+-", "++++----+++-", "+-+--+-++---"),
+    20: ("+----+----++--++-++-", "-+----+---+++---+-++", "--+----+---+++-+-+-+", "---+----+---+++++-+-",
+         "----+----++--++-++-+", "-+++++-----+--+++--+", "+-+++-+---+-+--+++--", "++-++--+---+-+--+++-",
+         "+++-+---+---+-+--+++", "++++-----++--+-+--++", "--++-+-++-+-----++++", "---++-+-++-+---+-+++",
+         "+---++-+-+--+--++-++", "++---++-+----+-+++-+", "-++---++-+----+++++-", "-+--+--++-+----+----",
+         "+-+-----++-+----+---", "-+-+-+---+--+----+--", "--+-+++------+----+-", "+--+--++------+----+"),
+    28: ("+------++----++-+--+-+--++--", "-+-----+++-----+-+--+-+--++-", "--+-----+++---+-+-+----+--++",
+         "---+-----+++---+-+-+-+--+--+", "----+-----+++---+-+-+++--+--", "-----+-----++++--+-+--++--+-",
+         "------++----++-+--+-+--++--+", "--++++-+-------++--+++-+--+-", "---++++-+-----+-++--+-+-+--+",
+         "+---+++--+----++-++--+-+-+--", "++---++---+----++-++--+-+-+-", "+++---+----+----++-++--+-+-+",
+         "++++--------+-+--++-++--+-+-", "-++++--------+++--++--+--+-+", "-+-++-++--++--+--------++++-",
+         "+-+-++--+--++--+--------++++", "-+-+-++--+--++--+----+---+++", "+-+-+-++--+--+---+---++---++",
+         "++-+-+-++--+------+--+++---+", "-++-+-+-++--+------+-++++---", "+-++-+---++--+------+-++++--",
+         "-++--++-+-++-+++----++------", "+-++--++-+-++-+++-----+-----", "++-++---+-+-++-+++-----+----",
+         "-++-++-+-+-+-+--+++-----+---", "--++-++++-+-+----+++-----+--", "+--++-+-++-+-+----+++-----+-",
+         "++--++-+-++-+-+----++------+"),
+}
 
-    kiln supports lengths that are powers of two (MLX also accepts 12, 20 or 28 times a power of two).
+
+def _hadamard_factor(n: int) -> int:
+    """The m of n = m * 2**k with m in (1, 12, 20, 28), or 0 when there is none."""
+    for m in (1, 12, 20, 28):
+        if n % m == 0 and n // m > 0 and (n // m) & (n // m - 1) == 0:
+            return m
+    return 0
+
+
+def hadamard_transform(a, scale=None, stream=None) -> array:
+    """The Walsh-Hadamard transform along the last axis, ``scale * (a @ H.T)``.
+
+    As in MLX, the length n is m * 2**k with m in (1, 12, 20, 28); H is ``kron(H_m, H_{2**k})`` with
+    MLX's matrices of orders 12, 20 and 28 and Sylvester's of order 2**k.
 
     Args:
         a (array): Input array.
@@ -871,18 +906,24 @@ def hadamard_transform(a, scale=None, stream=None) -> array:
     if not dt.is_floating(a.dtype):
         a = ops.astype(a, dt.float32)
     n = a.shape[-1] if a.ndim else 1
-    if n & (n - 1) != 0 or n == 0:
-        raise ValueError(f"[hadamard_transform] kiln supports only sizes that are powers of two, got {n}.")
+    m = _hadamard_factor(n)
+    if m == 0:
+        raise ValueError(f"[hadamard_transform] The size {n} must be m * 2**k with m in (1, 12, 20, 28).")
     lead = a.shape[:-1]
+    p = n // m
     out = a
     half = 1
-    # butterflies: pair element i with i + half inside each block of 2 * half
-    while half < n:
+    # butterflies over the power-of-two factor: pair element i with i + half inside each block of 2 * half
+    while half < p:
         blocks = ops.reshape(out, lead + (n // (2 * half), 2, half))
         first = blocks[..., 0, :]
         second = blocks[..., 1, :]
         out = ops.reshape(ops.stack([ops.add(first, second), ops.subtract(first, second)], axis=-2), lead + (n,))
         half *= 2
+    if m > 1:  # then H_m mixes the m blocks of length p (the outer factor of the Kronecker product)
+        signs = np.array([[1.0 if c == "+" else -1.0 for c in row] for row in _HADAMARD_SIGNS[m]])
+        out = ops.reshape(ops.matmul(array._from_numpy(signs.astype(a.dtype.np), a.dtype),
+                                     ops.reshape(out, lead + (m, p))), lead + (n,))
     factor = 1.0 / math.sqrt(n) if scale is None else float(scale)
     return ops.astype(ops.multiply(out, factor), a.dtype)
 

@@ -238,7 +238,8 @@ def _sign(x):
 
 
 def _round_half_even(x):
-    return np.round(x) if np.issubdtype(x.dtype, np.floating) or x.dtype in _HALF else x
+    # numpy rounds a complex number's real and imaginary parts, as MLX does
+    return np.round(x) if np.issubdtype(x.dtype, np.inexact) or x.dtype in _HALF else x
 
 
 def _special():

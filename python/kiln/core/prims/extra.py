@@ -101,10 +101,9 @@ def view_shape(shape: tuple, src: dt.Dtype, dst: dt.Dtype, op: str = "view") -> 
 
 
 def _view_impl(x, dtype):
-    data = np.ascontiguousarray(x)
-    if data.ndim == 0:
-        return data.reshape(1).view(dtype.np).reshape(())
-    return data.view(dtype.np)
+    if x.ndim == 0:  # (np.ascontiguousarray would return a 1-d array)
+        return x.reshape(1).view(dtype.np).reshape(())
+    return np.ascontiguousarray(x).view(dtype.np)
 
 
 def _view_vmap(inputs, bdims, params):
@@ -127,6 +126,8 @@ register(Primitive(
 def _as_strided_impl(x, shape, strides, offset):
     flat = np.ascontiguousarray(x).reshape(-1)
     item = flat.dtype.itemsize
+    # The window starts at `offset`; negative strides walk back from there (the shape rule checked that
+    # every element read lies inside the buffer).
     window = np.lib.stride_tricks.as_strided(flat[offset:], shape=shape,
                                              strides=tuple(s * item for s in strides), writeable=False)
     return np.array(window)
@@ -134,9 +135,10 @@ def _as_strided_impl(x, shape, strides, offset):
 
 def _as_strided_rule(x, shape, strides, offset):
     size = int(np.prod(x.shape, dtype=np.int64))
-    last = offset + sum((n - 1) * s for n, s in zip(shape, strides) if n > 0)
+    first = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s < 0)
+    last = offset + sum((n - 1) * s for n, s in zip(shape, strides) if s > 0)
     empty = any(n == 0 for n in shape)
-    if not empty and (offset < 0 or last >= size or any(s < 0 for s in strides)):
+    if not empty and (first < 0 or last >= size):
         raise ValueError(f"[as_strided] The view with shape {tuple(shape)}, strides {tuple(strides)} and offset "
                          f"{offset} reads outside the input of {size} elements.")
     return tuple(shape), x.dtype

@@ -3,7 +3,8 @@ slogdet. Each batches over leading axes.
 
 A factorisation with several results is one record with an `output` parameter choosing which result the
 node holds (the registry's nodes have one output); numpy is deterministic, so siblings agree.
-Failures (singular, not positive definite) raise `ValueError("[linalg::op] ...")` when evaluated.
+Failures (singular) raise `ValueError("[linalg::op] ...")` when evaluated; cholesky of a matrix that is not
+positive definite returns LAPACK's partial factor, as MLX does.
 """
 
 from __future__ import annotations
@@ -125,10 +126,38 @@ register(Primitive("solve", OTHER, lambda a, b: _checked("solve", np.linalg.solv
 
 
 # -- cholesky ----------------------------------------------------------------------------------------
+def _partial_cholesky(m):
+    """The lower triangle LAPACK's right-looking potrf leaves for a matrix that is not positive definite:
+    the columns before the failing one factored, and the trailing block (from the failing pivot on, pivot
+    unrooted) updated by those columns. MLX returns this (it does not raise)."""
+    low = np.tril(m)
+    with np.errstate(all="ignore"):
+        for j in range(m.shape[-1]):
+            pivot = low[j, j]
+            if not pivot > 0:
+                break
+            low[j, j] = np.sqrt(pivot)
+            low[j + 1:, j] /= low[j, j]
+            column = low[j + 1:, j]
+            low[j + 1:, j + 1:] -= np.tril(np.outer(column, column))
+    return low
+
+
 def _cholesky_impl(a, upper):
     # Only the lower triangle is read, as LAPACK's potrf('L') does.
-    low = _checked("cholesky", np.linalg.cholesky, a)
+    try:
+        low = np.linalg.cholesky(a)
+    except np.linalg.LinAlgError:  # some matrix is not positive definite: factor them one by one
+        flat = a.reshape((-1,) + a.shape[-2:])
+        low = np.stack([_cholesky_or_partial(m) for m in flat]).reshape(a.shape)
     return np.swapaxes(low, -1, -2) if upper else low
+
+
+def _cholesky_or_partial(m):
+    try:
+        return np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        return _partial_cholesky(m)
 
 
 def _phi(x):
