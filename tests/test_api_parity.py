@@ -627,7 +627,6 @@ def test_array_methods_accept_mlx_keyword_arguments():
     assert mx.array([1.0, 2.0, 4.0]).var(correction=1).item() == pytest.approx(7 / 3)
 
 
-<<<<<<< HEAD
 def test_a_stream_belongs_to_the_thread_that_made_it():
     """As MLX: another thread cannot run work on a new_stream; thread-local and thread-unsafe streams serve
     every thread."""
@@ -655,7 +654,8 @@ def test_a_stream_belongs_to_the_thread_that_made_it():
     assert list(results.values()) == [[0, 2, 4], [0, 2, 4]]
     with mx.stream(owned):  # the owner may
         assert (mx.arange(3) * 2).tolist() == [0, 2, 4]
-=======
+
+
 def _sylvester(n):
     h = np.ones((1, 1))
     while h.shape[0] < n:
@@ -686,4 +686,3 @@ def test_hadamard_transform_matches_mlx(mlx, n):
     x = np.random.default_rng(n).normal(size=(2, n)).astype(np.float32)
     np.testing.assert_allclose(np.array(mx.hadamard_transform(mx.array(x))),
                                np.array(mlx.hadamard_transform(mlx.array(x))), atol=1e-5)
->>>>>>> s3-eager
