@@ -138,12 +138,16 @@ def issubdtype(a, b) -> bool:
     raise ValueError(f"[issubdtype] Received invalid type for {which} input.")
 
 
+_FLOATING_CATEGORIES = frozenset((_C.floating, _C.complexfloating))  # asked once per op: no enum lookups
+_INTEGER_CATEGORIES = frozenset((_C.signedinteger, _C.unsignedinteger))
+
+
 def is_floating(d: Dtype) -> bool:
-    return d.category in (_C.floating, _C.complexfloating)
+    return d.category in _FLOATING_CATEGORIES
 
 
 def is_integer(d: Dtype) -> bool:
-    return d.category in (_C.signedinteger, _C.unsignedinteger)
+    return d.category in _INTEGER_CATEGORIES
 
 
 def is_unsigned(d: Dtype) -> bool:

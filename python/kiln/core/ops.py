@@ -1437,13 +1437,18 @@ def transpose(a, axes=None, stream=None) -> array:
         if ndim < 2:
             return a
         return bind("transpose", a, axes=tuple(range(ndim - 1, -1, -1)))
-    axes = tuple(int(x) for x in axes)
-    if len(axes) != a.ndim:
-        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {a.ndim} dimensions.")
-    norm = tuple(_axis("transpose", a.ndim, x) for x in axes)
-    if sorted(norm) != list(range(a.ndim)):
+    axes = tuple(map(int, axes))
+    ndim = len(a._shape)
+    if len(axes) != ndim:
+        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {ndim} dimensions.")
+    _note_rank_decision()
+    norm = tuple(x + ndim if x < 0 else x for x in axes)
+    identity = tuple(range(ndim))
+    if sorted(norm) != list(identity):
+        for x in axes:
+            _axis("transpose", ndim, x)  # an axis out of range raises its own error first
         raise ValueError(f"[transpose] Repeated axes in permutation {axes}.")
-    if norm == tuple(range(a.ndim)):
+    if norm == identity:
         return a
     return bind("transpose", a, axes=norm)
 
