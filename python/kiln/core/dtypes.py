@@ -138,8 +138,9 @@ def issubdtype(a, b) -> bool:
     raise ValueError(f"[issubdtype] Received invalid type for {which} input.")
 
 
-_FLOATING_CATEGORIES = frozenset((_C.floating, _C.complexfloating))  # asked once per op: no enum lookups
-_INTEGER_CATEGORIES = frozenset((_C.signedinteger, _C.unsignedinteger))
+# Asked once per op: constant tuples (found by identity) spare the enum attribute lookups.
+_FLOATING_CATEGORIES = (_C.floating, _C.complexfloating)
+_INTEGER_CATEGORIES = (_C.signedinteger, _C.unsignedinteger)
 
 
 def is_floating(d: Dtype) -> bool:
