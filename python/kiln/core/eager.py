@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from math import prod
 from operator import attrgetter
 from time import perf_counter
 
@@ -40,6 +41,7 @@ _node_times: dict = {}  # structural key -> seconds the node path took at its fi
 _node_path_prims: set = set()  # sequences of primitives measured faster node by node
 stats = {"hits": 0, "compiles": 0, "fallbacks": 0}
 _prim_of = attrgetter("_prim")
+_shape_of = attrgetter("_shape")
 
 
 class _Entry:
@@ -145,14 +147,7 @@ def worthwhile(order: list) -> bool:
 
 def _largest(order: list) -> int:
     """The element count of the largest node."""
-    largest = 0
-    for node in order:
-        n = 1
-        for s in node._shape:
-            n *= s
-        if n > largest:
-            largest = n
-    return largest
+    return max(map(prod, map(_shape_of, order)), default=0)
 
 
 def _approximate_prims() -> frozenset:
