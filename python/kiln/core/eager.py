@@ -87,9 +87,7 @@ def _params_sig(params: dict) -> tuple:
     sig = []
     for name, value in params.items():
         kind = type(value)
-        if kind in _PLAIN_TYPES:
-            sig.append((name, kind, value))
-        elif kind is tuple and {*map(type, value)} <= _INT_ONLY:
+        if kind in _PLAIN_TYPES or (kind is tuple and {*map(type, value)} <= _INT_ONLY):
             sig.append((name, kind, value))
         elif kind is _Dtype:
             sig.append((name, kind, value.name))
