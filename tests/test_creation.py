@@ -119,6 +119,24 @@ def test_arange_float32_steps_accumulate_in_float32():
     assert np.array(mx.arange(0, 1, 0.3))[3] == np.float32(0.3) * np.float32(3)
 
 
+@pytest.mark.parametrize("start, stop, step", [
+    (0, 64, 1), (-0.0, 4, 1), (0.0, 4.0, 1.0), (10, -10, -3), (2**24 - 3, 2**24 + 3, 1), (2**24 - 2, 2**24 + 9, 3),
+    (-(2**24) - 4, -(2**24) + 4, 2), (np.float32(3), 9, 1), (np.int64(2), 7, 2), (5, 2, 1),
+])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float64, mx.float16])
+def test_arange_of_whole_numbers_is_the_running_sum(start, stop, step, dtype):
+    # The definition: the first value, then each the previous one plus step, rounded in the dtype (the sign of a
+    # -0.0 start kept); whole-number ranges take a shortcut that must give the same bits.
+    n = max(0, int(np.ceil((stop - start) / step)))
+    terms = np.full(n, step).astype(dtype.np)
+    if n:
+        terms[0] = start
+    with np.errstate(over="ignore"):
+        expected = np.cumsum(terms, dtype=dtype.np)
+    got = np.array(mx.arange(start, stop, step, dtype=dtype))
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
+
+
 @pytest.mark.parametrize("start, stop, num, dtype", [
     (0, 1, 5, mx.float32), (0, 1, 50, mx.float32), (1, 0, 3, mx.float32), (0, 10, 1, mx.float32),
     (0, 10, 0, mx.float32), (0, 10, 4, mx.int32), (-1, 1, 3, mx.float16),

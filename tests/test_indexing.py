@@ -4,6 +4,8 @@ Oracles: numpy's own indexing (hand-written keys applied to numpy arrays), numpy
 accumulation, real MLX where it is installed, and finite differences for the gradients.
 """
 
+import itertools
+
 import kiln.core as mx
 import numpy as np
 import pytest
@@ -581,3 +583,38 @@ def test_setitem_on_a_transformed_input(transform):
     else:
         g = mx.grad(lambda x: f(x).sum())(mx.zeros(3))
         assert g.tolist() == [0.0, 2.0, 2.0]
+
+
+def test_basic_keys_take_a_shortcut_that_builds_the_general_paths_graph():
+    # Keys of Python ints, slices and one Ellipsis skip the general key parser; the shortcut must record the
+    # same nodes (slice params, squeeze axes, no node for a whole read), give numpy's values, and leave
+    # every error (and every other kind of key) to the general path.
+    from kiln.core import indexing
+
+    def nodes(x):
+        out = []
+        while x._prim is not None:
+            out.append((x._prim, x._params, x._shape))
+            x = x._inputs[0]
+        return out
+
+    base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    a = mx.array(base)
+    atoms = [0, -1, 2, -3, 5, slice(None), slice(1, None), slice(None, None, -1), slice(0, 0), slice(-2, 10, 2),
+             slice(None, None, 0), Ellipsis, None, True]
+    shortcuts = 0
+    for r in range(4):
+        for key in itertools.product(atoms, repeat=r):
+            got = indexing._basic_read(a, key)
+            try:
+                want = indexing._read(a, indexing._plan(a.shape, key, "getitem"))
+            except (IndexError, ValueError):
+                assert got is None, key
+                continue
+            if got is None:
+                assert any(k is None or type(k) is bool for k in key) or key.count(Ellipsis) > 1, key
+                continue
+            shortcuts += 1
+            assert nodes(got) == nodes(want) and (got is a) == (want is a), key
+            np.testing.assert_array_equal(np.array(got), base[key])
+    assert shortcuts > 400

@@ -808,6 +808,19 @@ def ones_like(a, dtype=None, stream=None) -> array:
     return full_like(a, 1, dtype=dtype)
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+# The largest whole number below which every whole number is exact in a float dtype (2 ** mantissa bits).
+_EXACT_WHOLE = {dt.float32: 1 << 24, dt.float64: 1 << 53}
+
+
+def _whole(v) -> bool:
+    """v is a whole number and not -0.0 (a running sum that starts at -0.0 keeps its sign)."""
+    if type(v) is int:
+        return True
+    v = float(v)
+    return v.is_integer() and (v != 0 or math.copysign(1.0, v) > 0)
+
+
 def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
     """Values in ``[start, stop)`` spaced by `step`.
 
@@ -840,7 +853,7 @@ def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
         n = 1 if (stop - start) * step > 0 else 0
     else:
         n = builtins.max(0, math.ceil((stop - start) / step))
-    if n > np.iinfo(np.int32).max:
+    if n > _INT32_MAX:
         raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
     if dt.is_integer(d):
@@ -850,6 +863,13 @@ def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
     # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
+    exact = _EXACT_WHOLE.get(d)
+    end = start + n * step
+    if exact and _whole(start) and _whole(step) and builtins.abs(start) <= exact and builtins.abs(end) <= exact:
+        # Every partial sum is a whole number the dtype holds exactly: the same values, computed at once.
+        first, spacing = int(start), int(step)
+        data = np.arange(first, first + n * spacing, spacing, dtype=np.int64)
+        return array._from_numpy(data.astype(d.np), d)
     terms = np.full(n, step).astype(d.np)
     if n:
         terms[0] = start
@@ -1428,13 +1448,18 @@ def transpose(a, axes=None, stream=None) -> array:
         if ndim < 2:
             return a
         return bind("transpose", a, axes=tuple(range(ndim - 1, -1, -1)))
-    axes = tuple(int(x) for x in axes)
-    if len(axes) != a.ndim:
-        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {a.ndim} dimensions.")
-    norm = tuple(_axis("transpose", a.ndim, x) for x in axes)
-    if sorted(norm) != list(range(a.ndim)):
+    axes = tuple(map(int, axes))
+    ndim = len(a._shape)
+    if len(axes) != ndim:
+        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {ndim} dimensions.")
+    _note_rank_decision()
+    norm = tuple(x + ndim if x < 0 else x for x in axes)
+    identity = tuple(range(ndim))
+    if sorted(norm) != list(identity):
+        for x in axes:
+            _axis("transpose", ndim, x)  # an axis out of range raises its own error first
         raise ValueError(f"[transpose] Repeated axes in permutation {axes}.")
-    if norm == tuple(range(a.ndim)):
+    if norm == identity:
         return a
     return bind("transpose", a, axes=norm)
 

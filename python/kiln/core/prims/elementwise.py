@@ -25,6 +25,18 @@ def broadcast_shapes(*shapes, op="broadcast_shapes") -> tuple:
             return tuple(a)
         if not len(a):
             return tuple(b)
+        # Two shapes, right-aligned: the longer one's dimensions, each stretched where it is 1.
+        long, short = (a, b) if len(a) >= len(b) else (b, a)
+        out = list(long)
+        skip = len(long) - len(short)
+        for i, d in enumerate(short, skip):
+            e = out[i]
+            if d != e:
+                if e == 1:
+                    out[i] = d
+                elif d != 1:
+                    raise ValueError(f"[{op}] Shapes {tuple(a)} and {tuple(b)} cannot be broadcast.")
+        return tuple(out)
     else:
         first = ()
         for s in shapes:
