@@ -128,10 +128,10 @@ def test_arange_of_whole_numbers_is_the_running_sum(start, stop, step, dtype):
     # The definition: the first value, then each the previous one plus step, rounded in the dtype (the sign of a
     # -0.0 start kept); whole-number ranges take a shortcut that must give the same bits.
     n = max(0, int(np.ceil((stop - start) / step)))
-    terms = np.full(n, step).astype(dtype.np)
-    if n:
-        terms[0] = start
     with np.errstate(over="ignore"):
+        terms = np.full(n, step).astype(dtype.np)
+        if n:
+            terms[0] = start
         expected = np.cumsum(terms, dtype=dtype.np)
     got = np.array(mx.arange(start, stop, step, dtype=dtype))
     assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()

@@ -870,10 +870,10 @@ def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
         first, spacing = int(start), int(step)
         data = np.arange(first, first + n * spacing, spacing, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
-    terms = np.full(n, step).astype(d.np)
-    if n:
-        terms[0] = start
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"):  # values beyond the dtype's range become inf, as in MLX
+        terms = np.full(n, step).astype(d.np)
+        if n:
+            terms[0] = start
         data = np.cumsum(terms, dtype=d.np)
     return array._from_numpy(data.astype(d.np), d)
 
