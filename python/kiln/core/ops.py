@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 
 import numpy as np
 
@@ -681,21 +682,49 @@ def radians(a, stream=None):
 
 
 # -- creation ----------------------------------------------------------------------------------------
-def _shape_arg(op, shape) -> tuple:
-    if type(shape) is tuple:
-        for s in shape:
-            if type(s) is not int or s < 0:
-                break
-        else:
-            return shape  # already a tuple of non-negative ints
+# Shape dimensions are int32, as in MLX: a larger one given or computed is an OverflowError naming it.
+_INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+
+
+def _dim_int(op, value) -> int:
+    """One given dimension as an int: only ``__index__`` integers (not floats or strings), within int32."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        kind = type(value).__name__
+        raise TypeError(f"[{op}] Shape dimensions must be integers, got {kind} {value!r}.") from None
+    return _check_dim(op, v)
+
+
+def _dims_arg(op, shape) -> tuple:
+    """A shape argument (an int or a sequence of ints) as a tuple of ints, each checked by `_dim_int`."""
     if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
+        return (_dim_int(op, shape),)
     if isinstance(shape, (str, bytes)):
         raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.")
     try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
+        items = tuple(shape)
+    except TypeError:
         raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.") from None
+    return tuple(_dim_int(op, s) for s in items)
+
+
+def _check_dim(op, n: int) -> int:
+    """A dimension, given or computed (a concatenation, a repeat, a product), must fit in int32."""
+    if not _INT32_RANGE[0] <= n <= _INT32_RANGE[1]:
+        raise OverflowError(f"[{op}] Shape dimension {n} is outside the supported range [-2147483648, "
+                            "2147483647]. kiln, like MLX, uses 32-bit integers for shape dimensions.")
+    return n
+
+
+def _shape_arg(op, shape) -> tuple:
+    if type(shape) is tuple:
+        for s in shape:
+            if type(s) is not int or not 0 <= s <= _INT32_RANGE[1]:
+                break
+        else:
+            return shape  # already a tuple of non-negative ints
+    shape = _dims_arg(op, shape)
     if builtins.any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions are not allowed: {shape}.")
     return shape
@@ -1309,7 +1338,7 @@ def reshape(a, shape, stream=None) -> array:
         array: The reshaped array.
     """
     a = to_array(a, op="reshape")
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    shape = _dims_arg("reshape", shape)
     # A reshape to the same shape is a no-op, except in a shapeless trace, where it must replay later.
     # Without a -1 the target is `shape` itself (an invalid one fails in the primitive's rule, which
     # resolves it with the same function and errors).
@@ -1491,6 +1520,8 @@ def broadcast_shapes(*shapes) -> tuple:
     Returns:
         tuple(int): The broadcast shape.
     """
+    if not shapes:
+        raise ValueError("[broadcast_shapes] Must provide at least one shape.")
     return _broadcast_shapes(*(tuple(s) for s in shapes), op="broadcast_shapes")
 
 
@@ -1577,6 +1608,8 @@ def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
         axis = 0
     arrs = _promote("concatenate", *arrs)
     ax = _axis("concatenate", arrs[0].ndim, axis)
+    if builtins.all(x.ndim == arrs[0].ndim for x in arrs):
+        _check_dim("concatenate", builtins.sum(x.shape[ax] for x in arrs))
     if len(arrs) == 1:
         return arrs[0]
     return bind("concatenate", *arrs, axis=ax)
@@ -1764,6 +1797,7 @@ def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
     ax = _axis("repeat", a.ndim, axis)
     if repeats < 0:
         raise ValueError("[repeat] Number of repeats cannot be negative.")
+    _check_dim("repeat", a.shape[ax] * repeats)
     e = expand_dims(a, ax + 1)
     shape = list(e.shape)
     shape[ax + 1] = repeats
