@@ -837,44 +837,81 @@ def ones_like(a, dtype=None, stream=None) -> array:
     return full_like(a, 1, dtype=dtype)
 
 
-def arange(start, stop=None, step=None, dtype=None, stream=None) -> array:
-    """Values in ``[start, stop)`` spaced by `step`.
+def _arange_arguments(args, start, stop, step, dtype):
+    """MLX's two overloads: ``arange(start, stop, step, dtype)`` and ``arange(stop, step, dtype)``.
+
+    The positional arguments fill ``start, stop, step, dtype`` in order; a lone start (given by position)
+    is the stop. A start given by keyword needs a stop, as in MLX.
+    """
+    if len(args) > 4:
+        raise TypeError(f"arange() takes at most 4 positional arguments ({len(args)} given).")
+    start_by_keyword = start is not None
+    given = {"start": start, "stop": stop, "step": step, "dtype": dtype}
+    for name, value in zip(("start", "stop", "step", "dtype"), args):
+        if given[name] is not None:
+            raise TypeError(f"arange() got multiple values for argument '{name}'.")
+        given[name] = value
+    start, stop, step, dtype = given["start"], given["stop"], given["step"], given["dtype"]
+    if stop is None:
+        if start is None or start_by_keyword:
+            raise TypeError("arange() needs a stop: arange(stop, step=None) or arange(start, stop, step=None).")
+        start, stop = 0, start
+    return 0 if start is None else start, stop, 1 if step is None else step, dtype
+
+
+def _arange_length(start, stop, step) -> int:
+    if builtins.all(isinstance(v, (int, np.integer)) for v in (start, stop, step)):
+        return builtins.max(0, -((int(start) - int(stop)) // int(step)))  # exact ceil for large ints
+    if math.isinf(step):
+        # ceil(finite / inf) is 0 or -0: MLX keeps the start alone when the range points the step's way
+        return 1 if (step > 0 and start < stop) or (step < 0 and start > stop) else 0
+    return builtins.max(0, math.ceil((stop - start) / step))
+
+
+def arange(*args, start=None, stop=None, step=None, dtype=None, stream=None) -> array:
+    """Values in ``[start, stop)`` spaced by `step`: ``arange(stop)``, ``arange(start, stop, step)``.
 
     Args:
-        start (int or float): The first value (or `stop`, with start 0, when `stop` is omitted).
-        stop (int or float, optional): The end, excluded.
+        start (int or float, optional): The first value; 0 when only `stop` is given.
+        stop (int or float): The end, excluded.
         step (int or float, optional): The spacing, 1 by default.
-        dtype (Dtype, optional): int32 when every argument is an int, float32 otherwise.
+        dtype (Dtype, optional): By default int32 when every argument is an int (int64 when one does not
+          fit in int32), float32 otherwise.
 
     Returns:
         array: A 1-D array of ``ceil((stop - start) / step)`` values.
     """
-    if stop is None:
-        start, stop = 0, start
-    if step is None:
-        step = 1
+    start, stop, step, dtype = _arange_arguments(args, start, stop, step, dtype)
     if step == 0:
         raise ValueError("[arange] step must be nonzero.")
-    if not builtins.all(math.isfinite(v) for v in (start, stop, step)):
+    if not builtins.all(math.isfinite(v) for v in (start, stop)) or math.isnan(step):
         raise ValueError("[arange] Cannot compute length.")
-    any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
-    d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
+    values = (start, stop, step)
+    if dtype is not None:
+        d = dt.dtype_arg(dtype, "arange")
+    elif builtins.any(isinstance(v, (float, np.floating)) for v in values):
+        d = dt.float32
+    else:
+        fits = builtins.all(_INT32_RANGE[0] <= v <= _INT32_RANGE[1] for v in values)
+        d = dt.int32 if fits else dt.int64
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
-    n = builtins.max(0, math.ceil((stop - start) / step))
+    n = _arange_length(start, stop, step)
     if n > np.iinfo(np.int32).max:
         raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
+    if n <= 1:
+        return array._from_numpy(np.array([start] * n).astype(d.np), d)
     if dt.is_integer(d):
-        # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
+        # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type;
+        # an explicit narrower dtype wraps, as in MLX
         first = math.trunc(start)
         spacing = math.trunc(start + step) - first
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
     # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
     terms = np.full(n, step).astype(d.np)
-    if n:
-        terms[0] = start
+    terms[0] = start
     with np.errstate(all="ignore"):
         data = np.cumsum(terms, dtype=d.np)
     return array._from_numpy(data.astype(d.np), d)
