@@ -314,10 +314,16 @@ def test_integer_power_with_non_negative_exponents(dtype):
     np.testing.assert_array_equal(np.array(out), int_reference("power", a, b, dtype))
 
 
-def test_integer_power_with_negative_exponents_truncates():
-    # 1 / x**n truncated toward zero; MLX 0.32 returns 0 even for 1**-n (a bug there)
-    out = mx.power(mx.array([1, -1, -1, 2, -3, 0]), mx.array([-3, -3, -2, -1, -2, 2]))
-    assert out.tolist() == [1, -1, 1, 0, 0, 0]
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64"])
+def test_integer_power_with_negative_exponents_is_zero(dtype):
+    # MLX's rule (its own tests assert it): 0 for every negative exponent, even 1**-9 and (-1)**-2
+    d = getattr(mx, dtype)
+    out = mx.power(mx.array([1, -1, -1, 2, -3, 0, 3], d), mx.array([-9, -3, -2, -1, -2, -1, 2], d))
+    assert out.dtype == d and out.tolist() == [0, 0, 0, 0, 0, 0, 9]
+    # one negative exponent among many must only zero its own element in a vectorised kernel
+    many = mx.power(mx.full((16,), 2, d), mx.array([3] * 3 + [-1] + [3] * 12, d))
+    assert many.tolist() == [8] * 3 + [0] + [8] * 12
+    assert mx.power(2, -1).item() == 0
 
 
 def test_integer_division_and_remainder_signs_and_zero():

@@ -1019,7 +1019,7 @@ def triu(x, k: int = 0, stream=None) -> array:
     return where(mask, zeros_like(x), x)
 
 
-def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> list:
+def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> tuple:
     """Coordinate arrays from coordinate vectors.
 
     Args:
@@ -1028,7 +1028,7 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
         indexing (str, optional): ``'xy'`` (Cartesian) or ``'ij'`` (matrix). Default: ``'xy'``.
 
     Returns:
-        list(array): One array per input vector.
+        tuple(array): One array per input vector.
     """
     if indexing not in ("xy", "ij"):
         raise ValueError("[meshgrid] indexing must be 'xy' or 'ij'.")
@@ -1043,8 +1043,8 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
             shape[0], shape[1] = shape[1], shape[0]
         outs.append(reshape(a, shape))
     if sparse:
-        return outs
-    return list(broadcast_arrays(*outs))
+        return tuple(outs)
+    return broadcast_arrays(*outs)
 
 
 # -- reductions -------------------------------------------------------------------------------------------
@@ -1194,7 +1194,12 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None,
         a = astype(a, dt.float32)
     mu = mean(a, axes, keepdims=True)
     d = subtract(a, mu)
-    return _divide_by_count(sum(multiply(d, d), axes, keepdims), a, axes, ddof)
+    if a.dtype == dt.complex64:
+        # |d|^2, a real (float32) variance as in MLX and numpy
+        squares = add(square(bind("real", d)), square(bind("imag", d)))
+    else:
+        squares = multiply(d, d)
+    return _divide_by_count(sum(squares, axes, keepdims), a, axes, ddof)
 
 
 def std(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:

@@ -551,6 +551,8 @@ def median(a, /, axis=None, keepdims: bool = False, *, stream=None) -> array:
     upper = rows[..., count // 2]
     out = upper if count % 2 else ops.multiply(ops.add(rows[..., count // 2 - 1], upper), 0.5)
     out = ops.astype(out, a.dtype)
+    # A NaN anywhere makes the median NaN (as in numpy and MLX), wherever the sort put it.
+    out = ops.where(ops.any(ops.isnan(rows), axis=-1), math.nan, out)
     if keepdims:
         out = ops.reshape(out, tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
     return out
