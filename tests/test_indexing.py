@@ -405,6 +405,19 @@ def test_take_errors():
         mx.take(a, mx.array([0, 3]), axis=1).tolist()
 
 
+def test_take_from_an_empty_axis():
+    a = mx.zeros((4, 0))
+    out = mx.take(a, mx.array([1, 2]), axis=0)  # the empty axis is not the one taken from
+    assert out.shape == (2, 0) and out.dtype == mx.float32
+    assert mx.take(mx.zeros((0, 3)), mx.array([], mx.int32), axis=0).shape == (0, 3)
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an empty axis"):
+        mx.take(a, mx.array([[0]]), axis=1)
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an empty axis"):
+        mx.take(a, mx.array([0]))
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an array with zero"):
+        mx.take(mx.zeros((0, 3)), 1, axis=1)
+
+
 def test_take_along_axis_matches_numpy():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 4, 5)).astype(np.float32)
@@ -450,6 +463,16 @@ def test_put_along_axis_matches_numpy():
     assert flat.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]
     ints = mx.put_along_axis(mx.zeros((2, 3), dtype=mx.int32), mx.array([[0], [0]]), mx.array(5.5), axis=1)
     assert ints.dtype == mx.int32 and ints.tolist() == [[5, 0, 0], [5, 0, 0]]
+
+
+def test_put_along_axis_with_empty_indices_of_any_dtype():
+    # MLX checks these indices' dtype only when it runs the scatter, which an empty index never does.
+    e = mx.array([], mx.float32)
+    out = mx.put_along_axis(e, e, e, axis=None)
+    assert out.shape == (0,) and out.dtype == mx.float32 and out.tolist() == []
+    assert mx.take_along_axis(mx.zeros((2, 3)), mx.zeros((2, 0)), axis=1).shape == (2, 0)
+    with pytest.raises(ValueError, match=r"^\[put_along_axis\] Indices must be integral"):
+        mx.put_along_axis(mx.zeros(3), mx.array([1.0]), mx.array([1.0]), axis=0)
 
 
 def test_take_family_matches_mlx():

@@ -488,8 +488,13 @@ def take(a, indices, axis: int | None = None, stream=None) -> array:
         axis = 0
     ax = _check_axis("take", a.ndim, axis)
     if isinstance(indices, (int, np.integer)) and not isinstance(indices, (bool, np.bool_)):
+        if a.size == 0:
+            raise ValueError("[take] Cannot do a non-empty take from an array with zero elements.")
         return _read(a, _plan(a.shape, (slice(None),) * ax + (int(indices),), "take"))
     idx = _index_array(indices, "take")
+    # No index is valid on an empty axis (a gather would read outside the input).
+    if a.shape[ax] == 0 and idx.size > 0:
+        raise ValueError("[take] Cannot do a non-empty take from an empty axis.")
     out = bind("gather", a, idx, axes=(ax,))
     nb = idx.ndim
     order = list(range(nb, nb + ax)) + list(range(nb)) + list(range(nb + ax, out.ndim))
@@ -498,6 +503,10 @@ def take(a, indices, axis: int | None = None, stream=None) -> array:
 
 def _along_axis(op: str, a: array, indices, axis):
     """(a, index arrays for every axis of a, broadcast to the result's shape)."""
+    if isinstance(indices, array) and indices.size == 0 and indices.dtype != dt.bool_:
+        # MLX checks the indices' dtype of the along-axis ops only when it runs them, which an empty
+        # index array never does: `put_along_axis(e, e, e)` on an empty float `e` is accepted.
+        indices = ops.astype(indices, dt.int32)
     idx = _index_array(indices, op)
     if axis is None:
         a = ops.reshape(a, (-1,))
