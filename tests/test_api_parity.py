@@ -686,3 +686,22 @@ def test_hadamard_transform_matches_mlx(mlx, n):
     x = np.random.default_rng(n).normal(size=(2, n)).astype(np.float32)
     np.testing.assert_allclose(np.array(mx.hadamard_transform(mx.array(x))),
                                np.array(mlx.hadamard_transform(mlx.array(x))), atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
+@pytest.mark.parametrize("n", [64, 1024, 4096])
+def test_hadamard_transform_of_half_precision_rounds_once(dtype, n):
+    """Transformed in float32 and rounded once: within one ulp of the output type of the exact (float64)
+    transform; rounding at every butterfly stage drifts by several ulps at these sizes."""
+    from scipy.linalg import hadamard
+
+    x = mx.array(np.random.default_rng(n).normal(size=(2, n)).astype(np.float32)).astype(dtype)
+    exact = np.array(x.astype(mx.float32), np.float64) @ hadamard(n).T * 0.34
+    got = np.array(mx.hadamard_transform(x, scale=0.34).astype(mx.float32), np.float64)
+    ulp = np.spacing(np.abs(exact).astype(np.float32)) * (2.0**13 if dtype == mx.float16 else 2.0**16)
+    assert (np.abs(got - exact) <= ulp).all()
+
+
+def test_as_strided_refuses_negative_dimensions():
+    with pytest.raises(ValueError, match=r"^\[as_strided\] Negative dimensions not allowed"):
+        mx.as_strided(mx.arange(10), (-2, 3), (3, 1), 0)

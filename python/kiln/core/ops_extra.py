@@ -368,6 +368,8 @@ def as_strided(a, /, shape=None, strides=None, offset: int = 0, *, stream=None) 
     strides = _row_strides(shape) if strides is None else tuple(int(s) for s in strides)
     if len(strides) != len(shape):
         raise ValueError("[as_strided] shape and strides must have the same length.")
+    if builtins.any(s < 0 for s in shape):
+        raise ValueError("[as_strided] Negative dimensions not allowed.")
     return bind("as_strided", a, shape=shape, strides=strides, offset=int(offset))
 
 
@@ -902,7 +904,8 @@ def hadamard_transform(a, scale=None, stream=None) -> array:
         raise ValueError(f"[hadamard_transform] The size {n} must be m * 2**k with m in (1, 12, 20, 28).")
     lead = a.shape[:-1]
     p = n // m
-    out = a
+    # half-precision inputs are transformed in float32 and rounded once, as MLX does
+    out = ops.astype(a, dt.float32) if a.dtype in (dt.float16, dt.bfloat16) else a
     half = 1
     # butterflies over the power-of-two factor: pair element i with i + half inside each block of 2 * half
     while half < p:
@@ -913,7 +916,7 @@ def hadamard_transform(a, scale=None, stream=None) -> array:
         half *= 2
     if m > 1:  # then H_m mixes the m blocks of length p (the outer factor of the Kronecker product)
         signs = np.array([[1.0 if c == "+" else -1.0 for c in row] for row in _HADAMARD_SIGNS[m]])
-        out = ops.reshape(ops.matmul(array._from_numpy(signs.astype(a.dtype.np), a.dtype),
+        out = ops.reshape(ops.matmul(array._from_numpy(signs.astype(out.dtype.np), out.dtype),
                                      ops.reshape(out, lead + (m, p))), lead + (n,))
     factor = 1.0 / math.sqrt(n) if scale is None else float(scale)
     return ops.astype(ops.multiply(out, factor), a.dtype)
