@@ -1028,11 +1028,6 @@ def _install_array_methods():
     def view_method(self, dtype, *, stream=None):
         return view(self, dtype)
 
-    def complex_method(self):
-        if self.size != 1:
-            raise TypeError("only size-1 arrays can be converted to Python scalars")
-        return complex(np.asarray(self).reshape(()))
-
     def dlpack_method(self, *args, **kwargs):
         return np.asarray(self).__dlpack__(*args, **kwargs)
 
@@ -1040,11 +1035,11 @@ def _install_array_methods():
         return np.asarray(self).__dlpack_device__()
 
     def bytes_method(self):
-        return np.ascontiguousarray(np.asarray(self)).tobytes()
+        return np.ascontiguousarray(self._numpy()).tobytes()  # not np.asarray: numpy refuses bfloat16 buffers
 
     methods = {
         "view": view_method, "conj": conj, "conjugate": conjugate, "logcumsumexp": logcumsumexp,
-        "__complex__": complex_method, "__dlpack__": dlpack_method, "__dlpack_device__": dlpack_device,
+        "__dlpack__": dlpack_method, "__dlpack_device__": dlpack_device,
         "__bytes__": bytes_method,
         "__div__": lambda self, other: ops.divide(self, other),
         "__rdiv__": lambda self, other: ops.divide(other, self),
