@@ -3,6 +3,7 @@ and laziness (ops record nodes; eval, item, tolist, numpy conversion and printin
 
 import gc
 import sys
+import warnings
 import weakref
 
 import kiln.core as mx
@@ -320,3 +321,73 @@ def test_get_array_buffer_size_counts_each_buffer_once_over_trees():
     assert mx.get_array_buffer_size() == 0 and mx.get_array_buffer_size(mx.array([])) == 0
     b = mx.array([5.0, 6.0])
     assert mx.get_array_buffer_size(a, [b]) == size + 8
+
+
+# -- DLPack import -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("np_dtype, dtype", [
+    (np.bool_, "bool_"), (np.uint8, "uint8"), (np.uint64, "uint64"), (np.int16, "int16"), (np.int64, "int64"),
+    (np.float16, "float16"), (np.float32, "float32"), (np.float64, "float32"), (np.complex64, "complex64"),
+    (np.complex128, "complex64")])
+def test_from_dlpack_dtypes_as_mlx(np_dtype, dtype):
+    # float64 and complex128 narrow to MLX's default float and complex dtypes, as mx.array(numpy) does.
+    x = (np.arange(6) % 3).astype(np_dtype)
+    got = mx.from_dlpack(x)
+    assert got.dtype == getattr(mx, dtype)
+    np.testing.assert_array_equal(np.array(got), x.astype(got.dtype.np))
+
+
+@needs_buffer
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(12, dtype=np.float32).reshape(3, 4).T,
+    lambda: np.arange(20, dtype=np.int32)[2:10:2],
+    lambda: np.broadcast_to(np.array([7], dtype=np.int32), (3,)),
+    lambda: np.arange(60, dtype=np.int16).reshape(3, 4, 5)[:, ::2, 1::3].transpose(2, 0, 1)])
+def test_from_dlpack_copies_and_keeps_the_layout(make):
+    source = make()
+    got = mx.from_dlpack(source)
+    view = memoryview(got)
+    assert view.strides == source.strides and view.c_contiguous == source.flags.c_contiguous
+    np.testing.assert_array_equal(np.array(got), source)
+    np.testing.assert_array_equal(np.array(got + 1), source + 1)
+    expected = source.copy()
+    if source.flags.writeable:
+        source[...] = 0  # a copy: later writes to the source are not seen
+    np.testing.assert_array_equal(np.array(got), expected)
+
+
+def test_from_dlpack_float64_keeps_its_layout_in_float32():
+    source = np.arange(12.0).reshape(3, 4).T
+    got = mx.from_dlpack(source)
+    assert got.dtype == mx.float32 and got._numpy().strides == (4, 16)  # the float64 strides, scaled
+    np.testing.assert_array_equal(np.array(got), source.astype(np.float32))
+
+
+def test_from_dlpack_errors():
+    with pytest.raises(ValueError, match=r"^Cannot convert DLPack arrays with negative strides"):
+        mx.from_dlpack(np.arange(5, dtype=np.float32)[::-1])
+    with pytest.raises(ValueError, match=r"^\[convert\] Cannot import a CPU array without a copy\."):
+        mx.from_dlpack(np.arange(3, dtype=np.float32), copy=False)
+    with pytest.raises(TypeError):
+        mx.from_dlpack([1, 2])
+    assert mx.from_dlpack(np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_from_dlpack_errors_match_mlx(mlx):
+    for source, copy in ((np.arange(5, dtype=np.float32)[::-1], None), (np.arange(3, dtype=np.float32), False)):
+        errors = []
+        for lib in (mx, mlx):
+            with pytest.raises(ValueError) as info:
+                lib.from_dlpack(source, copy=copy)
+            errors.append(str(info.value))
+        assert errors[0] == errors[1]
+
+
+def test_from_dlpack_torch():
+    torch = pytest.importorskip("torch")
+    got = mx.from_dlpack(torch.tensor([1.5, -2.0, 3.0], dtype=torch.bfloat16))
+    assert got.dtype == mx.bfloat16 and got.tolist() == [1.5, -2.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch calls complex32 experimental
+        complex32 = torch.ones(3, dtype=torch.complex32)
+    with pytest.raises(ValueError, match="Cannot convert array to mlx"):  # a dtype MLX has not
+        mx.from_dlpack(complex32)

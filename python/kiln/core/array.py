@@ -96,12 +96,44 @@ _BUFFER_FORMAT = {
 def _private_copy(data: np.ndarray) -> np.ndarray:
     """A writable copy of `data` in the same layout: broadcast axes keep stride 0 and a permuted order keeps
     its strides, as the views MLX hands out report them."""
+    if data.size and all(stride >= 0 and stride % data.itemsize == 0 for stride in data.strides):
+        return copy_layout(data)
     broadcast = tuple(stride == 0 and n > 1 for n, stride in zip(data.shape, data.strides))
     copy = np.array(data[tuple(slice(0, 1) if b else slice(None) for b in broadcast)], order="K")
     if not any(broadcast):
         return copy
     strides = tuple(0 if b else stride for b, stride in zip(broadcast, copy.strides))
     return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+def copy_layout(data: np.ndarray, np_dtype=None) -> np.ndarray:
+    """A copy of the memory that `data` (non-empty, strides >= 0, in whole elements) spans, viewed with its
+    shape and strides, so gaps, stride-0 axes and a permuted order survive (MLX keeps an imported layout).
+
+    Args:
+        data (np.ndarray): The source.
+        np_dtype (optional): Convert to this numpy dtype; the strides scale with the item size.
+
+    Returns:
+        np.ndarray: The copy.
+    """
+    itemsize = data.itemsize
+    count = 1 + sum((n - 1) * stride for n, stride in zip(data.shape, data.strides)) // itemsize
+    spanned = np.lib.stride_tricks.as_strided(data, (count,), (itemsize,))  # every element in the span, in order
+    with np.errstate(all="ignore"):  # the gaps between elements may hold any bits
+        copy = spanned.astype(np_dtype or data.dtype)
+    strides = tuple(stride // itemsize * copy.itemsize for stride in data.strides)
+    return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+def default_dtype(np_dtype) -> dt.Dtype:
+    """The dtype MLX gives a numpy (or DLPack) array: its own, except float64 -> float32, complex128 ->
+    complex64."""
+    if np_dtype == np.float64:
+        return dt.float32
+    if np_dtype == np.complex128:
+        return dt.complex64
+    return dt.from_numpy(np_dtype)
 
 
 class array(ArrayBuffer):
@@ -752,12 +784,7 @@ def _to_numpy(val, dtype):
                 raise OverflowError(f"Shape dimension {n} is outside the supported range [-2147483648, "
                                     "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
         if dtype is None:
-            if data.dtype == np.float64:
-                dtype = dt.float32
-            elif data.dtype == np.complex128:
-                dtype = dt.complex64
-            else:
-                dtype = dt.from_numpy(data.dtype)
+            dtype = default_dtype(data.dtype)
         return _cast(data, dtype), dtype
     if hasattr(val, "__array__"):
         return _to_numpy(_foreign_numpy(val), dtype)

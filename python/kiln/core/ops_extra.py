@@ -14,7 +14,7 @@ import numpy as np
 
 from . import dtypes as dt
 from . import ops
-from .array import array, bind
+from .array import _foreign_numpy, array, bind, copy_layout, default_dtype
 from .prims import extra as _extra_prims  # noqa: F401  (registers real, imag, conjugate, view, as_strided)
 from .prims.extra import view_shape as _view_shape
 
@@ -395,12 +395,29 @@ def from_dlpack(x, /, *, copy=None) -> array:
 
     Args:
         x: An object implementing ``__dlpack__`` and ``__dlpack_device__``.
+        copy (bool, optional): ``None`` or ``True`` copy the data (keeping its strides); ``False`` asks to
+            share it, which a CPU array cannot (a ValueError, as in MLX's CPU build).
 
     Returns:
-        array: A copy of the data as a kiln array.
+        array: The data as a kiln array: float64 becomes float32 and complex128 complex64, as in MLX.
     """
-    data = np.from_dlpack(x)
-    return array._from_numpy(np.array(data))
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(f"[from_dlpack] Expected an object with __dlpack__, got {type(x).__name__}.")
+    if copy is False:
+        raise ValueError("[convert] Cannot import a CPU array without a copy.")
+    if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+        data = _foreign_numpy(x)  # numpy's DLPack import has no bfloat16: read the bits
+    else:
+        try:
+            data = np.from_dlpack(x)
+        except (RuntimeError, BufferError) as e:
+            raise ValueError(f"[from_dlpack] Cannot convert array to mlx: {e}") from None
+    if any(stride < 0 for stride in data.strides):
+        raise ValueError("Cannot convert DLPack arrays with negative strides to mlx array.")
+    d = default_dtype(data.dtype)
+    if data.size == 0:
+        return array._from_numpy(np.array(data, d.np), d)
+    return array._from_numpy(copy_layout(data, d.np), d)
 
 
 def contiguous(a, /, allow_col_major: bool = False, *, stream=None) -> array:
