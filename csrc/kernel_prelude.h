@@ -296,14 +296,8 @@ KILN_INLINE T kiln_power(T x, T y) {
       base = (U)(base * base);
       e = (U)(e >> 1);
     }
-    // A negative exponent truncates 1/x**-y toward zero: 1 for x == 1, +-1 for x == -1, else 0.
-    T negative = (T)0;
-    if constexpr (std::is_signed<T>::value) {
-      negative = x == 1 ? (T)1 : (x == -1 ? ((y % 2 == 0) ? (T)1 : (T)-1) : (T)0);
-    } else {
-      negative = x == 1 ? (T)1 : (T)0;
-    }
-    return y >= 0 ? (T)result : negative;
+    // A negative exponent gives 0 whatever the base (even 1 and -1), as in MLX.
+    return y >= 0 ? (T)result : (T)0;
   }
 }
 template <class T>

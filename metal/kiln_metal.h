@@ -221,9 +221,8 @@ inline float kiln_power(float x, float y) { return metal::precise::pow(x, y); }
     return y == 0 ? x : (y == -1 ? (T)0 : r); /* x % 0 is x */            \
   }                                                                       \
   inline T kiln_power(T x, T y) {                                         \
-    /* A negative exponent truncates 1/x**-y toward zero. */              \
-    const T negative = x == 1 ? (T)1 : (x == -1 ? ((y % 2 == 0) ? (T)1 : (T)-1) : (T)0); \
-    return y >= 0 ? kiln_power_positive(x, y) : negative;                 \
+    /* A negative exponent gives 0 whatever the base, as in MLX. */       \
+    return y >= 0 ? kiln_power_positive(x, y) : (T)0;                     \
   }                                                                       \
   inline T kiln_shl(T x, T y) {                                           \
     const bool ok = y >= 0 && y < (T)(BITS);                              \

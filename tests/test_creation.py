@@ -1,6 +1,8 @@
 """Array creation: mx.array from Python values, lists and numpy with MLX's default dtypes, and the creation
 ops (zeros, ones, full, *_like, arange, linspace, eye, identity, tri) against numpy."""
 
+import math
+
 import kiln.core as mx
 import numpy as np
 import pytest
@@ -163,9 +165,68 @@ def test_arange_matches_numpy(args, kwargs):
     np.testing.assert_array_equal(np.array(a), expected)
 
 
+@pytest.mark.parametrize("args, expected", [
+    ((2**40, 2**40 + 3), np.arange(2**40, 2**40 + 3)),
+    ((2**31 - 2, 2**31 + 1), np.arange(2**31 - 2, 2**31 + 1)),
+    ((-(2**31) - 1, -(2**31) + 1), np.arange(-(2**31) - 1, -(2**31) + 1)),
+    ((2**40 + 3, 2**40, -1), np.arange(2**40 + 3, 2**40, -1)),
+    ((0, 2, 2**40), np.array([0])),
+])
+def test_arange_widens_to_int64_beyond_int32(args, expected):
+    a = mx.arange(*args)
+    assert a.dtype == mx.int64 and a.tolist() == expected.tolist()
+    n = 2**31 - 1  # an explicit int32 wraps, as a C cast would
+    assert mx.arange(n - 1, n + 2, dtype=mx.int32).tolist() == np.arange(n - 1, n + 2).astype(np.int32).tolist()
+
+
+@pytest.mark.parametrize("args, kwargs, expected", [
+    ((0, 10, math.inf), {}, [0.0]), ((0, -10, -math.inf), {}, [0.0]), ((10, 0, math.inf), {}, []),
+    ((0, 10, -math.inf), {}, []), ((3, 3, math.inf), {}, []), ((0.5, 10, math.inf), {"dtype": mx.int32}, [0]),
+    ((0, 3, 0.2), {"dtype": mx.int32}, [0] * 15), ((-1, -20, -1.2), {"dtype": mx.int32}, list(range(-1, -17, -1))),
+])
+def test_arange_infinite_and_fractional_steps(args, kwargs, expected):
+    # An infinite step keeps the start alone when the range points its way; an integer dtype truncates
+    # the start and start + step (so a step under 1 repeats the start).
+    assert mx.arange(*args, **kwargs).tolist() == expected
+
+
+def test_arange_overloads():
+    assert mx.arange(stop=3).tolist() == [0, 1, 2]
+    assert mx.arange(stop=2, step=0.5).tolist() == [0.0, 0.5, 1.0, 1.5]
+    assert mx.arange(-3, step=-1).tolist() == [0, -1, -2]
+    assert mx.arange(-3, None, -1).tolist() == [0, -1, -2]
+    assert mx.arange(5, stop=3).tolist() == []
+    assert mx.arange(start=1, stop=4).tolist() == [1, 2, 3]
+    assert mx.arange(1, 4, 1, mx.float16).dtype == mx.float16
+    for bad in (lambda: mx.arange(start=1, step=2), lambda: mx.arange(), lambda: mx.arange(1, start=2)):
+        with pytest.raises(TypeError):
+            bad()
+    for bad in ((0, 2**31), (0, 1, 1e-10), (math.nan, 1), (0, math.inf, math.inf), (math.inf, 1, 5), (2, 2, 0)):
+        with pytest.raises(ValueError, match=r"^\[arange\]"):
+            mx.arange(*bad)
+
+
 def test_arange_float32_steps_accumulate_in_float32():
     # start + i * step computed in float32, as MLX does: 0.3 * 3 is 0.90000004 there
     assert np.array(mx.arange(0, 1, 0.3))[3] == np.float32(0.3) * np.float32(3)
+
+
+@pytest.mark.parametrize("start, stop, step", [
+    (0, 64, 1), (-0.0, 4, 1), (0.0, 4.0, 1.0), (10, -10, -3), (2**24 - 3, 2**24 + 3, 1), (2**24 - 2, 2**24 + 9, 3),
+    (-(2**24) - 4, -(2**24) + 4, 2), (np.float32(3), 9, 1), (np.int64(2), 7, 2), (5, 2, 1),
+])
+@pytest.mark.parametrize("dtype", [mx.float32, mx.float64, mx.float16])
+def test_arange_of_whole_numbers_is_the_running_sum(start, stop, step, dtype):
+    # The definition: the first value, then each the previous one plus step, rounded in the dtype (the sign of a
+    # -0.0 start kept); whole-number ranges take a shortcut that must give the same bits.
+    n = max(0, int(np.ceil((stop - start) / step)))
+    with np.errstate(over="ignore"):
+        terms = np.full(n, step).astype(dtype.np)
+        if n:
+            terms[0] = start
+        expected = np.cumsum(terms, dtype=dtype.np)
+    got = np.array(mx.arange(start, stop, step, dtype=dtype))
+    assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("start, stop, num, dtype", [
@@ -202,6 +263,9 @@ def test_creation_agrees_with_mlx(mlx, mlx_numpy):
         lambda m: m.full((2,), np.int64(3)), lambda m: m.linspace(0, 10, 4, dtype=m.int32),
         lambda m: m.eye(3, 4, -1), lambda m: m.tri(3, 4, 1), lambda m: m.array([[]]),
         lambda m: m.full_like(m.array([1, 2]), 3.7), lambda m: m.array(np.float32(3.5)),
+        lambda m: m.arange(2**31 - 2, 2**31 + 1), lambda m: m.arange(stop=2**40, step=-1),
+        lambda m: m.arange(0.5, 2**40, 2**39), lambda m: m.arange(-1, -4, -0.9, dtype=m.int32),
+        lambda m: m.arange(0, 10, float("inf")), lambda m: m.arange(stop=2, step=0.5),
     ]
     for case in cases:
         ours, theirs = case(mx), case(mlx)

@@ -103,6 +103,21 @@ def test_a_loop_of_same_structure_graphs_hits_the_cache_from_the_second_iteratio
     assert all(h == {"hits": 1, "compiles": 0, "fallbacks": 0} for h in hits[1:])
 
 
+def test_program_keys_tell_apart_every_param_value_that_means_something_else():
+    # The key spells params inline where it can (ints, bools, tuples of ints, dtypes) and through _value_sig
+    # otherwise; values that compare equal in Python but mean different things must never share a key.
+    values = [0, 1, True, False, 1.0, 0.0, -0.0, None, "float32", mx.float32, mx.int32, (), (1, 2), [1, 2],
+              (True, 2), (1.0, 2), ((1, 2),), (1, (2,)), ("a",), [(1, 2)]]
+    sigs = [eager._params_sig({"p": v}) for v in values]
+    for i, a in enumerate(sigs):
+        for j, b in enumerate(sigs):
+            assert (a == b) == (i == j), (values[i], values[j])
+    assert eager._params_sig({"p": (1, 2)}) == eager._params_sig({"p": (1, 2)})
+    assert eager._params_sig({"a": 1, "b": 2}) != eager._params_sig({"a": 2, "b": 1})
+    with pytest.raises(eager._Uncacheable):
+        eager._params_sig({"p": (1, float("nan"))})
+
+
 def test_small_graphs_are_measured_before_they_move_to_the_engine(monkeypatch):
     monkeypatch.delenv("KILN_ENGINE", raising=False)
     eager.clear_cache()

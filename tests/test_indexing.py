@@ -4,6 +4,8 @@ Oracles: numpy's own indexing (hand-written keys applied to numpy arrays), numpy
 accumulation, real MLX where it is installed, and finite differences for the gradients.
 """
 
+import itertools
+
 import kiln.core as mx
 import numpy as np
 import pytest
@@ -437,6 +439,19 @@ def test_take_errors():
         mx.take(a, mx.array([0, 3]), axis=1).tolist()
 
 
+def test_take_from_an_empty_axis():
+    a = mx.zeros((4, 0))
+    out = mx.take(a, mx.array([1, 2]), axis=0)  # the empty axis is not the one taken from
+    assert out.shape == (2, 0) and out.dtype == mx.float32
+    assert mx.take(mx.zeros((0, 3)), mx.array([], mx.int32), axis=0).shape == (0, 3)
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an empty axis"):
+        mx.take(a, mx.array([[0]]), axis=1)
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an empty axis"):
+        mx.take(a, mx.array([0]))
+    with pytest.raises(ValueError, match=r"^\[take\] Cannot do a non-empty take from an array with zero"):
+        mx.take(mx.zeros((0, 3)), 1, axis=1)
+
+
 def test_take_along_axis_matches_numpy():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(3, 4, 5)).astype(np.float32)
@@ -482,6 +497,16 @@ def test_put_along_axis_matches_numpy():
     assert flat.tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 2.0]]
     ints = mx.put_along_axis(mx.zeros((2, 3), dtype=mx.int32), mx.array([[0], [0]]), mx.array(5.5), axis=1)
     assert ints.dtype == mx.int32 and ints.tolist() == [[5, 0, 0], [5, 0, 0]]
+
+
+def test_put_along_axis_with_empty_indices_of_any_dtype():
+    # MLX checks these indices' dtype only when it runs the scatter, which an empty index never does.
+    e = mx.array([], mx.float32)
+    out = mx.put_along_axis(e, e, e, axis=None)
+    assert out.shape == (0,) and out.dtype == mx.float32 and out.tolist() == []
+    assert mx.take_along_axis(mx.zeros((2, 3)), mx.zeros((2, 0)), axis=1).shape == (2, 0)
+    with pytest.raises(ValueError, match=r"^\[put_along_axis\] Indices must be integral"):
+        mx.put_along_axis(mx.zeros(3), mx.array([1.0]), mx.array([1.0]), axis=0)
 
 
 def test_take_family_matches_mlx():
@@ -615,3 +640,38 @@ def test_setitem_on_a_transformed_input(transform):
     else:
         g = mx.grad(lambda x: f(x).sum())(mx.zeros(3))
         assert g.tolist() == [0.0, 2.0, 2.0]
+
+
+def test_basic_keys_take_a_shortcut_that_builds_the_general_paths_graph():
+    # Keys of Python ints, slices and one Ellipsis skip the general key parser; the shortcut must record the
+    # same nodes (slice params, squeeze axes, no node for a whole read), give numpy's values, and leave
+    # every error (and every other kind of key) to the general path.
+    from kiln.core import indexing
+
+    def nodes(x):
+        out = []
+        while x._prim is not None:
+            out.append((x._prim, x._params, x._shape))
+            x = x._inputs[0]
+        return out
+
+    base = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    a = mx.array(base)
+    atoms = [0, -1, 2, -3, 5, slice(None), slice(1, None), slice(None, None, -1), slice(0, 0), slice(-2, 10, 2),
+             slice(None, None, 0), Ellipsis, None, True]
+    shortcuts = 0
+    for r in range(4):
+        for key in itertools.product(atoms, repeat=r):
+            got = indexing._basic_read(a, key)
+            try:
+                want = indexing._read(a, indexing._plan(a.shape, key, "getitem"))
+            except (IndexError, ValueError):
+                assert got is None, key
+                continue
+            if got is None:
+                assert any(k is None or type(k) is bool for k in key) or key.count(Ellipsis) > 1, key
+                continue
+            shortcuts += 1
+            assert nodes(got) == nodes(want) and (got is a) == (want is a), key
+            np.testing.assert_array_equal(np.array(got), base[key])
+    assert shortcuts > 400

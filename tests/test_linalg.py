@@ -163,6 +163,13 @@ def test_kron_matches_numpy(a, b):
     close(mx.kron(mx.array(a), mx.array(b)), np.kron(a, b))
 
 
+def test_kron_of_an_empty_array_is_refused():
+    # MLX refuses an empty factor outright (numpy would return an empty product).
+    for a, b in ((mx.array([]), mx.array([1, 2])), (mx.array([1, 2]), mx.zeros((2, 0)))):
+        with pytest.raises(ValueError, match=r"^\[kron\] Input arrays cannot be empty"):
+            mx.kron(a, b)
+
+
 def test_composites_have_gradients():
     b = rand((3, 4), 7)
     check_grad(lambda x: (mx.einsum("ij,jk->ik", x, mx.array(b, dtype=mx.float64)) ** 2).sum(), rand((2, 3), 8))

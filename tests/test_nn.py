@@ -293,6 +293,30 @@ def test_recurrent_layers_against_numpy():
     np.testing.assert_allclose(_np(gru(mx.array(x))), np.stack(hs, 1), atol=1e-5)
 
 
+def _rope_numpy(x, dims, base, scale, offset):
+    half = dims // 2
+    pos = (np.arange(x.shape[-2]) + offset)[:, None] * scale * (base ** (-np.arange(half) / half))[None]
+    x1, x2 = x[..., :half], x[..., half:dims]
+    rotated = [x1 * np.cos(pos) - x2 * np.sin(pos), x1 * np.sin(pos) + x2 * np.cos(pos)]
+    return np.concatenate([*rotated, x[..., dims:]], -1)
+
+
+def test_rope_tables_shared_between_calls_belong_to_their_arguments():
+    # Eager RoPE reuses the last cos/sin table when the next call asks for the same one (a decode step's queries
+    # and keys); each call must still rotate by its own positions, frequencies and scale.
+    calls = [(4, 10000.0, 1.0, 3), (4, 10000.0, 1.0, 3), (4, 10000.0, 1.0, 4), (4, 500.0, 1.0, 4), (4, 500.0, 0.5, 4),
+             (6, 500.0, 0.5, 4), (4, 10000.0, 1.0, 3), (4, 10000, 1, 3), (4, 10000.0, 0.0, 2), (4, 10000.0, -0.0, 2)]
+    for length in (1, 3):
+        for dims, base, scale, offset in calls:
+            x = _randn(1, 2, length, 6)
+            out = _np(nn.RoPE(dims, base=base, scale=scale)(mx.array(x), offset=offset))
+            np.testing.assert_allclose(out, _rope_numpy(x, dims, base, scale, offset), atol=1e-5)
+    x = _randn(1, 2, 2, 6)  # the last call's arguments at another length
+    np.testing.assert_allclose(_np(nn.RoPE(4, base=10000.0, scale=-0.0)(mx.array(x), offset=2)),
+                               _rope_numpy(x, 4, 10000.0, 0.0, 2),
+                               atol=1e-5)
+
+
 def test_attention_rope_alibi_against_numpy():
     mha = nn.MultiHeadAttention(8, 2)
     q, k = _randn(2, 3, 8), _randn(2, 5, 8)

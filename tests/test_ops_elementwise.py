@@ -315,10 +315,16 @@ def test_integer_power_with_non_negative_exponents(dtype):
     np.testing.assert_array_equal(np.array(out), int_reference("power", a, b, dtype))
 
 
-def test_integer_power_with_negative_exponents_truncates():
-    # 1 / x**n truncated toward zero; MLX 0.32 returns 0 even for 1**-n (a bug there)
-    out = mx.power(mx.array([1, -1, -1, 2, -3, 0]), mx.array([-3, -3, -2, -1, -2, 2]))
-    assert out.tolist() == [1, -1, 1, 0, 0, 0]
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "int64"])
+def test_integer_power_with_negative_exponents_is_zero(dtype):
+    # MLX's rule (its own tests assert it): 0 for every negative exponent, even 1**-9 and (-1)**-2
+    d = getattr(mx, dtype)
+    out = mx.power(mx.array([1, -1, -1, 2, -3, 0, 3], d), mx.array([-9, -3, -2, -1, -2, -1, 2], d))
+    assert out.dtype == d and out.tolist() == [0, 0, 0, 0, 0, 0, 9]
+    # one negative exponent among many must only zero its own element in a vectorised kernel
+    many = mx.power(mx.full((16,), 2, d), mx.array([3] * 3 + [-1] + [3] * 12, d))
+    assert many.tolist() == [8] * 3 + [0] + [8] * 12
+    assert mx.power(2, -1).item() == 0
 
 
 def test_integer_division_and_remainder_signs_and_zero():
@@ -759,3 +765,36 @@ def test_round_matches_mlx(mlx):
     for values, decimals in cases:
         ours, theirs = mx.round(mx.array(values), decimals), mlx.round(mlx.array(values), decimals)
         assert str(ours.dtype) == str(theirs.dtype) and ours.tolist() == theirs.tolist(), (values, decimals)
+
+
+def _complex_logaddexp_reference(x, y):
+    # log(e^x + e^y) in complex128, imaginary part unwrapped: the larger (by real, then imaginary part) plus
+    # log1p of e^(smaller - larger), so the result stays near the larger input
+    x, y = x.astype(np.complex128), y.astype(np.complex128)
+    x_is_hi = (x.real > y.real) | ((x.real == y.real) & (x.imag >= y.imag))
+    hi, lo = np.where(x_is_hi, x, y), np.where(x_is_hi, y, x)
+    return hi + np.log(1 + np.exp(lo - hi))
+
+
+def test_complex_logaddexp():
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=64) * 3 + 1j * rng.normal(size=64) * 4).astype(np.complex64)
+    y = (rng.normal(size=64) * 3 + 1j * rng.normal(size=64) * 4).astype(np.complex64)
+    out = mx.logaddexp(mx.array(x), mx.array(y))
+    assert out.dtype == mx.complex64
+    np.testing.assert_allclose(np.array(out), _complex_logaddexp_reference(x, y), rtol=1e-5, atol=1e-5)
+    # e^out really is e^x + e^y (this is independent of the branch the imaginary part takes)
+    np.testing.assert_allclose(np.exp(np.array(out, np.complex128)), np.exp(x.astype(np.complex128)) +
+                               np.exp(y.astype(np.complex128)), rtol=1e-4)
+    # -inf contributes nothing; a NaN anywhere gives NaN
+    special = mx.logaddexp(mx.array([complex(-INF, 0), complex(-INF, 3), complex(NAN, 0), 1 + 2j]),
+                           mx.array([1 + 2j, complex(-INF, 3), 1 + 2j, complex(0, NAN)]))
+    got = np.array(special)
+    assert got[0] == 1 + 2j and got[1] == complex(-INF, 3) and np.isnan(got[2:]).all()
+
+
+def test_complex_logaddexp_agrees_with_mlx(mlx):
+    x = np.array([0, 1, 2, 9.0, -3, 5], np.float32) + 1j * np.array([1, 1, -2, 0.5, 3, -3], np.float32)
+    y = np.array([1, 0, 4, 2.5, -3, 5], np.float32) + 1j * np.array([1, -1, 2, 3, 3, 3], np.float32)
+    ours, theirs = mx.logaddexp(mx.array(x), mx.array(y)), mlx.logaddexp(mlx.array(x), mlx.array(y))
+    np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=1e-5, atol=1e-5)

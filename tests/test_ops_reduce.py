@@ -236,3 +236,60 @@ def test_mean_of_integers_sums_exactly_before_converting():
     assert out.dtype == mx.float32
     np.testing.assert_array_equal(np.array(out), x.mean(axis=1).astype(np.float32))
     assert mx.mean(mx.array([100, 100], mx.int8)).item() == 100.0
+
+
+def test_complex_variance_is_real():
+    # numpy's (and MLX's) definition: the mean of |x - mean|^2, a float32 result
+    x = np.array([[1 + 2j, -3 - 4j, 0.5 - 0.25j], [2j, 1, 3 - 1j]], np.complex64)
+    for kwargs in ({}, {"axis": 1}, {"axis": 0, "keepdims": True}, {"ddof": 1}):
+        var, std = mx.var(mx.array(x), **kwargs), mx.std(mx.array(x), **kwargs)
+        assert var.dtype == std.dtype == mx.float32
+        np.testing.assert_allclose(np.array(var), np.var(x, **kwargs), rtol=1e-6)
+        np.testing.assert_allclose(np.array(std), np.std(x, **kwargs), rtol=1e-6)
+
+
+def _logcumsumexp_reference(x):
+    out = x.astype(np.complex128)
+    for i in range(1, len(out)):
+        hi, lo = (out[i - 1], out[i]) if (out[i - 1].real, out[i - 1].imag) >= (out[i].real, out[i].imag) \
+            else (out[i], out[i - 1])
+        out[i] = hi + np.log(1 + np.exp(lo - hi))
+    return out
+
+
+def test_complex_logcumsumexp_and_exclusive_scans():
+    a = np.array([-3 + 1j, -1 + 2j, -4 + 0j, 0 + 5j, 2 - 1j], np.complex64)
+    np.testing.assert_allclose(np.array(mx.logcumsumexp(mx.array(a))), _logcumsumexp_reference(a), rtol=1e-5)
+    for op in ("cummax", "cummin", "logcumsumexp"):
+        for reverse in (False, True):
+            inclusive = np.array(getattr(mx, op)(mx.array(a), inclusive=True, reverse=reverse))
+            exclusive = np.array(getattr(mx, op)(mx.array(a), inclusive=False, reverse=reverse))
+            got, want = (exclusive[:-1], inclusive[1:]) if reverse else (exclusive[1:], inclusive[:-1])
+            np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=f"{op} reverse={reverse}")
+    # the first exclusive entry is the identity: -inf-infj for max, inf+infj for min (as MLX), e^z = 0 for logsumexp
+    assert np.array(mx.cummax(mx.array(a), inclusive=False))[0] == complex(-INF, -INF)
+    assert np.array(mx.cummin(mx.array(a), inclusive=False))[0] == complex(INF, INF)
+    assert np.array(mx.logcumsumexp(mx.array(a), inclusive=False))[0].real == -INF
+
+
+def test_complex_scans_agree_with_mlx(mlx):
+    a = np.array([-3 + 1j, -1 + 2j, -4 + 0j, 0 + 5j, 2 - 1j], np.complex64)
+    for op in ("cummax", "cummin", "logcumsumexp"):
+        for reverse in (False, True):
+            for inclusive in (False, True):
+                ours = getattr(mx, op)(mx.array(a), reverse=reverse, inclusive=inclusive)
+                theirs = getattr(mlx, op)(mlx.array(a), reverse=reverse, inclusive=inclusive)
+                np.testing.assert_allclose(np.array(ours), np.array(theirs), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_median_propagates_nan(dtype):
+    for values in ([1.0, NAN, 0.0], [NAN, 1.0, 0.0], [1.0, 2.0, NAN, 4.0]):
+        out = mx.median(mx.array(values, getattr(mx, dtype)))
+        assert out.dtype == getattr(mx, dtype) and np.isnan(out.item())
+    x = np.array([[1.0, NAN, 3.0], [4.0, 5.0, 6.0]], np.float32)
+    for axis in (0, 1):
+        np.testing.assert_array_equal(np.array(mx.median(mx.array(x), axis=axis)), np.median(x, axis=axis))
+    assert mx.median(mx.array(x), axis=1, keepdims=True).shape == (2, 1)
+    assert np.isnan(np.array(mx.median(mx.array([1 + 0j, complex(NAN, 0), 0j])))).all()
+    assert mx.median(mx.array([0, 1, 2, 3, 4])).item() == 2

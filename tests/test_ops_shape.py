@@ -184,7 +184,7 @@ def test_meshgrid(indexing, sparse):
     for n in (1, 2, 3):
         outs = mx.meshgrid(*[mx.array(x) for x in xs[:n]], sparse=sparse, indexing=indexing)
         expected = np.meshgrid(*xs[:n], sparse=sparse, indexing=indexing)
-        assert len(outs) == len(expected)
+        assert isinstance(outs, tuple) and len(outs) == len(expected)  # a tuple, as MLX (and numpy >= 2)
         for o, e in zip(outs, expected):
             np.testing.assert_array_equal(np.array(o), e)
             assert o.shape == e.shape
@@ -243,3 +243,69 @@ def test_view_of_a_scalar():
     out = mx.array(-1, mx.int8).view(mx.uint8)
     assert out.shape == () and out.item() == 255
     assert mx.array(1.0).view(mx.int32).item() == np.array(1.0, np.float32).view(np.int32).item()
+
+
+TOO_BIG = 2**31
+
+
+@pytest.mark.parametrize("make", [
+    lambda: mx.zeros(TOO_BIG),
+    lambda: mx.ones([TOO_BIG]),
+    lambda: mx.full(TOO_BIG, 0.0),
+    lambda: mx.zeros([-TOO_BIG - 1]),
+    lambda: mx.reshape(mx.zeros(4), [TOO_BIG]),
+    lambda: mx.broadcast_to(mx.zeros(4), [TOO_BIG, 1]),
+])
+def test_given_dimension_beyond_int32_is_an_overflow_error(make):
+    # MLX's shapes are int32: a wider dimension is refused by name before anything is allocated.
+    with pytest.raises(OverflowError, match=r"^\[\w+\] Shape dimension -?(2147483648|2147483649) is outside"):
+        make()
+
+
+def test_computed_dimension_beyond_int32_is_an_overflow_error():
+    big = mx.zeros(2**30)  # stays lazy in the ops below: the check runs before any kernel
+    with pytest.raises(OverflowError, match=r"^\[concatenate\] Shape dimension 3221225472 "):
+        mx.concatenate([big] * 3)
+    with pytest.raises(OverflowError, match=r"^\[repeat\] Shape dimension 4294967296 "):
+        mx.repeat(big, 4)
+    with pytest.raises(OverflowError, match=r"^\[kron\] Shape dimension 4294967296 "):
+        mx.kron(mx.zeros(2**16), mx.zeros(2**16))
+    assert mx.concatenate([mx.zeros(2**30), mx.zeros(2**30 - 1)]).shape == (2**31 - 1,)
+
+
+def test_shape_dimensions_take_only_index_integers():
+    a = mx.arange(4)
+    assert mx.reshape(a, [np.int32(2), 2]).shape == (2, 2)
+    assert mx.zeros((np.uint8(2), True)).shape == (2, 1)
+    for bad in (np.float32(2), "2", 2.0):
+        with pytest.raises(TypeError, match=r"^\[reshape\] Shape dimensions must be integers"):
+            mx.reshape(a, [bad, 2])
+        with pytest.raises(TypeError, match=r"^\[topk\] k must be an int"):
+            mx.topk(a, bad)
+    with pytest.raises(TypeError, match=r"^\[zeros\]"):
+        mx.zeros(2.0)
+
+
+def test_broadcast_shapes_needs_a_shape():
+    assert mx.broadcast_shapes((2, 1), (3,)) == (2, 3)
+    with pytest.raises(ValueError, match=r"^\[broadcast_shapes\] Must provide at least one shape"):
+        mx.broadcast_shapes()
+
+
+def test_shape_errors_agree_with_mlx(mlx):
+    a, big = np.arange(4, dtype=np.int32), 2**30
+    cases = [
+        lambda m: m.broadcast_shapes(),
+        lambda m: m.zeros([TOO_BIG]),
+        lambda m: m.reshape(m.array(a), [TOO_BIG]),
+        lambda m: m.reshape(m.array(a), [np.float32(2), 2]),
+        lambda m: m.reshape(m.array(a), ["2", 2]),
+        lambda m: m.topk(m.array(a), np.float32(2)),
+        lambda m: m.concatenate([m.zeros(big)] * 2),
+        lambda m: m.repeat(m.zeros(big), 2),
+    ]
+    for case in cases:
+        with pytest.raises(Exception) as theirs:
+            case(mlx)
+        with pytest.raises(type(theirs.value)):
+            case(mx)

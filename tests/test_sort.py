@@ -226,3 +226,60 @@ def test_against_mlx():
     for kth in (0, 2, -1):
         assert np_of(mx.partition(mx.array(ints), kth))[kth] == np.array(mlx.partition(mlx.array(ints), kth))[kth]
     assert mx.argsort(mx.array(ints)).dtype == mx.uint32 and mlx.argsort(mlx.array(ints)).dtype == mlx.uint32
+
+
+# -- searchsorted -------------------------------------------------------------------------------------
+def test_searchsorted_orders_nan_last():
+    # sort's order: NaN follows every number (numpy's searchsorted uses the same order)
+    seq = np.array([1, 2, NAN], np.float32)
+    for side in ("left", "right"):
+        for values in ([NAN], [NAN, 2.0, 5.0]):
+            got = mx.searchsorted(mx.array(seq), mx.array(values, mx.float32), side=side)
+            np.testing.assert_array_equal(np_of(got), np.searchsorted(seq, np.array(values, np.float32), side=side))
+    assert mx.searchsorted(mx.array([1, 2, 3], mx.float32), mx.array([NAN])).tolist() == [3]
+    half = mx.searchsorted(mx.array([1, 2, NAN], mx.bfloat16), mx.array([NAN, 1.5], mx.bfloat16))
+    assert half.tolist() == [2, 1]
+
+
+def test_searchsorted_shapes_promotion_and_empty_inputs():
+    a = mx.arange(16, dtype=mx.float32)
+    for shape in [(), (1,), (3, 4)]:
+        v = np.random.default_rng(0).random(shape).astype(np.float32) * 20
+        out = mx.searchsorted(a, mx.array(v))
+        assert out.shape == shape and out.dtype == mx.uint32
+        np.testing.assert_array_equal(np_of(out), np.searchsorted(np.arange(16), v))
+    # the int sequence and float values promote (4.5 lands after the 4, not before it)
+    assert mx.searchsorted(mx.array([1, 3, 4, 7]), mx.array([4.5])).tolist() == [3]
+    assert mx.searchsorted(mx.array([], mx.float32), mx.array([1.0, -1.0])).tolist() == [0, 0]
+    assert mx.searchsorted(a, mx.array([], mx.float32)).shape == (0,)
+
+
+def test_searchsorted_vmaps_over_values_only():
+    seq = mx.arange(8, dtype=mx.float32)
+    values = np.random.default_rng(1).random((3, 5)).astype(np.float32) * 10
+    out = mx.vmap(lambda v: mx.searchsorted(seq, v))(mx.array(values))
+    np.testing.assert_array_equal(np_of(out), np.searchsorted(np.arange(8), values))
+    with pytest.raises(ValueError, match=r"^\[searchsorted\] Cannot vmap over the sorted sequence"):
+        mx.vmap(lambda s: mx.searchsorted(s, mx.array([1.0])))(mx.zeros((3, 4)))
+    compiled = mx.compile(lambda s, v: mx.searchsorted(s, v, side="right"), shapeless=True)
+    assert compiled(seq, mx.array([2.0, 7.5])).tolist() == [3, 8]
+    assert compiled(mx.arange(4, dtype=mx.float32), mx.array([2.0, 7.5, -1.0])).tolist() == [3, 4, 0]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: mx.searchsorted(mx.zeros((3, 4)), mx.array([1.0])), "The sorted sequence must be 1-D"),
+    (lambda: mx.searchsorted(mx.array(1.0), mx.array([1.0])), "The sorted sequence must be 1-D"),
+    (lambda: mx.searchsorted(mx.array([1.0]), mx.array([1.0]), side="middle"), "Invalid side 'middle'"),
+])
+def test_searchsorted_errors(call, message):
+    with pytest.raises(ValueError, match=rf"^\[searchsorted\] {message}"):
+        call()
+
+
+def test_searchsorted_agrees_with_mlx(mlx):
+    seq = np.array([1, 2, 2, 4, NAN], np.float32)
+    values = np.array([[0, 1, 2], [3, 5, NAN]], np.float32)
+    for side in ("left", "right"):
+        ours = mx.searchsorted(mx.array(seq), mx.array(values), side=side)
+        theirs = mlx.searchsorted(mlx.array(seq), mlx.array(values), side=side)
+        np.testing.assert_array_equal(np_of(ours), np.array(theirs))

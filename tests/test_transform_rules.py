@@ -37,6 +37,10 @@ FD_EXEMPT = {
 NO_AD_RULES: dict[str, str] = {}
 # Primitives allowed to lack a vmap rule (none today).
 NO_VMAP_RULE: dict[str, str] = {}
+# Inputs a primitive's vmap rule refuses to batch (as MLX's does), by position, with the reason.
+UNBATCHABLE_INPUTS = {
+    "searchsorted": ((0,), "one search per sorted sequence; MLX batches only the values searched for"),
+}
 
 BATCH = 3
 EPS = 1e-6
@@ -272,6 +276,8 @@ SAMPLES.update({
     "argsort": lambda rng: [Case([_u(rng, (3, 4))], axis=1)],
     "partition": lambda rng: [Case([_u(rng, (3, 5))], axis=1, kth=2)],
     "argpartition": lambda rng: [Case([_u(rng, (3, 5))], axis=1, kth=-2)],
+    "searchsorted": lambda rng: [Case([np.sort(_u(rng, (5,))), _u(rng, (2, 3))], right=False),
+                                 Case([np.sort(np.round(_u(rng, (6,)))), np.round(_u(rng, (4,)))], right=True)],
     "random_bits": lambda rng: [Case([_ints(rng, (2,), 0, 2**31, np.uint32)], shape=(3,), width=4),
                                 Case([_ints(rng, (2, 2), 0, 2**31, np.uint32)], shape=(5,), width=1)],
     "random_uniform": lambda rng: [
@@ -417,7 +423,7 @@ def test_every_primitive_has_a_vmap_rule():
 
 def test_exception_lists_name_registered_primitives():
     # A stale exception would silently exempt a future primitive of that name.
-    for table in (NO_SAMPLES, FD_EXEMPT, NO_AD_RULES, NO_VMAP_RULE):
+    for table in (NO_SAMPLES, FD_EXEMPT, NO_AD_RULES, NO_VMAP_RULE, UNBATCHABLE_INPUTS):
         assert set(table) <= set(REGISTRY), set(table) - set(REGISTRY)
 
 
@@ -519,6 +525,7 @@ def test_vmap_matches_a_loop(name, index):
     members = [_cases(name, seed)[index] for seed in range(BATCH)]
     params = members[0].params
     ndims = [x.ndim for x in members[0].inputs]
+    fixed = UNBATCHABLE_INPUTS.get(name, ((),))[0]
     for axes in _batch_layouts(ndims):
         args = []
         for i, ax in enumerate(axes):
@@ -526,6 +533,10 @@ def test_vmap_matches_a_loop(name, index):
                 args.append(_arr(members[0].inputs[i]))
             else:
                 args.append(_arr(np.stack([m.inputs[i] for m in members], axis=ax)))
+        if any(axes[i] is not None for i in fixed):
+            with pytest.raises(ValueError, match=rf"^\[{name}\] Cannot vmap"):
+                mx.vmap(lambda *xs: bind(name, *xs, **params), in_axes=axes)(*args)
+            continue
         expected = []
         for m in members:
             inputs = [m.inputs[i] if ax is not None else members[0].inputs[i] for i, ax in enumerate(axes)]

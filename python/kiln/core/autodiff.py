@@ -23,7 +23,7 @@ def _depending_nodes(outputs, targets: set) -> list:
     """Nodes between targets and outputs that depend on a target, inputs before users."""
     depends, order = set(), []
     for node in postorder(outputs, expand=lambda node: id(node) not in targets):
-        if id(node) in targets or any(id(x) in depends for x in node._inputs):
+        if id(node) in targets or not depends.isdisjoint(map(id, node._inputs)):
             depends.add(id(node))
             order.append(node)
     return order

@@ -139,12 +139,17 @@ def issubdtype(a, b) -> bool:
     raise ValueError(f"[issubdtype] Received invalid type for {which} input.")
 
 
+# Asked once per op: constant tuples (found by identity) spare the enum attribute lookups.
+_FLOATING_CATEGORIES = (_C.floating, _C.complexfloating)
+_INTEGER_CATEGORIES = (_C.signedinteger, _C.unsignedinteger)
+
+
 def is_floating(d: Dtype) -> bool:
-    return d.category in (_C.floating, _C.complexfloating)
+    return d.category in _FLOATING_CATEGORIES
 
 
 def is_integer(d: Dtype) -> bool:
-    return d.category in (_C.signedinteger, _C.unsignedinteger)
+    return d.category in _INTEGER_CATEGORIES
 
 
 def is_unsigned(d: Dtype) -> bool:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
+from math import prod
 from operator import attrgetter
 from time import perf_counter
 
@@ -41,6 +42,7 @@ _node_times: dict = {}  # structural key -> seconds the node path took at its fi
 _node_path_prims: set = set()  # sequences of primitives measured faster node by node
 stats = {"hits": 0, "compiles": 0, "fallbacks": 0}
 _prim_of = attrgetter("_prim")
+_shape_of = attrgetter("_shape")
 
 
 class _Entry:
@@ -73,10 +75,26 @@ def _value_sig(v):
     raise _Uncacheable
 
 
+# Param values whose type and value spell them exactly (hashable, and equal only when they mean the same).
+_PLAIN_TYPES = frozenset((int, str, bool, type(None)))
+_INT_ONLY = frozenset((int,))
+
+
 def _params_sig(params: dict) -> tuple:
+    """_value_sig of every param, with the usual values (ints, bools, tuples of ints, dtypes) spelled inline:
+    this runs once per pending node. Inline entries have three fields and _value_sig's two, so never meet."""
     if not params:
         return ()
-    return tuple((name, _value_sig(value)) for name, value in params.items())
+    sig = []
+    for name, value in params.items():
+        kind = type(value)
+        if kind in _PLAIN_TYPES or (kind is tuple and {*map(type, value)} <= _INT_ONLY):
+            sig.append((name, kind, value))
+        elif kind is _Dtype:
+            sig.append((name, kind, value.name))
+        else:
+            sig.append((name, _value_sig(value)))
+    return tuple(sig)
 
 
 def _refcounts(order: list) -> list:
@@ -100,27 +118,25 @@ def _held_outside(order: list, uses: list) -> list:
 
 
 def _structure(order: list):
-    """(key parts, leaves, uses): each node as (prim, params, input wiring, dtype); leaves are the evaluated
-    arrays the graph reads (in first-use order); uses[i] counts the graph's references to order[i]."""
-    position = {id(node): i for i, node in enumerate(order)}
-    leaves, leaf_position, parts, uses = [], {}, [], [0] * len(order)
+    """(key parts, leaves, uses, where): each node as (prim, params, input wiring, dtype); leaves are the
+    evaluated arrays the graph reads (in first-use order); uses[i] counts the graph's references to order[i];
+    where maps id(order[i]) to i and id(leaves[j]) to -1 - j (the wiring's spelling of both)."""
+    where = {id(node): i for i, node in enumerate(order)}
+    leaves, parts, uses = [], [], [0] * len(order)
     for node in order:
         if node._placeholder is not None:
             raise _Uncacheable  # the node path raises the placeholder's own error
         wiring = []
         for x in node._inputs:
-            i = position.get(id(x))
+            i = where.get(id(x))
             if i is None:
-                i = leaf_position.get(id(x))
-                if i is None:
-                    i = leaf_position[id(x)] = len(leaves)
-                    leaves.append(x)
-                wiring.append(-1 - i)
-            else:
+                i = where[id(x)] = -1 - len(leaves)
+                leaves.append(x)
+            elif i >= 0:
                 uses[i] += 1
-                wiring.append(i)
+            wiring.append(i)
         parts.append((node._prim, _params_sig(node._params), tuple(wiring), node._dtype.name))
-    return parts, leaves, uses
+    return parts, leaves, uses, where
 
 
 def worthwhile(order: list) -> bool:
@@ -130,14 +146,7 @@ def worthwhile(order: list) -> bool:
 
 def _largest(order: list) -> int:
     """The element count of the largest node."""
-    largest = 0
-    for node in order:
-        n = 1
-        for s in node._shape:
-            n *= s
-        if n > largest:
-            largest = n
-    return largest
+    return max(map(prod, map(_shape_of, order)), default=0)
 
 
 def _approximate_prims() -> frozenset:
@@ -215,12 +224,11 @@ def run_pending(order: list, requested: list):
         if prims in _node_path_prims:
             return False
     try:
-        parts, leaves, uses = _structure(order)
+        parts, leaves, uses, where = _structure(order)
     except _Uncacheable:
         return False
-    position = {id(node): i for i, node in enumerate(order)}
     wanted = set(_held_outside(order, uses))
-    wanted.update(position[id(a)] for a in requested if id(a) in position)
+    wanted.update(i for i in map(where.get, map(id, requested)) if i is not None and i >= 0)
     outputs = sorted(wanted)
     key = (tuple(parts), tuple((x._dtype.name, len(x._shape)) for x in leaves), tuple(outputs))
     entry = _programs.get(key)

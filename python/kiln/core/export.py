@@ -161,7 +161,8 @@ _MLX_PRIMITIVE_NAMES = {
     "custom": "CustomTransforms", "erfinv": "ErfInv", "fft": "FFT", "fill": "Full", "gather_qmm": "GatherQMM",
     "inv": "Inverse", "log10": "Log", "log2": "Log", "logaddexp": "LogAddExp", "lu_factor": "LUF",
     "all": "Reduce", "any": "Reduce", "max": "Reduce", "min": "Reduce", "prod": "Reduce", "sum": "Reduce",
-    "qr": "QRF", "scatter_add": "Scatter", "scatter_maximum": "Scatter", "scatter_minimum": "Scatter",
+    "qr": "QRF", "searchsorted": "SearchSorted",
+    "scatter_add": "Scatter", "scatter_maximum": "Scatter", "scatter_minimum": "Scatter",
     "scatter_multiply": "Scatter", "svd": "SVD", "all_sum": "AllReduce", "all_max": "AllReduce",
     "all_min": "AllReduce", "sum_scatter": "ReduceScatter",
 }

@@ -197,6 +197,7 @@ def rope(a, dims: int, *, traditional: bool, base, scale: float, offset, freqs=N
 
 # -- attention -------------------------------------------------------------------------------------
 _SDPA = "scaled_dot_product_attention"
+_FLOAT32_LOWEST = float(np.finfo(np.float32).min)  # masked-out scores
 
 
 def _sdpa_check(q: array, k: array, v: array):
@@ -287,13 +288,12 @@ def scaled_dot_product_attention(q, k, v, *, scale: float, mask=None, sinks=None
     keys = ops.expand_dims(ops.astype(k, out_type), 2)
     values = ops.expand_dims(ops.astype(v, out_type), 2)
     scores = ops.astype(ops.matmul(queries, ops.swapaxes(keys, -1, -2)), dt.float32)
-    lowest = float(np.finfo(np.float32).min)
     if isinstance(mask, str):
-        scores = ops.where(_causal_keep(t_q, t_kv), scores, lowest)
+        scores = ops.where(_causal_keep(t_q, t_kv), scores, _FLOAT32_LOWEST)
     elif mask is not None:
         grouped = _grouped_mask(mask, n_kv, n_rep)
         if grouped.dtype == dt.bool_:
-            scores = ops.where(grouped, scores, lowest)
+            scores = ops.where(grouped, scores, _FLOAT32_LOWEST)
         else:
             scores = ops.add(scores, ops.astype(grouped, dt.float32))
     if sinks is not None:

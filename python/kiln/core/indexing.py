@@ -257,7 +257,49 @@ def _read(a: array, plan: _Plan) -> array:
 
 def getitem(a: array, key) -> array:
     """`a[key]` with numpy's (and MLX's) semantics for ints, slices, None, Ellipsis and integer arrays."""
-    return _read(a, _plan(a.shape, key, "getitem"))
+    out = _basic_read(a, key)
+    return out if out is not None else _read(a, _plan(a.shape, key, "getitem"))
+
+
+def _basic_read(a: array, key):
+    """`a[key]` for the usual key of Python ints, slices and at most one Ellipsis, built without a _Plan (the
+    same nodes: one `slice` unless it reads everything, then a `squeeze` of the int axes); None for any other
+    key and for a key that is an error, which the general path reports."""
+    items = key if type(key) is tuple else (key,)
+    ellipsis = None
+    for i, k in enumerate(items):
+        kind = type(k)
+        if kind is not int and kind is not slice:
+            if k is not Ellipsis or ellipsis is not None:
+                return None
+            ellipsis = i
+    shape = a._shape
+    fill = len(shape) - len(items) + (ellipsis is not None)
+    if fill < 0:
+        return None
+    if ellipsis is None:
+        ellipsis = len(items)
+    items = items[:ellipsis] + (slice(None),) * fill + items[ellipsis + 1:]
+    start, stop, strides, int_axes = [], [], [], []
+    whole = True
+    for axis, (k, n) in enumerate(zip(items, shape)):
+        if type(k) is int:
+            if not -n <= k < n:
+                return None
+            k = k + n if k < 0 else k
+            bounds = (k, k + 1, 1)
+            int_axes.append(axis)
+        else:
+            try:
+                bounds = _slice_bounds(k, n, "getitem")
+            except IndexingError:
+                return None
+        start.append(bounds[0])
+        stop.append(bounds[1])
+        strides.append(bounds[2])
+        whole = whole and bounds == (0, n, 1)
+    x = a if whole else bind("slice", a, start=tuple(start), stop=tuple(stop), strides=tuple(strides))
+    return bind("squeeze", x, axes=tuple(int_axes)) if int_axes else x
 
 
 # -- updates: setitem and .at[] ------------------------------------------------------------------------
@@ -464,8 +506,13 @@ def take(a, indices, axis: int | None = None, stream=None) -> array:
         axis = 0
     ax = _check_axis("take", a.ndim, axis)
     if isinstance(indices, (int, np.integer)) and not isinstance(indices, (bool, np.bool_)):
+        if a.size == 0:
+            raise ValueError("[take] Cannot do a non-empty take from an array with zero elements.")
         return _read(a, _plan(a.shape, (slice(None),) * ax + (int(indices),), "take"))
     idx = _index_array(indices, "take")
+    # No index is valid on an empty axis (a gather would read outside the input).
+    if a.shape[ax] == 0 and idx.size > 0:
+        raise ValueError("[take] Cannot do a non-empty take from an empty axis.")
     out = bind("gather", a, idx, axes=(ax,))
     nb = idx.ndim
     order = list(range(nb, nb + ax)) + list(range(nb)) + list(range(nb + ax, out.ndim))
@@ -474,6 +521,10 @@ def take(a, indices, axis: int | None = None, stream=None) -> array:
 
 def _along_axis(op: str, a: array, indices, axis):
     """(a, index arrays for every axis of a, broadcast to the result's shape)."""
+    if isinstance(indices, array) and indices.size == 0 and indices.dtype != dt.bool_:
+        # MLX checks the indices' dtype of the along-axis ops only when it runs them, which an empty
+        # index array never does: `put_along_axis(e, e, e)` on an empty float `e` is accepted.
+        indices = ops.astype(indices, dt.int32)
     idx = _index_array(indices, op)
     if axis is None:
         a = ops.reshape(a, (-1,))

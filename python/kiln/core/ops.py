@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+import operator
 
 import numpy as np
 
@@ -681,21 +682,49 @@ def radians(a, stream=None):
 
 
 # -- creation ----------------------------------------------------------------------------------------
-def _shape_arg(op, shape) -> tuple:
-    if type(shape) is tuple:
-        for s in shape:
-            if type(s) is not int or s < 0:
-                break
-        else:
-            return shape  # already a tuple of non-negative ints
+# Shape dimensions are int32, as in MLX: a larger one given or computed is an OverflowError naming it.
+_INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+
+
+def _dim_int(op, value) -> int:
+    """One given dimension as an int: only ``__index__`` integers (not floats or strings), within int32."""
+    try:
+        v = operator.index(value)
+    except TypeError:
+        kind = type(value).__name__
+        raise TypeError(f"[{op}] Shape dimensions must be integers, got {kind} {value!r}.") from None
+    return _check_dim(op, v)
+
+
+def _dims_arg(op, shape) -> tuple:
+    """A shape argument (an int or a sequence of ints) as a tuple of ints, each checked by `_dim_int`."""
     if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
+        return (_dim_int(op, shape),)
     if isinstance(shape, (str, bytes)):
         raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.")
     try:
-        shape = tuple(int(s) for s in shape)
-    except (TypeError, ValueError):
+        items = tuple(shape)
+    except TypeError:
         raise TypeError(f"[{op}] shape must be an int or a sequence of ints, got {shape!r}.") from None
+    return tuple(_dim_int(op, s) for s in items)
+
+
+def _check_dim(op, n: int) -> int:
+    """A dimension, given or computed (a concatenation, a repeat, a product), must fit in int32."""
+    if not _INT32_RANGE[0] <= n <= _INT32_RANGE[1]:
+        raise OverflowError(f"[{op}] Shape dimension {n} is outside the supported range [-2147483648, "
+                            "2147483647]. kiln, like MLX, uses 32-bit integers for shape dimensions.")
+    return n
+
+
+def _shape_arg(op, shape) -> tuple:
+    if type(shape) is tuple:
+        for s in shape:
+            if type(s) is not int or not 0 <= s <= _INT32_RANGE[1]:
+                break
+        else:
+            return shape  # already a tuple of non-negative ints
+    shape = _dims_arg(op, shape)
     if builtins.any(s < 0 for s in shape):
         raise ValueError(f"[{op}] Negative dimensions are not allowed: {shape}.")
     return shape
@@ -808,52 +837,101 @@ def ones_like(a, dtype=None, stream=None) -> array:
     return full_like(a, 1, dtype=dtype)
 
 
-def arange(start=None, stop=None, step=None, dtype=None, stream=None) -> array:
-    """Values in ``[start, stop)`` spaced by `step`.
+# The largest whole number below which every whole number is exact in a float dtype (2 ** mantissa bits).
+_EXACT_WHOLE = {dt.float32: 1 << 24, dt.float64: 1 << 53}
+
+
+def _whole(v) -> bool:
+    """v is a whole number and not -0.0 (a running sum that starts at -0.0 keeps its sign)."""
+    if type(v) is int:
+        return True
+    v = float(v)
+    return v.is_integer() and (v != 0 or math.copysign(1.0, v) > 0)
+
+
+def _arange_arguments(args, start, stop, step, dtype):
+    """MLX's two overloads: ``arange(start, stop, step, dtype)`` and ``arange(stop, step, dtype)``.
+
+    The positional arguments fill ``start, stop, step, dtype`` in order; a lone start (given by position)
+    is the stop. A start given by keyword needs a stop, as in MLX.
+    """
+    if len(args) > 4:
+        raise TypeError(f"arange() takes at most 4 positional arguments ({len(args)} given).")
+    start_by_keyword = start is not None
+    given = {"start": start, "stop": stop, "step": step, "dtype": dtype}
+    for name, value in zip(("start", "stop", "step", "dtype"), args):
+        if given[name] is not None:
+            raise TypeError(f"arange() got multiple values for argument '{name}'.")
+        given[name] = value
+    start, stop, step, dtype = given["start"], given["stop"], given["step"], given["dtype"]
+    if stop is None:
+        if start is None or start_by_keyword:
+            raise TypeError("arange() needs a stop: arange(stop, step=None) or arange(start, stop, step=None).")
+        start, stop = 0, start
+    return 0 if start is None else start, stop, 1 if step is None else step, dtype
+
+
+def _arange_length(start, stop, step) -> int:
+    if builtins.all(isinstance(v, (int, np.integer)) for v in (start, stop, step)):
+        return builtins.max(0, -((int(start) - int(stop)) // int(step)))  # exact ceil for large ints
+    if math.isinf(step):
+        # ceil(finite / inf) is 0 or -0: MLX keeps the start alone when the range points the step's way
+        return 1 if (step > 0 and start < stop) or (step < 0 and start > stop) else 0
+    return builtins.max(0, math.ceil((stop - start) / step))
+
+
+def arange(*args, start=None, stop=None, step=None, dtype=None, stream=None) -> array:
+    """Values in ``[start, stop)`` spaced by `step`: ``arange(stop)``, ``arange(start, stop, step)``.
 
     Args:
-        start (int or float, optional): The first value (or `stop`, with start 0, when `stop` is omitted).
-        stop (int or float, optional): The end, excluded (``arange(stop=3)`` counts from 0).
+        start (int or float, optional): The first value; 0 when only `stop` is given.
+        stop (int or float): The end, excluded.
         step (int or float, optional): The spacing, 1 by default.
-        dtype (Dtype, optional): int32 when every argument is an int, float32 otherwise.
+        dtype (Dtype, optional): By default int32 when every argument is an int (int64 when one does not
+          fit in int32), float32 otherwise.
 
     Returns:
         array: A 1-D array of ``ceil((stop - start) / step)`` values.
     """
-    if start is None and stop is None:
-        raise TypeError("arange() missing required argument 'stop'.")
-    if stop is None:
-        start, stop = 0, start
-    if start is None:
-        start = 0
-    if step is None:
-        step = 1
+    start, stop, step, dtype = _arange_arguments(args, start, stop, step, dtype)
     if step == 0:
         raise ValueError("[arange] step must be nonzero.")
-    if not (math.isfinite(start) and math.isfinite(stop)) or math.isnan(step):
+    if not builtins.all(math.isfinite(v) for v in (start, stop)) or math.isnan(step):
         raise ValueError("[arange] Cannot compute length.")
-    any_float = builtins.any(isinstance(v, (float, np.floating)) for v in (start, stop, step))
-    d = dt.dtype_arg(dtype, "arange") if dtype is not None else (dt.float32 if any_float else dt.int32)
+    values = (start, stop, step)
+    if dtype is not None:
+        d = dt.dtype_arg(dtype, "arange")
+    elif builtins.any(isinstance(v, (float, np.floating)) for v in values):
+        d = dt.float32
+    else:
+        fits = builtins.all(_INT32_RANGE[0] <= v <= _INT32_RANGE[1] for v in values)
+        d = dt.int32 if fits else dt.int64
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
-    if math.isinf(step):  # as MLX: only the first value, when the step points from start towards stop
-        n = 1 if (stop - start) * step > 0 else 0
-    else:
-        n = builtins.max(0, math.ceil((stop - start) / step))
-    if n > np.iinfo(np.int32).max:
+    n = _arange_length(start, stop, step)
+    if n > _INT32_RANGE[1]:
         raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
+    if n <= 1:
+        return array._from_numpy(np.array([start] * n).astype(d.np), d)
     if dt.is_integer(d):
-        # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type
+        # numpy's (and MLX's) rule: the first value and the spacing are each converted to the integer type;
+        # an explicit narrower dtype wraps, as in MLX
         first = math.trunc(start)
         spacing = math.trunc(start + step) - first if n > 1 else 0
         data = first + spacing * np.arange(n, dtype=np.int64)
         return array._from_numpy(data.astype(d.np), d)
     # floats: a running sum in the output dtype (each value is the previous one plus step), as MLX computes it
-    terms = np.full(n, step).astype(d.np)
-    if n:
+    exact = _EXACT_WHOLE.get(d)
+    end = start + n * step
+    if exact and _whole(start) and _whole(step) and builtins.abs(start) <= exact and builtins.abs(end) <= exact:
+        # Every partial sum is a whole number the dtype holds exactly: the same values, computed at once.
+        first, spacing = int(start), int(step)
+        data = np.arange(first, first + n * spacing, spacing, dtype=np.int64)
+        return array._from_numpy(data.astype(d.np), d)
+    with np.errstate(all="ignore"):  # values beyond the dtype's range become inf, as in MLX
+        terms = np.full(n, step).astype(d.np)
         terms[0] = start
-    with np.errstate(all="ignore"):
         data = np.cumsum(terms, dtype=d.np)
     return array._from_numpy(data.astype(d.np), d)
 
@@ -960,7 +1038,7 @@ def triu(x, k: int = 0, stream=None) -> array:
     return where(mask, zeros_like(x), x)
 
 
-def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> list:
+def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -> tuple:
     """Coordinate arrays from coordinate vectors.
 
     Args:
@@ -969,7 +1047,7 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
         indexing (str, optional): ``'xy'`` (Cartesian) or ``'ij'`` (matrix). Default: ``'xy'``.
 
     Returns:
-        list(array): One array per input vector.
+        tuple(array): One array per input vector.
     """
     if indexing not in ("xy", "ij"):
         raise ValueError("[meshgrid] indexing must be 'xy' or 'ij'.")
@@ -984,8 +1062,8 @@ def meshgrid(*arrays, sparse: bool = False, indexing: str = "xy", stream=None) -
             shape[0], shape[1] = shape[1], shape[0]
         outs.append(reshape(a, shape))
     if sparse:
-        return outs
-    return list(broadcast_arrays(*outs))
+        return tuple(outs)
+    return broadcast_arrays(*outs)
 
 
 # -- reductions -------------------------------------------------------------------------------------------
@@ -1136,7 +1214,12 @@ def var(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None,
         a = astype(a, dt.float32)
     mu = mean(a, axes, keepdims=True)
     d = subtract(a, mu)
-    return _divide_by_count(sum(multiply(d, d), axes, keepdims), a, axes, ddof)
+    if a.dtype == dt.complex64:
+        # |d|^2, a real (float32) variance as in MLX and numpy
+        squares = add(square(bind("real", d)), square(bind("imag", d)))
+    else:
+        squares = multiply(d, d)
+    return _divide_by_count(sum(squares, axes, keepdims), a, axes, ddof)
 
 
 def std(a, axis=None, keepdims: bool = False, ddof: int = 0, *, correction=None, stream=None) -> array:
@@ -1320,7 +1403,7 @@ def reshape(a, shape, stream=None) -> array:
         array: The reshaped array.
     """
     a = to_array(a, op="reshape")
-    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(int(s) for s in shape)
+    shape = _dims_arg("reshape", shape)
     # A reshape to the same shape is a no-op, except in a shapeless trace, where it must replay later.
     # Without a -1 the target is `shape` itself (an invalid one fails in the primitive's rule, which
     # resolves it with the same function and errors).
@@ -1428,13 +1511,18 @@ def transpose(a, axes=None, stream=None) -> array:
         if ndim < 2:
             return a
         return bind("transpose", a, axes=tuple(range(ndim - 1, -1, -1)))
-    axes = tuple(int(x) for x in axes)
-    if len(axes) != a.ndim:
-        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {a.ndim} dimensions.")
-    norm = tuple(_axis("transpose", a.ndim, x) for x in axes)
-    if sorted(norm) != list(range(a.ndim)):
+    axes = tuple(map(int, axes))
+    ndim = len(a._shape)
+    if len(axes) != ndim:
+        raise ValueError(f"[transpose] Received {len(axes)} axes for array with {ndim} dimensions.")
+    _note_rank_decision()
+    norm = tuple(x + ndim if x < 0 else x for x in axes)
+    identity = tuple(range(ndim))
+    if sorted(norm) != list(identity):
+        for x in axes:
+            _axis("transpose", ndim, x)  # an axis out of range raises its own error first
         raise ValueError(f"[transpose] Repeated axes in permutation {axes}.")
-    if norm == tuple(range(a.ndim)):
+    if norm == identity:
         return a
     return bind("transpose", a, axes=norm)
 
@@ -1502,6 +1590,8 @@ def broadcast_shapes(*shapes) -> tuple:
     Returns:
         tuple(int): The broadcast shape.
     """
+    if not shapes:
+        raise ValueError("[broadcast_shapes] Must provide at least one shape.")
     return _broadcast_shapes(*(tuple(s) for s in shapes), op="broadcast_shapes")
 
 
@@ -1588,6 +1678,8 @@ def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
         axis = 0
     arrs = _promote("concatenate", *arrs)
     ax = _axis("concatenate", arrs[0].ndim, axis)
+    if builtins.all(x.ndim == arrs[0].ndim for x in arrs):
+        _check_dim("concatenate", builtins.sum(x.shape[ax] for x in arrs))
     if len(arrs) == 1:
         return arrs[0]
     return bind("concatenate", *arrs, axis=ax)
@@ -1775,6 +1867,7 @@ def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
     ax = _axis("repeat", a.ndim, axis)
     if repeats < 0:
         raise ValueError("[repeat] Number of repeats cannot be negative.")
+    _check_dim("repeat", a.shape[ax] * repeats)
     e = expand_dims(a, ax + 1)
     shape = list(e.shape)
     shape[ax + 1] = repeats

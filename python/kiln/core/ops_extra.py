@@ -571,6 +571,8 @@ def median(a, /, axis=None, keepdims: bool = False, *, stream=None) -> array:
     upper = rows[..., count // 2]
     out = upper if count % 2 else ops.multiply(ops.add(rows[..., count // 2 - 1], upper), 0.5)
     out = ops.astype(out, a.dtype)
+    # A NaN anywhere makes the median NaN (as in numpy and MLX), wherever the sort put it.
+    out = ops.where(ops.any(ops.isnan(rows), axis=-1), math.nan, out)
     if keepdims:
         out = ops.reshape(out, tuple(1 if i in axes else n for i, n in enumerate(a.shape)))
     return out
@@ -786,6 +788,8 @@ def slice_update(a, update, start_indices, axes, *, stream=None) -> array:
 def searchsorted(sorted_sequence, values, /, side: str = "left", *, stream=None) -> array:
     """The indices that keep `sorted_sequence` sorted when `values` are inserted before them.
 
+    The order is sort's: NaN follows every number.
+
     Args:
         sorted_sequence (array): A 1-D array sorted in ascending order.
         values (array): The values to insert.
@@ -795,22 +799,9 @@ def searchsorted(sorted_sequence, values, /, side: str = "left", *, stream=None)
         array: uint32 indices with the shape of `values`.
     """
     if side not in ("left", "right"):
-        raise ValueError(f"[searchsorted] side must be 'left' or 'right', got '{side}'.")
+        raise ValueError(f"[searchsorted] Invalid side '{side}'. Expected 'left' or 'right'.")
     seq, vals = ops._promote("searchsorted", sorted_sequence, values)
-    if seq.ndim != 1:
-        raise ValueError(f"[searchsorted] sorted_sequence must be 1-D but has {seq.ndim} dimensions.")
-    n = seq.shape[0]
-    lo = ops.zeros(vals.shape, dt.int32)
-    hi = ops.full(vals.shape, n, dt.int32)
-    # binary search, every value at once: ceil(log2(n + 1)) halvings of [lo, hi)
-    for _ in range(builtins.max(n, 1).bit_length()):
-        mid = ops.floor_divide(ops.add(lo, hi), 2)
-        probe = ops.take(seq, ops.minimum(mid, builtins.max(n - 1, 0)), axis=0) if n else vals
-        go_right = ops.less(probe, vals) if side == "left" else ops.less_equal(probe, vals)
-        active = ops.less(lo, hi)
-        lo = ops.where(ops.logical_and(active, go_right), ops.add(mid, 1), lo)
-        hi = ops.where(ops.logical_and(active, ops.logical_not(go_right)), mid, hi)
-    return ops.astype(lo, dt.uint32)
+    return bind("searchsorted", seq, vals, right=side == "right")
 
 
 def _scatter_sum(size: int, index: array, values: array) -> array:

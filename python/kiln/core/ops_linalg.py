@@ -242,14 +242,17 @@ def kron(a, b, *, stream=None) -> array:
         array: The Kronecker product, each element of ``a`` scaling a block shaped like ``b``.
     """
     x, y = ops._promote("kron", a, b)
+    if x.size == 0 or y.size == 0:
+        raise ValueError("[kron] Input arrays cannot be empty.")
     nd = max(x.ndim, y.ndim)
     x = ops.reshape(x, (1,) * (nd - x.ndim) + x.shape)
     y = ops.reshape(y, (1,) * (nd - y.ndim) + y.shape)
+    out_shape = tuple(ops._check_dim("kron", p * q) for p, q in zip(x.shape, y.shape))
     # Interleave: x's axes at even positions, y's at odd ones, then merge each pair.
     xe = ops.reshape(x, tuple(v for s in x.shape for v in (s, 1)))
     ye = ops.reshape(y, tuple(v for s in y.shape for v in (1, s)))
     out = ops.multiply(xe, ye)
-    return ops.reshape(out, tuple(p * q for p, q in zip(x.shape, y.shape)))
+    return ops.reshape(out, out_shape)
 
 
 # -- einsum ---------------------------------------------------------------------------------------------

@@ -25,6 +25,18 @@ def broadcast_shapes(*shapes, op="broadcast_shapes") -> tuple:
             return tuple(a)
         if not len(a):
             return tuple(b)
+        # Two shapes, right-aligned: the longer one's dimensions, each stretched where it is 1.
+        long, short = (a, b) if len(a) >= len(b) else (b, a)
+        out = list(long)
+        skip = len(long) - len(short)
+        for i, d in enumerate(short, skip):
+            e = out[i]
+            if d != e:
+                if e == 1:
+                    out[i] = d
+                elif d != 1:
+                    raise ValueError(f"[{op}] Shapes {tuple(a)} and {tuple(b)} cannot be broadcast.")
+        return tuple(out)
     else:
         first = ()
         for s in shapes:
@@ -389,6 +401,20 @@ def _subtract(x, y):
     return np.not_equal(x, y) if x.dtype == np.bool_ else np.subtract(x, y)
 
 
+def _logaddexp(x, y):
+    if not np.iscomplexobj(x):
+        return np.logaddexp(x, y)
+    # numpy has none for complex: hi + log1p(exp(lo - hi)), hi the larger in MLX's order (real part, then
+    # imaginary). The imaginary part is not wrapped into (-pi, pi], as in MLX.
+    x_is_hi = (x.real > y.real) | ((x.real == y.real) & (x.imag >= y.imag))
+    hi, lo = np.where(x_is_hi, x, y), np.where(x_is_hi, y, x)
+    with np.errstate(all="ignore"):
+        out = hi + np.log1p(np.exp(lo - hi))
+    out = np.where(np.isneginf(lo.real), hi, out)  # e^lo is 0 (and -inf - -inf would be NaN)
+    out = np.where(np.isnan(x) | np.isnan(y), complex(np.nan, np.nan), out)
+    return out.astype(x.dtype)
+
+
 @_as_bool_via_uint8
 def _floor_divide(x, y):
     if np.issubdtype(x.dtype, np.integer):
@@ -410,14 +436,11 @@ def _remainder(x, y):
 @_as_bool_via_uint8
 def _power(x, y):
     if np.issubdtype(x.dtype, np.integer):
-        # Integer powers wrap like repeated multiplication. A negative exponent gives 1/x**-y truncated toward
-        # zero: 0 except for x == 1 (1) and x == -1 (+-1). MLX returns 0 for all of them.
+        # Integer powers wrap like repeated multiplication. A negative exponent gives 0, whatever the base
+        # (even 1 and -1), as in MLX.
         with np.errstate(all="ignore"):
             positive = np.power(x, np.maximum(y, 0))
-        one = np.ones_like(x)
-        unit = np.where((x == 1) | (y % 2 == 0), one, x) if np.issubdtype(x.dtype, np.signedinteger) else one
-        negative = np.where((x == 1) | (x == -1) if np.issubdtype(x.dtype, np.signedinteger) else x == 1, unit, 0)
-        return np.where(y >= 0, positive, negative).astype(x.dtype)
+        return np.where(y >= 0, positive, 0).astype(x.dtype)
     return np.power(x, y)
 
 
@@ -455,7 +478,7 @@ binary("minimum", np.minimum,
        lambda x, y, o: (_o().astype(x <= y, x.dtype), _o().astype(x > y, x.dtype)), "kiln_minimum({0}, {1})")
 binary("arctan2", np.arctan2,
        lambda x, y, o: (y / (x * x + y * y), -x / (x * x + y * y)), "kiln_arctan2({0}, {1})")
-binary("logaddexp", np.logaddexp,
+binary("logaddexp", _logaddexp,
        lambda x, y, o: (_o().exp(x - o), _o().exp(y - o)), "kiln_logaddexp({0}, {1})")
 for _name, _fn, _c in [
     ("equal", np.equal, "({0} == {1})"),

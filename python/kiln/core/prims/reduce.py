@@ -193,6 +193,8 @@ def _scan_identity(fn, dtype):
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return info.min if fn is _cummax else info.max
+    if np.issubdtype(dtype, np.complexfloating):
+        return complex(-np.inf, -np.inf) if fn is _cummax else complex(np.inf, np.inf)  # as MLX
     return -np.inf if fn is _cummax else np.inf
 
 

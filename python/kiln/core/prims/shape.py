@@ -109,9 +109,18 @@ register(Primitive(
 
 # -- transpose -------------------------------------------------------------------------------------
 def _transpose_rule(x, axes):
-    if sorted(axes) != list(range(len(x.shape))):
-        raise ValueError(f"[transpose] Invalid permutation {tuple(axes)} for array with {len(x.shape)} dimensions.")
-    return tuple(x.shape[a] for a in axes), x.dtype
+    shape = x.shape
+    if sorted(axes) != list(range(len(shape))):
+        raise ValueError(f"[transpose] Invalid permutation {tuple(axes)} for array with {len(shape)} dimensions.")
+    return tuple(map(shape.__getitem__, axes)), x.dtype
+
+
+def _inverse_permutation(axes) -> tuple:
+    """The axes that undo transpose(axes) (numpy's argsort of a permutation, without a numpy call)."""
+    inverse = [0] * len(axes)
+    for i, a in enumerate(axes):
+        inverse[a] = i
+    return tuple(inverse)
 
 
 def _transpose_vmap(inputs, bdims, params):
@@ -121,7 +130,7 @@ def _transpose_vmap(inputs, bdims, params):
 
 register(Primitive(
     "transpose", SHAPE, impl=lambda x, axes: np.transpose(x, axes), shape_rule=_transpose_rule,
-    vjp=lambda ct, out, inputs, params: (_bind("transpose", ct, axes=tuple(np.argsort(params["axes"]).tolist())),),
+    vjp=lambda ct, out, inputs, params: (_bind("transpose", ct, axes=_inverse_permutation(params["axes"])),),
     jvp=lambda t, out, inputs, params: _bind("transpose", t[0], **params),
     vmap=_transpose_vmap,
 ))

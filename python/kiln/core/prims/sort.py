@@ -1,4 +1,4 @@
-"""Sorting primitives: sort, argsort, partition, argpartition along one (normalised) axis.
+"""Sorting primitives: sort, argsort, partition, argpartition along one (normalised) axis, and searchsorted.
 
 Each value primitive is defined as "its arg-twin's permutation applied to the input", so the value and the
 index forms always agree (on ties too) and gradients route through the same permutation.
@@ -146,3 +146,34 @@ register(Primitive("partition", OTHER, _partition_impl, _value_rule("partition",
 register(Primitive("argpartition", OTHER, _argpartition_impl, _index_rule("argpartition", True),
                    _index_vjp("argpartition"), _index_jvp, _vmap("argpartition"), differentiable=False,
                    doc="the uint32 permutation that partitions along `axis` around `kth`"))
+
+
+# -- searchsorted ---------------------------------------------------------------------------------------
+def _searchsorted_impl(sequence, values, right):
+    # numpy's order is sort's: NaN after every number, so a NaN value lands after the numbers
+    found = np.searchsorted(_sort_key(sequence), _sort_key(values), side="right" if right else "left")
+    return np.asarray(found, dtype=np.uint32)
+
+
+def _searchsorted_rule(sequence, values, right):
+    if len(sequence.shape) != 1:
+        raise ValueError(f"[searchsorted] The sorted sequence must be 1-D but has {len(sequence.shape)} "
+                         "dimensions.")
+    if sequence.dtype != values.dtype:
+        raise ValueError(f"[searchsorted] internal: operands must share a dtype, got {sequence.dtype} and "
+                         f"{values.dtype}")
+    return tuple(values.shape), dt.uint32
+
+
+def _searchsorted_vmap(inputs, bdims, params):
+    # each value is searched on its own, so a batch of values is a batch of results; a batch of sequences
+    # would need one search per sequence, which MLX refuses too
+    if bdims[0] is not None:
+        raise ValueError("[searchsorted] Cannot vmap over the sorted sequence, only over the values being "
+                         "searched for.")
+    return _bind("searchsorted", *inputs, **params), bdims[1]
+
+
+register(Primitive("searchsorted", OTHER, _searchsorted_impl, _searchsorted_rule, _index_vjp("searchsorted"),
+                   _index_jvp, _searchsorted_vmap, differentiable=False,
+                   doc="uint32 insertion points of `values` in the 1-D ascending `sequence` (NaN last)"))

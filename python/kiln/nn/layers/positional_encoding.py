@@ -3,21 +3,48 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import kiln.core as mx
+from kiln.core.array import transform_depth
 
 from .base import Module
 
 
-def rope(x, dims: int, traditional: bool, base: float, scale: float, offset=0):
-    """Rotate the first ``dims`` features of x (positions along axis -2) by position-dependent angles."""
-    seq_len = x.shape[-2]
-    half = dims // 2
+def _cos_sin(seq_len: int, half: int, base: float, scale: float, offset):
+    """cos and sin of the rotation angles, (L, dims/2) float32 (they depend on positions, not on x)."""
     positions = (mx.arange(seq_len, dtype=mx.float32) + offset) * scale
     inv_freq = mx.exp(mx.arange(half, dtype=mx.float32) * (-math.log(base) / half))
     angles = mx.expand_dims(positions, 1) * mx.expand_dims(inv_freq, 0)  # (L, dims/2)
-    cos = mx.cos(angles)
-    sin = mx.sin(angles)
+    return mx.cos(angles), mx.sin(angles)
+
+
+class _LastTable(threading.local):
+    """Per thread, the last (key, cos, sin) built outside transforms. A decode step asks for the same table for
+    the queries and keys of every layer; sharing its nodes (the same operations on the same scalars, so the
+    same values) saves building and evaluating them again. Inside grad, vmap or compile tables are built afresh."""
+
+    entry = (None, None, None)
+
+
+_last_table = _LastTable()
+
+
+def _shared_cos_sin(seq_len: int, half: int, base: float, scale: float, offset):
+    if type(offset) is not int or transform_depth() > 0:
+        return _cos_sin(seq_len, half, base, scale, offset)
+    key = (seq_len, half, offset, repr(base), repr(scale))  # repr: -0.0 and 0.0 differ, 1 and 1.0 too
+    last_key, cos, sin = _last_table.entry
+    if last_key != key:
+        cos, sin = _cos_sin(seq_len, half, base, scale, offset)
+        _last_table.entry = (key, cos, sin)
+    return cos, sin
+
+
+def rope(x, dims: int, traditional: bool, base: float, scale: float, offset=0):
+    """Rotate the first ``dims`` features of x (positions along axis -2) by position-dependent angles."""
+    half = dims // 2
+    cos, sin = _shared_cos_sin(x.shape[-2], half, base, scale, offset)
     rotated, rest = (x, None) if dims == x.shape[-1] else mx.split(x, [dims], axis=-1)
     if traditional:
         pairs = rotated.reshape(*rotated.shape[:-1], half, 2)
