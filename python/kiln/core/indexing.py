@@ -70,9 +70,6 @@ def _classify(k, op: str):
     if isinstance(k, (int, np.integer)):
         return ("int", _int32_index(k))
     if isinstance(k, slice):
-        for bound in (k.start, k.stop, k.step):
-            if isinstance(bound, (int, np.integer)):
-                _int32_index(bound)
         return ("slice", k)
     if isinstance(k, (array, list, tuple, np.ndarray)):
         return ("array", _index_array(k, op))
@@ -85,6 +82,9 @@ def _slice_bounds(s: slice, n: int, op: str) -> tuple:
         parts = [None if p is None else operator.index(p) for p in (s.start, s.stop, s.step)]
     except TypeError:
         raise IndexingError(f"[{op}] Slice indices must be integers or None, got {s!r}.") from None
+    for part in parts:
+        if part is not None:
+            _int32_index(part)
     if parts[2] == 0:
         raise IndexingError(f"[{op}] Slice step cannot be zero.")
     start, stop, step = slice(*parts).indices(n)
