@@ -94,8 +94,8 @@ _BUFFER_FORMAT = {
 
 
 def _private_copy(data: np.ndarray) -> np.ndarray:
-    """A writable copy of `data` in the same layout: broadcast axes keep stride 0 and a permuted order keeps
-    its strides, as the views MLX hands out report them."""
+    """A writable copy of `data` in the same layout: broadcast axes keep stride 0, a permuted or stepped
+    order keeps its strides, as the views MLX hands out report them (negative strides become positive)."""
     if data.size and all(stride >= 0 and stride % data.itemsize == 0 for stride in data.strides):
         return copy_layout(data)
     broadcast = tuple(stride == 0 and n > 1 for n, stride in zip(data.shape, data.strides))

@@ -478,7 +478,6 @@ class AtIndexer:
         raise AttributeError(f"'AtIndexer' object has no attribute '{name}'")
 
 
-
 # -- take, take_along_axis, put_along_axis --------------------------------------------------------------
 def _check_axis(op: str, ndim: int, axis) -> int:
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, (bool, np.bool_)):
