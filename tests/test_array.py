@@ -3,6 +3,7 @@ and laziness (ops record nodes; eval, item, tolist, numpy conversion and printin
 
 import gc
 import sys
+import warnings
 import weakref
 
 import kiln.core as mx
@@ -64,11 +65,66 @@ def test_truth_value_of_one_element():
 
 def test_scalar_conversions():
     assert int(mx.array(2.7)) == 2 and float(mx.array(2)) == 2.0
+    assert complex(mx.array(1.5)) == 1.5 + 0j and complex(mx.array(1 - 2j, mx.complex64)) == 1 - 2j
+    assert complex(mx.array([[3]], mx.bfloat16)) == 3 + 0j
     assert [0, 1, 2][mx.array(1)] == 1
     with pytest.raises(TypeError):
         [0, 1, 2][mx.array(1.0)]
+    for convert in (bool, int, float, complex):
+        for a in (mx.zeros((2, 1)), mx.zeros((0,))):
+            with pytest.raises(ValueError, match=r"^\[convert\] Only length-1 arrays can be converted"):
+                convert(a)
+
+
+def test_scalar_conversion_errors_match_mlx(mlx):
+    for convert in (bool, int, float, complex):
+        errors = []
+        for lib in (mx, mlx):
+            with pytest.raises(Exception) as info:
+                convert(lib.zeros((2, 1)))
+            errors.append((type(info.value), str(info.value)))
+        assert errors[0] == errors[1]
+
+
+def test_format_spec_applies_to_0d_arrays():
+    assert f"{mx.arange(3)[0]:.2f}" == "0.00" and f"{mx.array(0.35487):.1f}" == "0.4"
+    assert f"{mx.array(1 + 2j, mx.complex64):.1f}" == "1.0+2.0j" and f"{mx.array(7):>4}" == "   7"
+    assert f"{mx.array([1, 2, 3])}" == "array([1, 2, 3], dtype=int32)" == format(mx.array([1, 2, 3]), "")
+    with pytest.raises(TypeError, match="unsupported format string passed to mx.array.__format__"):
+        f"{mx.arange(3):.2f}"
+    with pytest.raises(TypeError):
+        f"{mx.array([2.5]):.1f}"  # size 1 is not enough, as in MLX: the array must be 0-d
+
+
+def test_array_namespace_info():
+    info = mx.__array_namespace_info__()
+    assert info.default_device() == mx.default_device()
+    assert info.default_dtypes() == {"real floating": mx.float32, "complex floating": mx.complex64,
+                                     "integral": mx.int32, "indexing": mx.int32}
+    assert info.dtypes(device=mx.Device(mx.cpu), kind="real floating") == {"float32": mx.float32,
+                                                                            "float64": mx.float64}
+    assert info.dtypes(device=mx.Device(mx.gpu), kind="real floating") == {"float32": mx.float32}
+    assert info.dtypes(kind=("bool", "complex floating")) == {"bool": mx.bool_, "complex64": mx.complex64}
+    assert list(info.dtypes(kind="integral")) == ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                                                  "uint64"]
     with pytest.raises(ValueError):
-        int(mx.array([1, 2]))
+        info.dtypes(kind="invalid")
+    with pytest.raises(TypeError):
+        info.default_dtypes(device="cpu")
+
+
+def test_array_namespace_info_matches_mlx(mlx):
+    ours, theirs = mx.__array_namespace_info__(), mlx.__array_namespace_info__()
+
+    def names(table):
+        return {k: str(v).split(".")[-1] for k, v in table.items()}
+
+    assert ours.capabilities() == theirs.capabilities()
+    assert names(ours.dtypes()) == names(theirs.dtypes()) and list(ours.dtypes()) == list(theirs.dtypes())
+    for kind in ("bool", "signed integer", "unsigned integer", "integral", "real floating", "complex floating",
+                 "numeric"):
+        assert names(ours.dtypes(kind=kind)) == names(theirs.dtypes(kind=kind))
+    assert [repr(d) for d in ours.devices()] == [repr(d) for d in theirs.devices()]
 
 
 def test_hash_is_by_identity():
@@ -109,12 +165,21 @@ def test_buffer_protocol_matches_numpy(np_dtype):
 
 @needs_buffer
 def test_buffer_protocol_bfloat16_and_bytes():
-    # bfloat16 has no PEP 3118 character: MLX reports "B" with item size 2, which numpy refuses.
+    # bfloat16 has no PEP 3118 character: MLX 0.32 reports the format "bfloat16", which numpy refuses.
     view = memoryview(mx.ones((3, 4), mx.bfloat16))
-    assert (view.format, view.itemsize, view.strides) == ("B", 2, (8, 2))
-    with pytest.raises(RuntimeError, match="Item size 2 for PEP 3118 buffer format string"):
+    assert (view.format, view.itemsize, view.strides) == ("bfloat16", 2, (8, 2))
+    with pytest.raises(ValueError, match="'bfloat16' is not a valid PEP 3118 buffer format string"):
         np.array(mx.array([1.5], mx.bfloat16))
     assert bytes(mx.array([1, 258], mx.int16)) == np.array([1, 258], np.int16).tobytes()
+    assert bytes(mx.array([1.0, -2.0], mx.bfloat16)) == b"\x80?\x00\xc0"  # the float32 bits' high halves
+
+
+@needs_buffer
+def test_buffer_protocol_bfloat16_as_mlx(mlx):
+    ours, theirs = memoryview(mx.ones((2, 3), mx.bfloat16)), memoryview(mlx.ones((2, 3), mlx.bfloat16))
+    assert (ours.format, ours.itemsize, ours.shape, ours.strides) == (
+        theirs.format, theirs.itemsize, theirs.shape, theirs.strides)
+    assert bytes(mx.array([0.5, 3.0], mx.bfloat16)) == bytes(mlx.array([0.5, 3.0], mlx.bfloat16))
 
 
 @needs_buffer
@@ -256,3 +321,73 @@ def test_get_array_buffer_size_counts_each_buffer_once_over_trees():
     assert mx.get_array_buffer_size() == 0 and mx.get_array_buffer_size(mx.array([])) == 0
     b = mx.array([5.0, 6.0])
     assert mx.get_array_buffer_size(a, [b]) == size + 8
+
+
+# -- DLPack import -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("np_dtype, dtype", [
+    (np.bool_, "bool_"), (np.uint8, "uint8"), (np.uint64, "uint64"), (np.int16, "int16"), (np.int64, "int64"),
+    (np.float16, "float16"), (np.float32, "float32"), (np.float64, "float32"), (np.complex64, "complex64"),
+    (np.complex128, "complex64")])
+def test_from_dlpack_dtypes_as_mlx(np_dtype, dtype):
+    # float64 and complex128 narrow to MLX's default float and complex dtypes, as mx.array(numpy) does.
+    x = (np.arange(6) % 3).astype(np_dtype)
+    got = mx.from_dlpack(x)
+    assert got.dtype == getattr(mx, dtype)
+    np.testing.assert_array_equal(np.array(got), x.astype(got.dtype.np))
+
+
+@needs_buffer
+@pytest.mark.parametrize("make", [
+    lambda: np.arange(12, dtype=np.float32).reshape(3, 4).T,
+    lambda: np.arange(20, dtype=np.int32)[2:10:2],
+    lambda: np.broadcast_to(np.array([7], dtype=np.int32), (3,)),
+    lambda: np.arange(60, dtype=np.int16).reshape(3, 4, 5)[:, ::2, 1::3].transpose(2, 0, 1)])
+def test_from_dlpack_copies_and_keeps_the_layout(make):
+    source = make()
+    got = mx.from_dlpack(source)
+    view = memoryview(got)
+    assert view.strides == source.strides and view.c_contiguous == source.flags.c_contiguous
+    np.testing.assert_array_equal(np.array(got), source)
+    np.testing.assert_array_equal(np.array(got + 1), source + 1)
+    expected = source.copy()
+    if source.flags.writeable:
+        source[...] = 0  # a copy: later writes to the source are not seen
+    np.testing.assert_array_equal(np.array(got), expected)
+
+
+def test_from_dlpack_float64_keeps_its_layout_in_float32():
+    source = np.arange(12.0).reshape(3, 4).T
+    got = mx.from_dlpack(source)
+    assert got.dtype == mx.float32 and got._numpy().strides == (4, 16)  # the float64 strides, scaled
+    np.testing.assert_array_equal(np.array(got), source.astype(np.float32))
+
+
+def test_from_dlpack_errors():
+    with pytest.raises(ValueError, match=r"^Cannot convert DLPack arrays with negative strides"):
+        mx.from_dlpack(np.arange(5, dtype=np.float32)[::-1])
+    with pytest.raises(ValueError, match=r"^\[convert\] Cannot import a CPU array without a copy\."):
+        mx.from_dlpack(np.arange(3, dtype=np.float32), copy=False)
+    with pytest.raises(TypeError):
+        mx.from_dlpack([1, 2])
+    assert mx.from_dlpack(np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_from_dlpack_errors_match_mlx(mlx):
+    for source, copy in ((np.arange(5, dtype=np.float32)[::-1], None), (np.arange(3, dtype=np.float32), False)):
+        errors = []
+        for lib in (mx, mlx):
+            with pytest.raises(ValueError) as info:
+                lib.from_dlpack(source, copy=copy)
+            errors.append(str(info.value))
+        assert errors[0] == errors[1]
+
+
+def test_from_dlpack_torch():
+    torch = pytest.importorskip("torch")
+    got = mx.from_dlpack(torch.tensor([1.5, -2.0, 3.0], dtype=torch.bfloat16))
+    assert got.dtype == mx.bfloat16 and got.tolist() == [1.5, -2.0, 3.0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # torch calls complex32 experimental
+        complex32 = torch.ones(3, dtype=torch.complex32)
+    with pytest.raises(ValueError, match="Cannot convert array to mlx"):  # a dtype MLX has not
+        mx.from_dlpack(complex32)

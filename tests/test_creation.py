@@ -52,6 +52,55 @@ def test_array_from_arrays_and_non_contiguous_numpy():
     np.testing.assert_array_equal(np.array(mx.array(view)), view)
 
 
+def test_lists_mixing_arrays_and_scalars_stack_their_elements():
+    # Each element converts on its own, then they stack: Python ints beside a float16 array stay float16.
+    half = mx.array([1.5], mx.float16)
+    got = mx.array([[half, [2]], [[3], mx.array([True])]])
+    assert got.dtype == mx.float16 and got.tolist() == [[[1.5], [2.0]], [[3.0], [1.0]]]
+    assert mx.array([mx.array([7], mx.bfloat16), [2]]).dtype == mx.bfloat16
+    assert mx.array([mx.array([7], mx.bfloat16), [2.0]]).dtype == mx.float32  # [2.0] alone is float32
+    assert mx.array([mx.array(4, mx.int64), 2]).dtype == mx.int64
+    assert mx.array([mx.array([1], mx.int64), [2]], mx.int16).dtype == mx.int16
+    for bad in ([half, 1.0], [1.0, half], [[half, 1.0]], [[], half]):
+        with pytest.raises(ValueError, match=r"^Initialization encountered non-uniform length\.$"):
+            mx.array(bad)
+
+
+def test_lists_holding_arrays_stay_in_the_graph():
+    def f(x):
+        return (2 * mx.array([[x, [3.0]], [[1.0], x]])).sum()
+
+    assert mx.grad(f)(mx.array([1.0])).item() == 4.0
+
+
+def test_lists_holding_arrays_match_mlx(mlx):
+    from itertools import permutations
+
+    names = ["bool_", "uint8", "int8", "int32", "int64", "uint64", "float16", "bfloat16", "float32", "complex64"]
+    for a, b in permutations(names, 2):
+        for fill in (2.0, 2):
+            results = []
+            for lib in (mx, mlx):
+                x, y = lib.array([True], getattr(lib, a)), lib.array([False], getattr(lib, b))
+                z = lib.array([[x, [fill]], [[3], y]])
+                results.append((str(z.dtype).split(".")[-1], z.astype(lib.float32).tolist()))
+            assert results[0] == results[1], (a, b, fill)
+
+
+def test_array_from_buffer_protocol_objects():
+    import array as pyarray
+
+    assert mx.array(b"Hello").dtype == mx.uint8 and mx.array(b"Hello").tolist() == [72, 101, 108, 108, 111]
+    assert mx.array(bytearray([1, 2, 3])).tolist() == [1, 2, 3] and mx.array(b"").shape == (0,)
+    assert mx.array(b"ab", mx.float32).tolist() == [97.0, 98.0]
+    floats = mx.array(pyarray.array("d", [1.5, 2.5]))  # float64 buffers become float32, as numpy arrays do
+    assert floats.dtype == mx.float32 and floats.tolist() == [1.5, 2.5]
+    strided = mx.array(memoryview(np.arange(6, dtype=np.int16))[::2])
+    assert strided.dtype == mx.int16 and strided.tolist() == [0, 2, 4]
+    with pytest.raises(ValueError, match="Invalid type str"):
+        mx.array("abc")
+
+
 def test_array_copies_its_numpy_source():
     src = np.array([1.0, 2.0], np.float32)
     a = mx.array(src)

@@ -269,6 +269,23 @@ def test_setitem_boolean_mask():
         b[mx.array([True, False])] = 1.0
 
 
+@pytest.mark.parametrize("mask", [True, False, np.True_, [True, False, True], np.array([False, True, True])])
+def test_setitem_python_and_numpy_masks_as_numpy(mask):
+    # A bare bool is a 0-d mask: True sets every element, False none (numpy's and MLX's a[True] = v).
+    x = _base((3, 2))
+    a = mx.array(x)
+    a[mask] = 9.0
+    want = x.copy()
+    want[mask] = 9.0
+    np.testing.assert_array_equal(np.array(a), want)
+
+
+def test_setitem_mask_shape_must_lead_the_array():
+    for shape in ((1, 10, 10), (10, 10, 1)):
+        with pytest.raises(ValueError):
+            mx.arange(1000).reshape(10, 10, 10)[np.zeros(shape, dtype=bool)] = 0
+
+
 def test_setitem_boolean_mask_consumes_values_in_order():
     a = mx.arange(6).reshape(2, 3)
     a[mx.array([[True, False, True], [False, True, False]])] = mx.array([10, 20, 30, 40])  # extra ignored
@@ -375,6 +392,23 @@ def test_at_errors():
         mx.arange(5).at[7].add(1)
     with pytest.raises(ValueError, match=r"^\[at\] Cannot broadcast"):
         mx.arange(5).at[I(0, 1)].add(mx.array([1, 2, 3]))
+    with pytest.raises(ValueError, match=r"^Must give indices to array.at"):
+        mx.array(1).at.add(1)  # the key is missing: MLX's ValueError, not an AttributeError
+    with pytest.raises(AttributeError):
+        mx.array(1).at.nonexistent
+    assert mx.array(1).at[None].add(1).item() == 2
+
+
+@pytest.mark.parametrize("key", [2**32, 2**31, -(2**31) - 1, slice(None, 2**32), slice(2**31, None),
+                                 slice(None, None, 2**31), (Ellipsis, 2**31)])
+def test_indices_and_slice_bounds_beyond_int32_are_value_errors(key):
+    # MLX's indices are int32: larger ones raise ValueError (before any bounds check), for get and set.
+    x = mx.array([0, 1, 2])
+    with pytest.raises(ValueError, match=r"^Slice indices must be 32-bit integers\.$"):
+        x[key]
+    with pytest.raises(ValueError, match=r"^Slice indices must be 32-bit integers\.$"):
+        x[key] = 1
+    assert x[:-(2**31)].tolist() == [] and x[:2**31 - 1].tolist() == [0, 1, 2]  # the edges of int32 are fine
 
 
 # -- take / take_along_axis / put_along_axis --------------------------------------------------------

@@ -48,8 +48,31 @@ def test_module_is_a_tree_of_its_parameters():
     names = [k for k, _ in m.named_modules()]
     assert names[0] == "" and set(names) == {"", "linear", "layers.0", "layers.1"}
     assert len(m.modules()) == 4
+
     with pytest.raises(AttributeError):
         _ = m.missing
+
+
+def test_tree_flatten_into_a_dict_or_a_list():
+    tree = {"w": [mx.zeros((2,)), {"b": 3}], "s": 1.5}
+    flat = tree_flatten(tree, destination={})
+    assert list(flat) == ["w.0", "w.1.b", "s"]
+    assert flat["w.1.b"] == 3 and flat["s"] == 1.5
+    pairs = [("seed", 0)]
+    assert tree_flatten(tree, destination=pairs) is pairs
+    assert [k for k, _ in pairs] == ["seed", "w.0", "w.1.b", "s"]
+    with pytest.raises(ValueError, match="Destination"):
+        tree_flatten(tree, destination=(1, 2))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_additive_causal_mask_uses_the_dtypes_lowest_finite(dtype):
+    mask = nn.MultiHeadAttention.create_additive_causal_mask(4, getattr(mx, dtype))
+    lowest = np.finfo(np.float32 if dtype != "float16" else np.float16).min
+    if dtype == "bfloat16":
+        lowest = -3.3895313892515355e38  # bfloat16's largest finite magnitude (0x7F7F)
+    expected = np.triu(np.full((4, 4), lowest, np.float32), 1)
+    np.testing.assert_array_equal(np.array(mask.astype(mx.float32)), expected)
 
 
 def test_freeze_unfreeze_and_trainable_parameters():

@@ -52,19 +52,40 @@ def tree_map_with_path(fn, tree, *rest, is_leaf=None, path=None):
 
 
 def tree_flatten(tree, prefix: str = "", is_leaf=None, destination=None):
-    """A list of (dotted path, leaf) pairs, in order (MLX's `tree_flatten`)."""
-    out = [] if destination is None else destination
+    """Flatten a Python tree into (dotted path, leaf) pairs, in order (MLX's `tree_flatten`).
+
+    Args:
+        tree: The tree (nested lists, tuples and dicts) to flatten.
+        prefix (str): A prefix for the keys; its first character is dropped.
+        is_leaf (callable, optional): Returns True for objects to keep whole as leaves.
+        destination (list or dict, optional): Where the pairs go: a list receives (key, leaf) tuples, a
+            dict maps each key to its leaf. Default: a new list.
+
+    Returns:
+        The destination, filled.
+    """
+    if destination is None:
+        destination = []
+    if not isinstance(destination, (list, dict)):
+        raise ValueError("Destination should be either a list or a dictionary or None")
     if is_leaf is not None and is_leaf(tree):
-        out.append((prefix[1:], tree))
+        _store(destination, prefix[1:], tree)
     elif isinstance(tree, (list, tuple)):
         for i, child in enumerate(tree):
-            tree_flatten(child, f"{prefix}.{i}", is_leaf, out)
+            tree_flatten(child, f"{prefix}.{i}", is_leaf, destination)
     elif isinstance(tree, dict):
         for k, child in tree.items():
-            tree_flatten(child, f"{prefix}.{k}", is_leaf, out)
+            tree_flatten(child, f"{prefix}.{k}", is_leaf, destination)
     else:
-        out.append((prefix[1:], tree))
-    return out
+        _store(destination, prefix[1:], tree)
+    return destination
+
+
+def _store(destination, key: str, leaf) -> None:
+    if isinstance(destination, dict):
+        destination[key] = leaf
+    else:
+        destination.append((key, leaf))
 
 
 def tree_unflatten(tree):

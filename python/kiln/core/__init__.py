@@ -6,6 +6,7 @@ from .. import __version__  # noqa: F401  (kiln's own version, as mx.__version__
 
 from .array import ArrayIterator, ArrayLike, array  # noqa: F401
 from .indexing import AtIndexer as ArrayAt  # noqa: F401  (MLX's name for the `array.at` helper)
+from .array_api_info import __array_namespace_info__  # noqa: F401
 from .dtypes import (  # noqa: F401
     Dtype, DtypeCategory, bfloat16, bool_, complex64, complexfloating, float16, float32, float64, floating,
     generic, inexact, int8, int16, int32, int64, integer, issubdtype, number, signedinteger, uint8, uint16,

@@ -85,23 +85,55 @@ def placeholder_message(origin: str) -> str:
 
 
 # The PEP 3118 format each dtype's buffer reports: MLX's ("q"/"Q" for 64-bit integers where numpy says "l"/"L";
-# bfloat16, which has no format character, as "B" with item size 2, so numpy refuses it as MLX's does).
+# bfloat16, which has no format character, as the string "bfloat16", which numpy refuses as it does MLX's).
 _BUFFER_FORMAT = {
     dt.bool_: "?", dt.uint8: "B", dt.uint16: "H", dt.uint32: "I", dt.uint64: "Q", dt.int8: "b", dt.int16: "h",
-    dt.int32: "i", dt.int64: "q", dt.float16: "e", dt.bfloat16: "B", dt.float32: "f", dt.float64: "d",
+    dt.int32: "i", dt.int64: "q", dt.float16: "e", dt.bfloat16: "bfloat16", dt.float32: "f", dt.float64: "d",
     dt.complex64: "Zf",
 }
 
 
 def _private_copy(data: np.ndarray) -> np.ndarray:
-    """A writable copy of `data` in the same layout: broadcast axes keep stride 0 and a permuted order keeps
-    its strides, as the views MLX hands out report them."""
+    """A writable copy of `data` in the same layout: broadcast axes keep stride 0, a permuted or stepped
+    order keeps its strides, as the views MLX hands out report them (negative strides become positive)."""
+    if data.size and all(stride >= 0 and stride % data.itemsize == 0 for stride in data.strides):
+        return copy_layout(data)
     broadcast = tuple(stride == 0 and n > 1 for n, stride in zip(data.shape, data.strides))
     copy = np.array(data[tuple(slice(0, 1) if b else slice(None) for b in broadcast)], order="K")
     if not any(broadcast):
         return copy
     strides = tuple(0 if b else stride for b, stride in zip(broadcast, copy.strides))
     return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+def copy_layout(data: np.ndarray, np_dtype=None) -> np.ndarray:
+    """A copy of the memory that `data` (non-empty, strides >= 0, in whole elements) spans, viewed with its
+    shape and strides, so gaps, stride-0 axes and a permuted order survive (MLX keeps an imported layout).
+
+    Args:
+        data (np.ndarray): The source.
+        np_dtype (optional): Convert to this numpy dtype; the strides scale with the item size.
+
+    Returns:
+        np.ndarray: The copy.
+    """
+    itemsize = data.itemsize
+    count = 1 + sum((n - 1) * stride for n, stride in zip(data.shape, data.strides)) // itemsize
+    spanned = np.lib.stride_tricks.as_strided(data, (count,), (itemsize,))  # every element in the span, in order
+    with np.errstate(all="ignore"):  # the gaps between elements may hold any bits
+        copy = spanned.astype(np_dtype or data.dtype)
+    strides = tuple(stride // itemsize * copy.itemsize for stride in data.strides)
+    return np.lib.stride_tricks.as_strided(copy, data.shape, strides)
+
+
+def default_dtype(np_dtype) -> dt.Dtype:
+    """The dtype MLX gives a numpy (or DLPack) array: its own, except float64 -> float32, complex128 ->
+    complex64."""
+    if np_dtype == np.float64:
+        return dt.float32
+    if np_dtype == np.complex128:
+        return dt.complex64
+    return dt.from_numpy(np_dtype)
 
 
 class array(ArrayBuffer):
@@ -113,19 +145,21 @@ class array(ArrayBuffer):
     def __init__(self, val, dtype=None):
         self._consumers = None
         source = _lazy_source(val, dtype)
-        if source is not None:
-            # array(x) of arrays stays in the graph, so grad, vmap and compile see through it (as MLX).
-            node = bind("copy", source)
-            self._replace_with(node)
-            for x in self._inputs:
-                _register_consumer(x, self)
-            return
-        data, d = _to_numpy(val, dt.dtype_arg(dtype, "array") if dtype is not None else None)
-        self._set_data(data, d)
-        self._prim = None
-        self._inputs = ()
-        self._params = None
-        self._placeholder = None
+        if source is None:
+            data, d = _to_numpy(val, dt.dtype_arg(dtype, "array") if dtype is not None else None)
+            if not isinstance(data, array):
+                self._set_data(data, d)
+                self._prim = None
+                self._inputs = ()
+                self._params = None
+                self._placeholder = None
+                return
+            source = data  # a list holding arrays: their stack
+        # array(x) of arrays stays in the graph, so grad, vmap and compile see through it (as MLX).
+        node = bind("copy", source)
+        self._replace_with(node)
+        for x in self._inputs:
+            _register_consumer(x, self)
 
     # -- construction helpers used by the library --------------------------------------------
     @classmethod
@@ -280,16 +314,32 @@ class array(ArrayBuffer):
 
         return kiln.core
 
-    def __bool__(self) -> bool:
+    def _scalar(self):
+        """The single element as a Python scalar, for bool(), int(), float() and complex()."""
         if self.size != 1:
-            raise ValueError("The truth value of an array with more than one element is ambiguous.")
-        return bool(self.item())
+            raise ValueError("[convert] Only length-1 arrays can be converted to Python scalars.")
+        return self.item()
+
+    def __bool__(self) -> bool:
+        return bool(self._scalar())
 
     def __int__(self) -> int:
-        return int(self.item())
+        return int(self._scalar())
 
     def __float__(self) -> float:
-        return float(self.item())
+        return float(self._scalar())
+
+    def __complex__(self) -> complex:
+        return complex(self._scalar())
+
+    def __format__(self, spec: str) -> str:
+        # As MLX: a format spec applies to 0-d arrays only (formatting their Python scalar); larger arrays
+        # take the empty spec alone, which prints them.
+        if not spec:
+            return str(self)
+        if self.ndim != 0:
+            raise TypeError("unsupported format string passed to mx.array.__format__")
+        return format(self.item(), spec)
 
     def __index__(self) -> int:
         if not dt.is_integer(self._dtype):
@@ -638,14 +688,17 @@ def _infer_list_dtype(flat) -> dt.Dtype:
     raise ValueError("[array] Integer values do not fit in int64.")
 
 
-def _flatten_list(val, out):
+def _flatten_list(val, out) -> bool:
+    """Append the scalars of a nested list to `out`; stop and answer True at an array (the list stacks)."""
     for v in val:
         if isinstance(v, (list, tuple)):
-            _flatten_list(v, out)
+            if _flatten_list(v, out):
+                return True
         elif isinstance(v, array):
-            out.append(v.item() if v.ndim == 0 else 0.0 if dt.is_floating(v.dtype) else 0)
+            return True
         else:
             out.append(v)
+    return False
 
 
 @typing.runtime_checkable
@@ -673,21 +726,31 @@ class ArrayIterator:
 
 
 def _lazy_source(val, dtype):
-    """For array(x) where x is an array or a list/tuple of arrays: the lazy array to copy, else None."""
+    """For array(x) where x is an array (or converts itself to one): the lazy array to copy, else None."""
     if not isinstance(val, array) and hasattr(type(val), "__mlx_array__"):
         val = val.__mlx_array__()  # MLX's ArrayLike protocol: the object converts itself
     if isinstance(val, array):
         return val if dtype is None else ops.astype(val, dtype)
-    if isinstance(val, (list, tuple)) and val and all(isinstance(v, array) for v in val):
-        if len({v.shape for v in val}) > 1:
-            raise ValueError("[array] Initialization encountered non-uniform length.")
-        d = dt.dtype_arg(dtype, "array") if dtype is not None else dt.result_type(*val)
-        return ops.stack([ops.astype(v, d) for v in val])
     return None
 
 
+def _stack_list(val, dtype) -> array:
+    """array(val) for a list holding arrays, built as MLX builds it: each element becomes an array on its own
+    (with `dtype` when given), and these stack, so the dtype promotes the elements' dtypes (a float16 array
+    beside Python ints stays float16) and the arrays stay in the graph."""
+    parts = [v if isinstance(v, array) else array(v, dtype) for v in val]
+    if len({p.shape for p in parts}) > 1:
+        raise ValueError(_NON_UNIFORM)
+    d = dtype or dt.result_type(*parts)
+    return ops.stack([ops.astype(p, d) for p in parts])
+
+
+_NON_UNIFORM = "Initialization encountered non-uniform length."  # MLX's message, which names no op
+
+
 def _to_numpy(val, dtype):
-    """Convert a Python/numpy value to (numpy buffer, kiln dtype) with MLX's default dtypes."""
+    """Convert a Python/numpy value to (numpy buffer, kiln dtype) with MLX's default dtypes; a list holding
+    arrays gives (their lazy stack, its dtype) instead."""
     if isinstance(val, array):
         data = val._numpy()
         d = dtype or val.dtype
@@ -700,22 +763,17 @@ def _to_numpy(val, dtype):
                 raise ValueError(f"[array] Integer {val} does not fit in int64.")
         return _cast(np.array(val), d), d
     if isinstance(val, (list, tuple)):
-        if any(isinstance(v, array) for v in val) and all(isinstance(v, array) for v in val):
-            parts = [v._numpy() for v in val]
-            shapes = {p.shape for p in parts}
-            if len(shapes) > 1:
-                raise ValueError("[array] Initialization encountered non-uniform length.")
-            d = dtype or (dt.result_type(*val) if val else dt.float32)
-            return _cast(np.stack([p.astype(d.np) for p in parts]) if parts else np.zeros((0,), d.np), d), d
         flat = []
-        _flatten_list(val, flat)
+        if _flatten_list(val, flat):
+            stacked = _stack_list(val, dtype)
+            return stacked, stacked.dtype
         d = dtype or _infer_list_dtype(flat)
         try:
             data = np.array(val, dtype=object if d == dt.bfloat16 else None)
         except ValueError:
-            raise ValueError("[array] Initialization encountered non-uniform length.") from None
+            raise ValueError(_NON_UNIFORM) from None
         if data.dtype == object and d != dt.bfloat16:
-            raise ValueError("[array] Initialization encountered non-uniform length.")
+            raise ValueError(_NON_UNIFORM)
         if not flat and data.size == 0:
             d = dtype or dt.float32
         return _cast(data, d), d
@@ -726,21 +784,27 @@ def _to_numpy(val, dtype):
                 raise OverflowError(f"Shape dimension {n} is outside the supported range [-2147483648, "
                                     "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
         if dtype is None:
-            if data.dtype == np.float64:
-                dtype = dt.float32
-            elif data.dtype == np.complex128:
-                dtype = dt.complex64
-            else:
-                dtype = dt.from_numpy(data.dtype)
+            dtype = default_dtype(data.dtype)
         return _cast(data, dtype), dtype
     if hasattr(val, "__array__"):
         return _to_numpy(_foreign_numpy(val), dtype)
+    if _exports_buffer(val):
+        # The buffer protocol, as MLX reads it: bytes are uint8, array.array('f') float32, and so on.
+        return _to_numpy(np.asarray(memoryview(val)), dtype)
     if val is None:
         raise TypeError("[array] Cannot convert None to an array.")
     raise ValueError(f"[array] Invalid type {type(val).__name__} received in array initialization.")
 
 
 _INT32_MAX = 2**31 - 1
+
+
+def _exports_buffer(val) -> bool:
+    try:
+        memoryview(val).release()
+    except TypeError:
+        return False
+    return True
 
 
 def _foreign_numpy(val) -> np.ndarray:

@@ -53,6 +53,13 @@ def _index_array(k, op: str) -> array:
     return idx
 
 
+def _int32_index(k) -> int:
+    # MLX's indices and slice bounds are int32 (its message, which names no op).
+    if not -(2**31) <= k < 2**31:
+        raise IndexingError("Slice indices must be 32-bit integers.")
+    return int(k)
+
+
 def _classify(k, op: str):
     if k is None:
         return ("none", None)
@@ -61,7 +68,7 @@ def _classify(k, op: str):
     if isinstance(k, (bool, np.bool_)):
         raise IndexingError(f"[{op}] Cannot index an array with a bool; boolean indices are not yet supported.")
     if isinstance(k, (int, np.integer)):
-        return ("int", int(k))
+        return ("int", _int32_index(k))
     if isinstance(k, slice):
         return ("slice", k)
     if isinstance(k, (array, list, tuple, np.ndarray)):
@@ -75,6 +82,9 @@ def _slice_bounds(s: slice, n: int, op: str) -> tuple:
         parts = [None if p is None else operator.index(p) for p in (s.start, s.stop, s.step)]
     except TypeError:
         raise IndexingError(f"[{op}] Slice indices must be integers or None, got {s!r}.") from None
+    for part in parts:
+        if part is not None:
+            _int32_index(part)
     if parts[2] == 0:
         raise IndexingError(f"[{op}] Slice step cannot be zero.")
     start, stop, step = slice(*parts).indices(n)
@@ -357,6 +367,8 @@ def _updated(a: array, key, value, mode: str, op: str) -> array:
 def _bool_mask(key):
     """The key as a boolean mask array, or None when it is not one."""
     k = key[0] if isinstance(key, tuple) and len(key) == 1 else key
+    if isinstance(k, (bool, np.bool_)):
+        return array(k)  # a 0-d mask: True sets every element, False none (as MLX's a[True] = v)
     if isinstance(k, array):
         return k if k.dtype == dt.bool_ else None
     if isinstance(k, np.ndarray) and k.dtype == np.bool_:
@@ -459,6 +471,11 @@ class AtIndexer:
 
     def __getitem__(self, key) -> _AtUpdate:
         return _AtUpdate(self._a, key)
+
+    def __getattr__(self, name):
+        if not name.startswith("_") and hasattr(_AtUpdate, name):  # a.at.add(...): the key is missing
+            raise ValueError("Must give indices to array.at (e.g. `x.at[0].add(4)`).")
+        raise AttributeError(f"'AtIndexer' object has no attribute '{name}'")
 
 
 # -- take, take_along_axis, put_along_axis --------------------------------------------------------------

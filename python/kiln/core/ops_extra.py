@@ -14,7 +14,7 @@ import numpy as np
 
 from . import dtypes as dt
 from . import ops
-from .array import array, bind
+from .array import _foreign_numpy, array, bind, copy_layout, default_dtype
 from .prims import extra as _extra_prims  # noqa: F401  (registers real, imag, conjugate, view, as_strided)
 from .prims.extra import view_shape as _view_shape
 
@@ -397,12 +397,29 @@ def from_dlpack(x, /, *, copy=None) -> array:
 
     Args:
         x: An object implementing ``__dlpack__`` and ``__dlpack_device__``.
+        copy (bool, optional): ``None`` or ``True`` copy the data (keeping its strides); ``False`` asks to
+            share it, which a CPU array cannot (a ValueError, as in MLX's CPU build).
 
     Returns:
-        array: A copy of the data as a kiln array.
+        array: The data as a kiln array: float64 becomes float32 and complex128 complex64, as in MLX.
     """
-    data = np.from_dlpack(x)
-    return array._from_numpy(np.array(data))
+    if not hasattr(x, "__dlpack__"):
+        raise TypeError(f"[from_dlpack] Expected an object with __dlpack__, got {type(x).__name__}.")
+    if copy is False:
+        raise ValueError("[convert] Cannot import a CPU array without a copy.")
+    if str(getattr(x, "dtype", "")) == "torch.bfloat16":
+        data = _foreign_numpy(x)  # numpy's DLPack import has no bfloat16: read the bits
+    else:
+        try:
+            data = np.from_dlpack(x)
+        except (RuntimeError, BufferError) as e:
+            raise ValueError(f"[from_dlpack] Cannot convert array to mlx: {e}") from None
+    if any(stride < 0 for stride in data.strides):
+        raise ValueError("Cannot convert DLPack arrays with negative strides to mlx array.")
+    d = default_dtype(data.dtype)
+    if data.size == 0:
+        return array._from_numpy(np.array(data, d.np), d)
+    return array._from_numpy(copy_layout(data, d.np), d)
 
 
 def contiguous(a, /, allow_col_major: bool = False, *, stream=None) -> array:
@@ -1022,11 +1039,6 @@ def _install_array_methods():
     def view_method(self, dtype, *, stream=None):
         return view(self, dtype)
 
-    def complex_method(self):
-        if self.size != 1:
-            raise TypeError("only size-1 arrays can be converted to Python scalars")
-        return complex(np.asarray(self).reshape(()))
-
     def dlpack_method(self, *args, **kwargs):
         return np.asarray(self).__dlpack__(*args, **kwargs)
 
@@ -1034,11 +1046,11 @@ def _install_array_methods():
         return np.asarray(self).__dlpack_device__()
 
     def bytes_method(self):
-        return np.ascontiguousarray(np.asarray(self)).tobytes()
+        return np.ascontiguousarray(self._numpy()).tobytes()  # not np.asarray: numpy refuses bfloat16 buffers
 
     methods = {
         "view": view_method, "conj": conj, "conjugate": conjugate, "logcumsumexp": logcumsumexp,
-        "__complex__": complex_method, "__dlpack__": dlpack_method, "__dlpack_device__": dlpack_device,
+        "__dlpack__": dlpack_method, "__dlpack_device__": dlpack_device,
         "__bytes__": bytes_method,
         "__div__": lambda self, other: ops.divide(self, other),
         "__rdiv__": lambda self, other: ops.divide(other, self),

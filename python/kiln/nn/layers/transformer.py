@@ -89,8 +89,8 @@ class MultiHeadAttention(Module):
         """An (N, N) mask with the dtype's most negative value above the diagonal and 0 elsewhere."""
         indices = mx.arange(N)
         mask = mx.expand_dims(indices, 1) < mx.expand_dims(indices, 0)
-        lowest = float(np.finfo(np.dtype(dtype.np) if dtype != mx.bfloat16 else np.float32).min)
-        return mask.astype(dtype) * lowest
+        # The dtype's own lowest finite value: float32's would round to -inf in bfloat16, and 0 * -inf is NaN.
+        return mask.astype(dtype) * mx.finfo(dtype).min
 
 
 class TransformerEncoderLayer(Module):
