@@ -230,6 +230,26 @@ def test_gather_qmm_matches_gathered_products():
     assert only_rhs.shape == (2, 1, 1, 24)
 
 
+@pytest.mark.parametrize("transpose", [True, False])
+@pytest.mark.parametrize("bits", [4, 8])
+def test_tall_gather_qmm_multiplies_each_used_matrix_once(transpose, bits):
+    """More than 16 rows (a mixture-of-experts prefill): per used matrix one tiled GEMM over its inputs; each
+    result equals that pair's own quantized_matmul, and the reference meaning within the stated bound."""
+    n = 24 if transpose else 64  # x @ W.T with W (n, 128), or x @ W with W (128, n) quantized along n
+    wq, scales, biases = _quantized(*((n, 128) if transpose else (128, n)), 64, bits, mx.float16, lead=(5,))
+    x = mx.array(RNG.standard_normal((3, 20, 128)).astype(np.float32)).astype(mx.float16)
+    lhs, rhs = mx.array([0, 2, 2, 1, 0]), mx.array([4, 0, 1, 4, 4])
+    out = mx.gather_qmm(x, wq, scales, biases, lhs_indices=lhs, rhs_indices=rhs, transpose=transpose, bits=bits)
+    assert out.shape == (5, 20, n) and out.dtype == mx.float16
+    for i, (li, ri) in enumerate(zip(_host(lhs), _host(rhs))):
+        one = mx.quantized_matmul(x[int(li)], wq[int(ri)], scales[int(ri)], biases[int(ri)], transpose=transpose,
+                                  bits=bits)
+        np.testing.assert_array_equal(_np(out[i]), _np(one))
+    ref = REGISTRY["gather_qmm"].impl(*(_host(a) for a in (x, wq, scales, biases, lhs, rhs)), transpose=transpose,
+                                      group_size=64, bits=bits)
+    np.testing.assert_allclose(_np(out), ref.astype(np.float32), rtol=2e-3, atol=2e-3 * np.abs(ref).max())
+
+
 def test_quantized_bad_input_is_a_clear_error():
     wq, scales, biases = _quantized(8, 128, 64, 4, mx.float32)
     with pytest.raises(ValueError, match=r"\[quantized_matmul\] Last dimension"):

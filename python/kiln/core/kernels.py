@@ -284,29 +284,47 @@ def _choose_quantize(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     return run
 
 
+def _flat_pairs(lhs, rhs, n_x: int, n_w: int) -> tuple:
+    """The broadcast index arrays, flattened to int64 and checked against the batch sizes they index."""
+    lhs, rhs = np.broadcast_arrays(lhs, rhs)
+    lhs_i, rhs_i = lhs.reshape(-1).astype(np.int64), rhs.reshape(-1).astype(np.int64)
+    if lhs_i.size and (lhs_i.min() < 0 or lhs_i.max() >= n_x or rhs_i.min() < 0 or rhs_i.max() >= n_w):
+        raise IndexError("[gather_qmm] Index out of range.")
+    return lhs.shape, lhs_i, rhs_i
+
+
+def _gathered_gemm(spec: dict, transpose: bool, out_dtype: dt.Dtype, xs, w, scales, biases, lhs_i, rhs_i):
+    """Tall gathered products: each matrix of w that some pair uses is multiplied once, by the tiled GEMM of
+    _quantized_gemm, with the stack of inputs paired with it (a mixture-of-experts prefill)."""
+    M, bits = xs.shape[-2], spec["bits"]
+    flat = [a.reshape((-1,) + a.shape[-2:]) for a in (w, scales, biases)]
+    n = w.shape[-2] if transpose else w.shape[-1] * 32 // bits
+    out = np.empty((len(lhs_i), M, n), out_dtype.np)
+    for e in np.unique(rhs_i):
+        pairs = np.nonzero(rhs_i == e)[0]
+        w_e, s_e, b_e = _kernel_layout(*(a[e] for a in flat))
+        out[pairs] = _quantized_gemm(spec, transpose, out_dtype, xs[lhs_i[pairs]], w_e, s_e, b_e)
+    return out
+
+
 def _choose_gather_qmm(params: dict, in_dtypes: tuple, out_dtype: dt.Dtype):
     spec = _quantized_spec(params, in_dtypes[0], in_dtypes[2], out_dtype)
     if spec is None:
         return None
-    from .prims.quantized import gather_qmm_impl
-
     transpose = params["transpose"]
 
     def run(x, w, scales, biases, lhs, rhs):
-        if x.shape[-2] > GEMV_MAX_ROWS:
-            return gather_qmm_impl(x, w, scales, biases, lhs, rhs, transpose=transpose,
-                                   group_size=params["group_size"], bits=params["bits"])
-        w, scales, biases = _kernel_layout(w, scales, biases)
-        lhs, rhs = np.broadcast_arrays(lhs, rhs)
         xs = x.reshape((-1,) + x.shape[-2:])
-        lhs_i, rhs_i = lhs.reshape(-1).astype(np.int64), rhs.reshape(-1).astype(np.int64)
         n_w = int(np.prod(w.shape[:-2], dtype=np.int64))
-        if lhs_i.size and (lhs_i.min() < 0 or lhs_i.max() >= len(xs) or rhs_i.min() < 0 or rhs_i.max() >= n_w):
-            raise IndexError("[gather_qmm] Index out of range.")
+        shape, lhs_i, rhs_i = _flat_pairs(lhs, rhs, len(xs), n_w)
+        if x.shape[-2] > GEMV_MAX_ROWS:
+            out = _gathered_gemm(spec, transpose, out_dtype, xs, w, scales, biases, lhs_i, rhs_i)
+            return out.reshape(shape + out.shape[-2:])
+        w, scales, biases = _kernel_layout(w, scales, biases)
         woff = _batch_offsets(w, w.shape[:-2], 1)[rhs_i]
         soff = _batch_offsets(scales, scales.shape[:-2], scales.itemsize)[rhs_i]
         out = _quantized_product(spec, transpose, out_dtype, xs, w, scales, biases, lhs_i, woff, soff)
-        return out.reshape(lhs.shape + out.shape[-2:])
+        return out.reshape(shape + out.shape[-2:])
 
     return run
 
