@@ -780,9 +780,7 @@ def _to_numpy(val, dtype):
     if isinstance(val, (np.ndarray, np.generic)):
         data = np.asarray(val)
         for n in data.shape:
-            if n > _INT32_MAX:  # MLX's dimensions are int32 (its error type and message)
-                raise OverflowError(f"Shape dimension {n} is outside the supported range [-2147483648, "
-                                    "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
+            dt.check_dim(n)  # MLX's error names no op here
         if dtype is None:
             dtype = default_dtype(data.dtype)
         return _cast(data, dtype), dtype
@@ -794,9 +792,6 @@ def _to_numpy(val, dtype):
     if val is None:
         raise TypeError("[array] Cannot convert None to an array.")
     raise ValueError(f"[array] Invalid type {type(val).__name__} received in array initialization.")
-
-
-_INT32_MAX = 2**31 - 1
 
 
 def _exports_buffer(val) -> bool:

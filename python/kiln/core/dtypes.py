@@ -239,6 +239,20 @@ def weak_result(d: Dtype, scalar_type: type) -> Dtype:
     return _WEAK_RESULT[d, scalar_type]
 
 
+# Shape dimensions are int32, as in MLX.
+INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
+
+
+def check_dim(n: int, op: str | None = None) -> int:
+    """A shape dimension, given or computed, must fit in int32: else MLX's OverflowError (its words, with
+    `[op] ` in front when an op is named)."""
+    if not INT32_RANGE[0] <= n <= INT32_RANGE[1]:
+        prefix = f"[{op}] " if op else ""
+        raise OverflowError(f"{prefix}Shape dimension {n} is outside the supported range [-2147483648, "
+                            "2147483647]. MLX currently uses 32-bit integers for shape dimensions.")
+    return n
+
+
 def scalar_dtype(value) -> Dtype:
     """The dtype `mx.array(value)` gets for a Python scalar."""
     if isinstance(value, bool):

@@ -682,10 +682,6 @@ def radians(a, stream=None):
 
 
 # -- creation ----------------------------------------------------------------------------------------
-# Shape dimensions are int32, as in MLX: a larger one given or computed is an OverflowError naming it.
-_INT32_RANGE = (-(1 << 31), (1 << 31) - 1)
-
-
 def _dim_int(op, value) -> int:
     """One given dimension as an int: only ``__index__`` integers (not floats or strings), within int32."""
     try:
@@ -693,7 +689,7 @@ def _dim_int(op, value) -> int:
     except TypeError:
         kind = type(value).__name__
         raise TypeError(f"[{op}] Shape dimensions must be integers, got {kind} {value!r}.") from None
-    return _check_dim(op, v)
+    return dt.check_dim(v, op)
 
 
 def _dims_arg(op, shape) -> tuple:
@@ -709,18 +705,10 @@ def _dims_arg(op, shape) -> tuple:
     return tuple(_dim_int(op, s) for s in items)
 
 
-def _check_dim(op, n: int) -> int:
-    """A dimension, given or computed (a concatenation, a repeat, a product), must fit in int32."""
-    if not _INT32_RANGE[0] <= n <= _INT32_RANGE[1]:
-        raise OverflowError(f"[{op}] Shape dimension {n} is outside the supported range [-2147483648, "
-                            "2147483647]. kiln, like MLX, uses 32-bit integers for shape dimensions.")
-    return n
-
-
 def _shape_arg(op, shape) -> tuple:
     if type(shape) is tuple:
         for s in shape:
-            if type(s) is not int or not 0 <= s <= _INT32_RANGE[1]:
+            if type(s) is not int or not 0 <= s <= dt.INT32_RANGE[1]:
                 break
         else:
             return shape  # already a tuple of non-negative ints
@@ -904,12 +892,12 @@ def arange(*args, start=None, stop=None, step=None, dtype=None, stream=None) -> 
     elif builtins.any(isinstance(v, (float, np.floating)) for v in values):
         d = dt.float32
     else:
-        fits = builtins.all(_INT32_RANGE[0] <= v <= _INT32_RANGE[1] for v in values)
+        fits = builtins.all(dt.INT32_RANGE[0] <= v <= dt.INT32_RANGE[1] for v in values)
         d = dt.int32 if fits else dt.int64
     if d == dt.bool_:
         raise ValueError("[arange] bool not supported for arange.")
     n = _arange_length(start, stop, step)
-    if n > _INT32_RANGE[1]:
+    if n > dt.INT32_RANGE[1]:
         raise ValueError("[arange] Maximum size exceeded.")
     _alloc("arange", (n,), d)
     if n <= 1:
@@ -1679,7 +1667,7 @@ def concatenate(arrays, axis: int | None = 0, stream=None) -> array:
     arrs = _promote("concatenate", *arrs)
     ax = _axis("concatenate", arrs[0].ndim, axis)
     if builtins.all(x.ndim == arrs[0].ndim for x in arrs):
-        _check_dim("concatenate", builtins.sum(x.shape[ax] for x in arrs))
+        dt.check_dim(builtins.sum(x.shape[ax] for x in arrs), "concatenate")
     if len(arrs) == 1:
         return arrs[0]
     return bind("concatenate", *arrs, axis=ax)
@@ -1867,7 +1855,7 @@ def repeat(a, repeats: int, axis: int | None = None, stream=None) -> array:
     ax = _axis("repeat", a.ndim, axis)
     if repeats < 0:
         raise ValueError("[repeat] Number of repeats cannot be negative.")
-    _check_dim("repeat", a.shape[ax] * repeats)
+    dt.check_dim(a.shape[ax] * repeats, "repeat")
     e = expand_dims(a, ax + 1)
     shape = list(e.shape)
     shape[ax + 1] = repeats

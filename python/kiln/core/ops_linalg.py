@@ -247,7 +247,7 @@ def kron(a, b, *, stream=None) -> array:
     nd = max(x.ndim, y.ndim)
     x = ops.reshape(x, (1,) * (nd - x.ndim) + x.shape)
     y = ops.reshape(y, (1,) * (nd - y.ndim) + y.shape)
-    out_shape = tuple(ops._check_dim("kron", p * q) for p, q in zip(x.shape, y.shape))
+    out_shape = tuple(dt.check_dim(p * q, "kron") for p, q in zip(x.shape, y.shape))
     # Interleave: x's axes at even positions, y's at odd ones, then merge each pair.
     xe = ops.reshape(x, tuple(v for s in x.shape for v in (s, 1)))
     ye = ops.reshape(y, tuple(v for s in y.shape for v in (1, s)))
