@@ -749,6 +749,9 @@ def _set_last(x):
     (lambda x: x[1:3] * 2, True),
     (_set_last, False),  # a negative index, an omitted stop: the bounds came from the traced size
     (lambda x: x[1:] * 2, False),
+    (lambda x: x[2] * 2, True),  # reads by plain and negative index (the basic-key fast path of getitem)
+    (lambda x: x[-1] * 2, False),
+    (lambda x: x[..., -2] * 2, False),
 ])
 def test_b17_shapeless_slices_replay_when_their_bounds_do_not_depend_on_the_size(fun, replays):
     body, runs = counted(fun)

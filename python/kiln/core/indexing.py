@@ -76,6 +76,15 @@ def _classify(k, op: str):
     raise IndexingError(f"[{op}] Cannot index an array with an index of type {type(k).__name__}.")
 
 
+def _from_end(k: int, n: int) -> int:
+    """An index in [-n, n) as a position; a negative one counts from the end, so the bound then depends on
+    the size (noted for shapeless replay)."""
+    if k < 0:
+        note_bound_decision()
+        return k + n
+    return k
+
+
 def _slice_bounds(s: slice, n: int, op: str) -> tuple:
     """(start, stop, step) of a slice over n elements, in the `slice` primitive's convention."""
     try:
@@ -127,9 +136,7 @@ def _parse(shape: tuple, key, op: str):
         if kind == "int":
             if not -n <= value < n:
                 raise IndexOutOfRange(f"[{op}] Index {value} is out of bounds for axis {axis} with size {n}.")
-            if value < 0:
-                note_bound_decision()
-                value += n
+            value = _from_end(value, n)
         elif kind == "slice":
             value = _slice_bounds(value, n, op)
         entries.append(_Entry(kind, value, axis))
@@ -286,7 +293,7 @@ def _basic_read(a: array, key):
         if type(k) is int:
             if not -n <= k < n:
                 return None
-            k = k + n if k < 0 else k
+            k = _from_end(k, n)
             bounds = (k, k + 1, 1)
             int_axes.append(axis)
         else:
