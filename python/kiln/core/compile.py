@@ -27,7 +27,7 @@ from .array import PlaceholderError, array, bind, transform_depth, transform_sco
 from .graph import Lit
 from .shape_check import graph_at_shapes, is_rank_agnostic
 from .tracing import (UncapturedInputError, graph_from_outputs, note_bound_decision, note_rank_decision, replace_arrays,
-                      shapeless_scope, watch_rank_decisions)
+                      shapeless_scope, watch_shape_decisions)
 
 __all__ = ["compile", "disable_compile", "enable_compile", "engine_status"]
 
@@ -637,7 +637,7 @@ class CompiledFunction:
             for path, x in state_leaves:
                 _set_path(self.inputs, path, by_id[id(x)])
             with transform_scope(), (shapeless_scope() if self.shapeless else contextlib.nullcontext()), \
-                    watch_rank_decisions() as rank_decisions:
+                    watch_shape_decisions() as decisions:
                 result = self.fun(*traced_args, **traced_kwargs)
             out_leaves = []
             treedef = _TreeDef(result, out_leaves)
@@ -674,8 +674,8 @@ class CompiledFunction:
                   f"({len(program.kernel_sources)} kernels)", file=sys.stderr)
         # The optimised graph and kernel sources are logged by the engine, once, as it builds them.
         entry = _Entry(graph, program, treedef, len(out_leaves), state_paths, key)
-        entry.rank_agnostic = self.shapeless and rank_decisions[0] == 0 and is_rank_agnostic(graph)
-        entry.bounds_fixed = not self.shapeless or rank_decisions[1] > 0
+        entry.rank_agnostic = self.shapeless and decisions[0] == 0 and is_rank_agnostic(graph)
+        entry.bounds_fixed = not self.shapeless or decisions[1] > 0
         entry.inputs = self.inputs
         entry.outputs = self.outputs
         return entry

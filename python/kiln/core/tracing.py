@@ -64,8 +64,8 @@ def note_bound_decision() -> None:
 
 
 @contextlib.contextmanager
-def watch_rank_decisions():
-    """Count the rank and bound decisions made inside; yields a list that holds both counts on exit."""
+def watch_shape_decisions():
+    """Count the rank and bound decisions made inside; yields a list that holds [rank, bound] on exit."""
     saved = (_local.rank_decisions, _local.bound_decisions)
     _local.rank_decisions = _local.bound_decisions = 0
     count = []
