@@ -69,11 +69,16 @@ def _release(ref) -> None:
         _count["active"] -= nbytes
 
 
+def buffer_owner(data: np.ndarray) -> np.ndarray:
+    """The numpy array that owns the memory behind `data` (views share their owner's buffer)."""
+    while isinstance(data.base, np.ndarray):
+        data = data.base
+    return data
+
+
 def track(data: np.ndarray) -> None:
     """Count the buffer behind `data` (the numpy array that owns the memory) as active until it is freed."""
-    owner = data
-    while isinstance(owner.base, np.ndarray):
-        owner = owner.base
+    owner = buffer_owner(data)
     key = id(owner)
     ref = _held.get(key)
     if ref is not None and ref() is owner:

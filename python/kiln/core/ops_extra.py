@@ -15,6 +15,7 @@ import numpy as np
 from . import dtypes as dt
 from . import ops
 from .array import _foreign_numpy, array, bind, copy_layout, default_dtype
+from .memory import buffer_owner
 from .prims import extra as _extra_prims  # noqa: F401  (registers real, imag, conjugate, view, as_strided)
 from .prims.extra import view_shape as _view_shape
 
@@ -467,9 +468,7 @@ def get_array_buffer_size(*args) -> int:
     for a in leaves:
         if a._data is None:
             raise ValueError("[get_array_buffer_size] Arrays must be evaluated before querying buffer size.")
-        owner = a._data
-        while isinstance(owner.base, np.ndarray):  # views share their owner's buffer
-            owner = owner.base
+        owner = buffer_owner(a._data)
         seen[id(owner)] = owner.nbytes
     return int(builtins.sum(seen.values()))
 
@@ -921,7 +920,8 @@ def hadamard_transform(a, scale=None, stream=None) -> array:
         raise ValueError(f"[hadamard_transform] The size {n} must be m * 2**k with m in (1, 12, 20, 28).")
     lead = a.shape[:-1]
     p = n // m
-    # half-precision inputs are transformed in float32 and rounded once, as MLX does
+    # half-precision inputs are transformed in float32 and rounded once (MLX's stages round in between, so its
+    # half-precision results differ in the last bits and drift further from the exact transform)
     out = ops.astype(a, dt.float32) if a.dtype in (dt.float16, dt.bfloat16) else a
     half = 1
     # butterflies over the power-of-two factor: pair element i with i + half inside each block of 2 * half
